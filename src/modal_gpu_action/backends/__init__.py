@@ -1,0 +1,1 @@
+"""Where the suite runs: `local` (this machine) or `modal` (a Modal GPU container)."""
