@@ -1,0 +1,148 @@
+"""Command line and GitHub-mode entry.
+
+    modal-gpu-action report JUNIT_XML... [--summary-file F] [--comment-file F]
+    modal-gpu-action run [--backend local|modal] [--gpu SPEC] [--test-path P] ...
+    modal-gpu-action plan [same flags as run]
+    python -m modal_gpu_action            (GITHUB_ACTIONS=true: `run` with the INPUT_* variables)
+
+Exit codes: 0 passed, 1 tests failed, 2 bad input, 3 infrastructure failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from modal_gpu_action import __version__
+from modal_gpu_action.exit_codes import BAD_INPUT, FAILED, PASSED
+from modal_gpu_action.settings import INPUTS, SettingsError, load_settings
+from modal_gpu_action.workflow import command, in_github_actions
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args and in_github_actions():
+        args = ["run"]  # the composite action runs `python -m modal_gpu_action` with INPUT_*
+    parser = _parser()
+    namespace = parser.parse_args(args)
+    try:
+        result: int = namespace.handler(namespace)
+    except SettingsError as error:
+        _error(str(error))
+        return BAD_INPUT
+    return result
+
+
+def _error(message: str) -> None:
+    if in_github_actions():
+        print(command("error", message, title="modal-gpu-action"), flush=True)
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modal-gpu-action",
+        description="Run a pytest suite on a GPU (Modal or this machine) and report the results.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    report = commands.add_parser("report", help="turn JUnit XML files into a summary and comment")
+    report.add_argument(
+        "junit_xml", nargs="+", metavar="JUNIT_XML", help="JUnit XML file(s); shards are merged"
+    )
+    report.add_argument(
+        "--summary-file", type=Path, help="write the job summary markdown here (default: stdout)"
+    )
+    report.add_argument("--comment-file", type=Path, help="write the PR comment markdown here")
+    report.add_argument(
+        "--comment-key", default="report", help="key of the comment's hidden marker"
+    )
+    report.add_argument(
+        "--title", default="Test results", help="headline of the summary and comment"
+    )
+    report.set_defaults(handler=_report)
+
+    for name, handler, help_text in (
+        ("run", _run, "run the suite and report it"),
+        ("plan", _plan, "print, as JSON, what a run would do, without running anything"),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        for spec in INPUTS:
+            flag = "--" + spec.name
+            sub.add_argument(
+                flag,
+                dest=_dest(spec.name),
+                metavar=spec.name.upper().replace("-", "_"),
+                help=f"{spec.description} (default: {spec.default!r}; or {_env(spec.name)})",
+            )
+        if name == "run":
+            sub.add_argument(
+                "--summary-file", type=Path, help="also write the job summary markdown here"
+            )
+            sub.add_argument(
+                "--comment-file", type=Path, help="also write the PR comment markdown here"
+            )
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+def _dest(name: str) -> str:
+    return "input_" + name.replace("-", "_")
+
+
+def _env(name: str) -> str:
+    return "INPUT_" + name.upper().replace("-", "_")
+
+
+def _flags(namespace: argparse.Namespace) -> dict[str, str | None]:
+    return {spec.name: getattr(namespace, _dest(spec.name)) for spec in INPUTS}
+
+
+def _report(namespace: argparse.Namespace) -> int:
+    from modal_gpu_action.render import render_comment, render_summary, run_url_from_env
+    from modal_gpu_action.results import JUnitError, load_reports
+
+    try:
+        report = load_reports(namespace.junit_xml)
+    except JUnitError as error:
+        _error(str(error))
+        return BAD_INPUT
+    summary = render_summary(report, title=namespace.title)
+    if namespace.summary_file:
+        namespace.summary_file.write_text(summary, encoding="utf-8")
+    else:
+        sys.stdout.write(summary)
+    if namespace.comment_file:
+        comment = render_comment(
+            report,
+            key=namespace.comment_key,
+            title=namespace.title,
+            run_url=run_url_from_env(os.environ),
+        )
+        namespace.comment_file.write_text(comment, encoding="utf-8")
+    return FAILED if report.totals.failed or report.totals.errors else PASSED
+
+
+def _run(namespace: argparse.Namespace) -> int:
+    from modal_gpu_action.engine import run
+
+    settings = load_settings(_flags(namespace), os.environ)
+    return run(
+        settings,
+        environ=os.environ,
+        summary_file=namespace.summary_file,
+        comment_file=namespace.comment_file,
+    )
+
+
+def _plan(namespace: argparse.Namespace) -> int:
+    from modal_gpu_action.engine import plan
+
+    settings = load_settings(_flags(namespace), os.environ)
+    print(json.dumps(plan(settings), indent=2))
+    return PASSED

@@ -1,0 +1,92 @@
+"""GitHub Actions workflow commands and files: outputs, step summary, masks, log groups.
+
+Kept here so every module writes them the same way (and nothing else prints `::` commands).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSpec:
+    name: str
+    description: str
+
+
+OUTPUTS: tuple[OutputSpec, ...] = (
+    OutputSpec(
+        "conclusion",
+        "`passed`, `failed`, `no tests`, `timed out`, `cancelled` or `infrastructure error`.",
+    ),
+    OutputSpec("tests", "Number of tests in the report."),
+    OutputSpec("passed", "Number of tests that passed (xpassed included)."),
+    OutputSpec("failed", "Number of tests that failed."),
+    OutputSpec("errors", "Number of tests that errored (fixtures, collection, crashes)."),
+    OutputSpec("skipped", "Number of tests skipped (xfailed included)."),
+    OutputSpec("duration-seconds", "Wall time of the test run in seconds."),
+    OutputSpec("junit-xml", "Path of the merged JUnit XML report."),
+    OutputSpec("gpu", "The GPU the tests ran on, as the GPU reported it (or the spec asked for)."),
+    OutputSpec(
+        "cost-usd", "Estimated GPU cost of the run in US dollars (Modal's per-second prices)."
+    ),
+    OutputSpec("comment-url", "URL of the PR comment written or updated, when there was one."),
+)
+
+
+def in_github_actions(environ: Mapping[str, str] = os.environ) -> bool:
+    return environ.get("GITHUB_ACTIONS") == "true"
+
+
+def escape_data(text: str) -> str:
+    """Escape a workflow command's message (GitHub's toolkit `escapeData`)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def command(name: str, message: str = "", **properties: str) -> str:
+    """One workflow command line, e.g. `::warning title=X::message`."""
+    props = ",".join(
+        f"{key}={escape_data(value).replace(':', '%3A').replace(',', '%2C')}"
+        for key, value in properties.items()
+    )
+    return f"::{name}{' ' + props if props else ''}::{escape_data(message)}"
+
+
+def mask(values: list[str], stream: TextIO = sys.stdout) -> None:
+    """Ask the runner to hide each secret in the log; each line of a multi-line value too."""
+    for value in values:
+        for line in {value, *value.splitlines()}:
+            if line.strip():
+                print(command("add-mask", line), file=stream, flush=True)
+
+
+@contextmanager
+def group(title: str, enabled: bool, stream: TextIO = sys.stdout) -> Iterator[None]:
+    """A folded `::group::` section in the job log (plain text outside GitHub)."""
+    print(command("group", title) if enabled else f"== {title}", file=stream, flush=True)
+    try:
+        yield
+    finally:
+        if enabled:
+            print("::endgroup::", file=stream, flush=True)
+
+
+def write_outputs(path: Path, values: Mapping[str, str]) -> None:
+    """Append outputs to `$GITHUB_OUTPUT`, using the heredoc form so no value can inject another."""
+    with path.open("a", encoding="utf-8") as out:
+        for name, value in values.items():
+            delimiter = f"ghadelimiter_{uuid.uuid4()}"
+            out.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+
+
+def append_summary(path: Path, markdown: str) -> None:
+    """Append to `$GITHUB_STEP_SUMMARY` (several steps may share the file)."""
+    with path.open("a", encoding="utf-8") as out:
+        out.write(markdown if markdown.endswith("\n") else markdown + "\n")
