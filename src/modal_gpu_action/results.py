@@ -3,17 +3,46 @@
 Contract (other modules rely on it; keep the names):
 - `Outcome`, `TestCase`, `Totals`, `TestReport` below.
 - `parse_junit(source: str | Path | bytes, *, name: str = "") -> TestReport`: one file or XML text;
-  refuses entity expansion and external entities (`JUnitError`); a truncated/empty document keeps
-  every complete case and adds one ERROR case saying the report was cut short.
+  refuses entity expansion and external entities (`JUnitFileError`); a truncated/empty document
+  keeps every complete case and adds one ERROR case saying the report was cut short.
 - `load_reports(paths) -> TestReport`: parse several files (shards) and merge; missing/unreadable
   file -> `JUnitFileError` naming it.
 - `merge(reports) -> TestReport`.
+
+How a `<testcase>` becomes a `TestCase`:
+- Outcome by its worst result element: error, then failure, then skipped (as the corpus counts
+  them); no result element is a pass, or a skip when the producer marks it `status="disabled"`.
+- pytest writes an xfail as `<skipped type="pytest.xfail">`: XFAILED. It writes a non-strict
+  xpass as a plain pass, so that one cannot be told apart and stays PASSED; only the legacy
+  `<skipped message="xfail-marked test passes unexpectedly">` becomes XPASSED. A strict xpass is
+  a `<failure message="[XPASS(strict)] ...">` and stays FAILED: it fails the run.
+- file/line: for a failure or error, the last `path.py:N: ` location in pytest's traceback that
+  lies in the test's file (or, when the producer gives no file, as with pytest's default xunit2,
+  the last one with a relative path), because that is the line that failed. Otherwise the `file`
+  and `line` attributes; pytest writes `line` 0-based, so it is shifted for pytest's reports.
+- wall_time: the largest `time` of the `<testsuites>`/`<testsuite>` elements (the enclosing
+  element's time covers the nested ones), or the sum of the case durations when none has one.
+  Merged shards ran in parallel, so `merge` keeps the longest wall time rather than the sum.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+import io
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from xml.etree.ElementTree import Element, ParseError
+from xml.parsers.expat import errors as expat_errors
+
+import defusedxml
+import defusedxml.ElementTree as safe_etree
+from junitparser import Error, Failure, Skipped
+from junitparser import TestCase as JUnitCase
 
 
 class Outcome(enum.StrEnum):
@@ -62,3 +91,203 @@ class TestReport:
     cases: tuple[TestCase, ...] = ()
     wall_time: float = 0.0
     sources: tuple[str, ...] = field(default=())
+
+    @property
+    def totals(self) -> Totals:
+        counts = Counter(case.outcome for case in self.cases)
+        return Totals(
+            tests=len(self.cases),
+            passed=counts[Outcome.PASSED],
+            failed=counts[Outcome.FAILED],
+            errors=counts[Outcome.ERROR],
+            skipped=counts[Outcome.SKIPPED],
+            xfailed=counts[Outcome.XFAILED],
+            xpassed=counts[Outcome.XPASSED],
+            duration=math.fsum(case.duration for case in self.cases),
+        )
+
+    @property
+    def failures(self) -> tuple[TestCase, ...]:
+        """Failed and errored cases, in report order."""
+        return tuple(case for case in self.cases if case.outcome in _FAILING)
+
+    @property
+    def conclusion(self) -> str:
+        """'failed' when anything failed or errored, 'no tests' when nothing ran, else 'passed'."""
+        if any(case.outcome in _FAILING for case in self.cases):
+            return "failed"
+        return "passed" if self.cases else "no tests"
+
+    def with_extra_error(
+        self, classname: str, name: str, message: str, detail: str = ""
+    ) -> TestReport:
+        """This report plus one ERROR case, e.g. "pytest crashed with signal 11"."""
+        extra = TestCase(classname, name, Outcome.ERROR, message=message, detail=detail)
+        return replace(self, cases=(*self.cases, extra))
+
+
+_FAILING = frozenset({Outcome.FAILED, Outcome.ERROR})
+
+
+class JUnitError(Exception):
+    """A JUnit report that cannot be used."""
+
+
+class JUnitFileError(JUnitError):
+    """A JUnit file that is missing, unreadable or refused; the message names it."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def parse_junit(source: str | Path | bytes, *, name: str = "") -> TestReport:
+    """One JUnit document: a path (str or Path) or the XML itself (bytes)."""
+    if isinstance(source, bytes):
+        return _parse(source, name or "<JUnit XML>")
+    return _parse(_read(source), name or str(source))
+
+
+def load_reports(paths: Sequence[str | Path]) -> TestReport:
+    """Parse every file (one per shard) and merge them into one report."""
+    return merge(parse_junit(path) for path in paths)
+
+
+def merge(reports: Iterable[TestReport]) -> TestReport:
+    """One report with every case in order; shards run in parallel, so the longest wall time."""
+    reports = list(reports)
+    return TestReport(
+        cases=tuple(case for report in reports for case in report.cases),
+        wall_time=max((report.wall_time for report in reports), default=0.0),
+        sources=tuple(source for report in reports for source in report.sources),
+    )
+
+
+def _read(path: str | Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise JUnitFileError(path, "no such file") from None
+    except IsADirectoryError:
+        raise JUnitFileError(path, "is a directory, not a JUnit XML file") from None
+    except OSError as exc:
+        raise JUnitFileError(path, f"cannot be read: {exc.strerror or exc}") from None
+
+
+# Where expat stops when the document simply ends early (pytest or the machine killed mid-write).
+_CUT_SHORT_CODES = frozenset(
+    expat_errors.codes[message]
+    for message in (
+        expat_errors.XML_ERROR_NO_ELEMENTS,
+        expat_errors.XML_ERROR_UNCLOSED_TOKEN,
+        expat_errors.XML_ERROR_PARTIAL_CHAR,
+        expat_errors.XML_ERROR_UNCLOSED_CDATA_SECTION,
+    )
+)
+
+
+def _parse(data: bytes, label: str) -> TestReport:
+    # defusedxml's iterparse refuses entity declarations (XML bombs, external entities) before
+    # anything is expanded, and streaming keeps every case completed before a truncation.
+    cases: list[TestCase] = []
+    suite_times: list[float] = []
+    root: Element | None = None
+    pytest_lines = False
+    try:
+        for event, elem in safe_etree.iterparse(io.BytesIO(data), events=("start", "end")):
+            if event == "end":
+                if elem.tag == "testcase":
+                    cases.append(_case(elem, pytest_lines))
+                    elem.clear()  # keeps memory flat on large reports
+            elif elem.tag in ("testsuite", "testsuites"):
+                root = root if root is not None else elem
+                suite_times.append(_seconds(elem.get("time")))
+                pytest_lines = pytest_lines or elem.get("name") in ("pytest", "pytest tests")
+            elif root is None:
+                raise JUnitFileError(label, f"not a JUnit XML report: its root is <{elem.tag}>")
+    except defusedxml.DefusedXmlException as exc:
+        raise JUnitFileError(
+            label,
+            f"refused: the XML declares entities ({exc}); an entity can expand into a huge "
+            "document or read local files, and JUnit XML never needs one",
+        ) from None
+    except ParseError as exc:
+        report = TestReport(tuple(cases), _wall_time(suite_times, cases), (label,))
+        return report.with_extra_error("", f"JUnit report {label}", *_damage(data, exc, cases))
+    return TestReport(tuple(cases), _wall_time(suite_times, cases), (label,))
+
+
+def _damage(data: bytes, exc: ParseError, cases: list[TestCase]) -> tuple[str, str]:
+    """Message and detail for a report that ends early or is not well-formed."""
+    kept = f"{len(cases):,} complete test case{'' if len(cases) == 1 else 's'}"
+    if not data.strip():
+        message = "The JUnit report was cut short: the file is empty."
+    elif exc.code in _CUT_SHORT_CODES:
+        message = f"The JUnit report was cut short after {kept}; later results are missing."
+    else:
+        message = f"The JUnit report is not well-formed XML; kept the {kept} before the damage."
+    return message, f"XML parse error: {exc}"
+
+
+def _wall_time(suite_times: list[float], cases: list[TestCase]) -> float:
+    return max(suite_times, default=0.0) or math.fsum(case.duration for case in cases)
+
+
+def _seconds(text: str | None) -> float:
+    if not text:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:  # e.g. a locale-formatted "1,5" from some producer
+        return 0.0
+    return value if math.isfinite(value) and value > 0 else 0.0
+
+
+def _case(elem: Element, pytest_lines: bool) -> TestCase:
+    attrib = elem.attrib
+    classname = attrib.get("classname", "")
+    name = attrib.get("name", "")
+    duration = _seconds(attrib.get("time"))
+    file = attrib.get("file") or None
+    line = _line(attrib.get("line"), pytest_lines)
+    # Most cases have no child at all: skip junitparser's wrapper objects for them (speed).
+    results: list[Any] = JUnitCase.fromelem(elem).result if len(elem) else []
+    if not results:
+        outcome = Outcome.SKIPPED if attrib.get("status") == "disabled" else Outcome.PASSED
+        return TestCase(classname, name, outcome, duration, file=file, line=line)
+
+    worst = max(results, key=_severity)  # max keeps the first of equals
+    message = worst.message or ""
+    detail = worst.text or ""
+    if isinstance(worst, Error | Failure):
+        outcome = Outcome.ERROR if isinstance(worst, Error) else Outcome.FAILED
+        file, line = _crash_location(detail, file, line)
+    elif worst.type == "pytest.xfail":
+        outcome = Outcome.XFAILED
+    elif message == "xfail-marked test passes unexpectedly":
+        outcome = Outcome.XPASSED
+    else:
+        outcome = Outcome.SKIPPED
+    return TestCase(classname, name, outcome, duration, message, detail, file, line)
+
+
+def _severity(result: object) -> int:
+    return 3 if isinstance(result, Error) else 2 if isinstance(result, Failure) else 1
+
+
+def _line(text: str | None, zero_based: bool) -> int | None:
+    if not text or not text.isdigit():
+        return None
+    return int(text) + 1 if zero_based else int(text)
+
+
+# pytest's traceback locations: "tests/test_gpu.py:42: AssertionError" or "...:42: in helper".
+_LOCATION = re.compile(r"^([^\s:][^:\n]*\.py):(\d+): ", re.MULTILINE)
+
+
+def _crash_location(detail: str, file: str | None, line: int | None) -> tuple[str | None, int | None]:
+    for path, number in reversed(_LOCATION.findall(detail)):
+        if path == file or (file is None and not path.startswith(("/", ".."))):
+            return path, int(number)
+    return file, line
