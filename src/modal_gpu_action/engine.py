@@ -1,0 +1,286 @@
+"""The `run` command's flow: Settings -> backend -> TestReport -> written reports -> exit code.
+
+Everything the user had is written before anything that can fail on the network: the merged JUnit
+file, the job summary and the outputs come first, the PR comment after, and the label is removed
+in a `finally` whatever happened.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from modal_gpu_action.annotations import annotation_commands
+from modal_gpu_action.backends.base import BackendResult, InfrastructureError
+from modal_gpu_action.exit_codes import FAILED, INFRASTRUCTURE, PASSED
+from modal_gpu_action.junit_writer import write_junit_xml
+from modal_gpu_action.render import render_comment, render_summary, run_url_from_env
+from modal_gpu_action.results import TestReport, merge, parse_junit
+from modal_gpu_action.runner import RunResult
+from modal_gpu_action.settings import Settings
+from modal_gpu_action.workflow import (
+    append_summary,
+    command,
+    in_github_actions,
+    mask,
+    write_outputs,
+)
+
+TITLE = "GPU tests"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a run produced, whatever happened: the report, its status and the run's facts."""
+
+    report: TestReport
+    status: str  # passed, failed, no tests, timed out, cancelled, infrastructure error
+    exit_code: int
+    facts: tuple[tuple[str, str], ...]
+    gpu: str
+    cost_usd: float | None
+
+
+def plan(settings: Settings) -> dict[str, Any]:
+    """What a run would do, without running anything or contacting Modal."""
+    if settings.backend == "modal":
+        from modal_gpu_action.backends import modal as modal_backend
+
+        return modal_backend.plan(settings)
+    from modal_gpu_action.backends import local
+
+    return local.plan(settings)
+
+
+def run(
+    settings: Settings,
+    *,
+    environ: Mapping[str, str] = os.environ,
+    summary_file: Path | None = None,
+    comment_file: Path | None = None,
+    stream: TextIO = sys.stdout,
+) -> int:
+    github_mode = in_github_actions(environ)
+    if github_mode:
+        mask(settings.secret_values(), stream)
+    context = None
+    if github_mode and (settings.comment != "off" or settings.remove_label):
+        from modal_gpu_action import github
+
+        context = github.read_context(environ, settings)  # refuses pull_request_target (exit 2)
+    try:
+        outcome = execute(settings, stream=stream)
+        key = settings.matrix_key or str(settings.gpu)
+        summary = render_summary(
+            outcome.report, facts=outcome.facts, title=f"{TITLE} on {key}", status=outcome.status
+        )
+        comment = render_comment(
+            outcome.report,
+            key=settings.comment_key or "gpu-tests",
+            facts=outcome.facts,
+            run_url=run_url_from_env(environ),
+            title=f"{TITLE} on {key}",
+            status=outcome.status,
+        )
+        write_junit_xml(outcome.report, settings.junit_xml)
+        if summary_file:
+            summary_file.write_text(summary, encoding="utf-8")
+        if comment_file:
+            comment_file.write_text(comment, encoding="utf-8")
+        print(_one_screen(outcome, settings), file=stream, flush=True)
+        values = _outputs(outcome, settings)
+        if github_mode:
+            if settings.job_summary and environ.get("GITHUB_STEP_SUMMARY"):
+                append_summary(Path(environ["GITHUB_STEP_SUMMARY"]), summary)
+            if settings.annotations:
+                for line in annotation_commands(outcome.report):
+                    print(line, file=stream, flush=True)
+        if context is not None and settings.comment != "off":
+            from modal_gpu_action import github
+
+            published = github.publish_comment(
+                context, settings, section=github.section_for(key, outcome, comment)
+            )
+            if published.comment_url:
+                values["comment-url"] = published.comment_url
+        if github_mode and environ.get("GITHUB_OUTPUT"):
+            write_outputs(Path(environ["GITHUB_OUTPUT"]), values)
+        return outcome.exit_code
+    finally:
+        if context is not None and settings.remove_label:
+            from modal_gpu_action import github
+
+            github.remove_label(context, settings)
+
+
+def execute(settings: Settings, *, stream: TextIO = sys.stdout) -> Outcome:
+    """Run the backend with cancellation wired to SIGINT/SIGTERM; never raises for the run's sake."""
+    cancel = threading.Event()
+    backend = _backend(settings, cancel)
+    try:
+        with _cancel_on_signals(cancel):
+            result = backend.run(backend.requests())
+    except InfrastructureError as error:
+        report = TestReport().with_extra_error(
+            "modal-gpu-action", "infrastructure", str(error), getattr(error, "detail", "")
+        )
+        print(command("error", str(error), title="infrastructure error"), file=stream, flush=True)
+        return Outcome(report, "infrastructure error", INFRASTRUCTURE, (), str(settings.gpu), None)
+    return outcome_from(result, settings, cancelled=cancel.is_set())
+
+
+def _backend(settings: Settings, cancel: threading.Event) -> Any:
+    if settings.backend == "modal":
+        from modal_gpu_action.backends.modal import ModalBackend
+
+        return ModalBackend(settings, cancel_event=cancel)
+    from modal_gpu_action.backends.local import LocalBackend
+
+    return LocalBackend(settings, cancel_event=cancel)
+
+
+@contextmanager
+def _cancel_on_signals(cancel: threading.Event) -> Iterator[None]:
+    """GitHub cancels a job with SIGINT, then SIGTERM 7.5 s later: both set the cancel event so the
+    backend stops its tests (and containers) and returns what finished."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        cancel.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def outcome_from(result: BackendResult, settings: Settings, *, cancelled: bool) -> Outcome:
+    """Merge the shards into one report, adding an entry for each crash and timeout."""
+    reports = []
+    for shard in result.shards:
+        report = parse_junit(shard.junit_xml.encode(), name=_shard_name(shard))
+        if shard.crashed:
+            report = report.with_extra_error(
+                "pytest", f"crash ({_shard_name(shard)})", shard.crashed, shard.output_tail
+            )
+        if shard.timed_out:
+            minutes = settings.timeout_seconds / 60
+            report = report.with_extra_error(
+                "pytest",
+                f"timeout ({_shard_name(shard)})",
+                f"the tests ran past timeout-minutes ({minutes:g}) and were stopped",
+                shard.output_tail,
+            )
+        reports.append(report)
+    report = merge(reports)
+    totals = report.totals
+    cancelled = cancelled or result.cancelled or any(s.cancelled for s in result.shards)
+    if cancelled:
+        status, code = "cancelled", INFRASTRUCTURE
+    elif result.infrastructure_error:
+        status, code = "infrastructure error", INFRASTRUCTURE
+    elif any(s.timed_out for s in result.shards):
+        status, code = "timed out", FAILED
+    elif totals.failed or totals.errors:
+        status, code = "failed", FAILED
+    elif totals.tests == 0 or all(s.no_tests for s in result.shards):
+        status, code = "no tests", FAILED if settings.fail_on_empty else PASSED
+    else:
+        status, code = "passed", PASSED
+    if result.infrastructure_error and not cancelled:
+        report = report.with_extra_error(
+            "modal-gpu-action", "infrastructure", result.infrastructure_error, ""
+        )
+    gpu = _gpu_description(result.shards) or str(settings.gpu)
+    cost = result.cost_usd
+    facts = _facts(result, settings, gpu, cost)
+    return Outcome(report, status, code, facts, gpu, cost)
+
+
+def _shard_name(shard: RunResult) -> str:
+    return f"shard {shard.shard_index + 1}/{shard.shard_count}" if shard.shard_count > 1 else "run"
+
+
+def _gpu_description(shards: list[RunResult]) -> str:
+    names: list[str] = []
+    for shard in shards:
+        for gpu in shard.gpu.gpus:
+            label = str(gpu.get("name", "GPU"))
+            if label not in names:
+                names.append(label)
+    return ", ".join(names)
+
+
+def _facts(
+    result: BackendResult, settings: Settings, gpu: str, cost: float | None
+) -> tuple[tuple[str, str], ...]:
+    rows: list[tuple[str, str]] = [("Backend", result.backend)]
+    if result.backend == "modal":
+        rows.append(("GPU asked for", str(settings.gpu)))
+    for shard in result.shards:
+        facts = shard.gpu
+        prefix = f"{_shard_name(shard).capitalize()}: " if len(result.shards) > 1 else ""
+        if facts.visible and facts.gpus:
+            cards = "; ".join(
+                f"{g.get('name', 'GPU')} ({g.get('memory_total_mib', '?')} MiB)" for g in facts.gpus
+            )
+            extra = f", driver {facts.gpus[0].get('driver_version', '?')}"
+            extra += f", CUDA {facts.cuda_version}" if facts.cuda_version else ""
+            rows.append(("GPU", f"{prefix}{cards}{extra}"))
+        else:
+            rows.append(("GPU", f"{prefix}{facts.note or 'no GPU visible'}"))
+    if len(result.shards) > 1:
+        rows.append(("Shards", str(len(result.shards))))
+    if result.gpu_seconds:
+        rows.append(("GPU time", f"{result.gpu_seconds:.1f} s"))
+    if cost is not None:
+        rows.append(("Cost", f"${cost:.4f} (estimate from Modal's per-second prices)"))
+    return tuple(rows)
+
+
+def _outputs(outcome: Outcome, settings: Settings) -> dict[str, str]:
+    totals = outcome.report.totals
+    return {
+        "conclusion": outcome.status,
+        "tests": str(totals.tests),
+        "passed": str(totals.passed + totals.xpassed),
+        "failed": str(totals.failed),
+        "errors": str(totals.errors),
+        "skipped": str(totals.skipped + totals.xfailed),
+        "duration-seconds": f"{outcome.report.wall_time:.1f}",
+        "junit-xml": str(settings.junit_xml),
+        "gpu": outcome.gpu,
+        "cost-usd": "" if outcome.cost_usd is None else f"{outcome.cost_usd:.4f}",
+    }
+
+
+def _one_screen(outcome: Outcome, settings: Settings) -> str:
+    totals = outcome.report.totals
+    lines = [
+        "",
+        f"{TITLE}: {outcome.status.upper()}",
+        f"  {totals.tests} tests: {totals.passed + totals.xpassed} passed, {totals.failed} failed,"
+        f" {totals.errors} errors, {totals.skipped + totals.xfailed} skipped"
+        f" in {outcome.report.wall_time:.1f} s",
+    ]
+    for label, value in outcome.facts:
+        lines.append(f"  {label}: {value}")
+    for case in outcome.report.failures[:10]:
+        first = case.message.splitlines()[0] if case.message else ""
+        lines.append(f"  {case.outcome.upper()} {case.id}: {first[:160]}")
+    if len(outcome.report.failures) > 10:
+        lines.append(f"  ... and {len(outcome.report.failures) - 10} more")
+    lines.append(f"  JUnit XML: {settings.junit_xml}")
+    return "\n".join(lines)
