@@ -1,0 +1,359 @@
+"""The PR comment that a matrix of jobs shares: pure functions, no network.
+
+One comment per key (the workflow and job by default). Each job of a matrix owns one *section* of
+it, keyed by its GPU or `matrix-key`; with more than one section a status table sits on top, one
+row per section. Every job rebuilds the whole comment from what the comment already holds, so the
+row data of each section is stored in the comment itself:
+
+    <!-- modal-gpu-action:KEY -->                      the marker: the comment is found by it
+    <!-- modal-gpu-action:data {"v":1,...} -->          every section's row, as escaped JSON
+    (the combined table, when there are several sections)
+    <!-- modal-gpu-action:section NONCE 0 -->          then each section's markdown body
+    ...
+    <!-- modal-gpu-action:end NONCE -->
+
+Tamper-safety:
+- The marker and the data line come first, before any text of a report, at fixed places.
+- The JSON escapes `<`, `>`, `&` and `-` (as `\\u003c`...), so nothing in it can close the HTML
+  comment early (`-->`, `--!>`); the marker's key is percent-encoded (`render.comment_marker`).
+- Bodies are split on delimiters that carry a random nonce chosen, at each write, so that it
+  occurs in no body: no report text can fake a section boundary.
+- What is read back is checked (types, ranges); a section whose row is unreadable is left out,
+  one whose body is unreadable keeps its row and a link to its run.
+
+Size: GitHub refuses comment bodies above 65,536 characters. When the sections together are
+longer, the other jobs' bodies (largest first), then this job's own, are shortened to a line with a
+link to their run; a row is never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from modal_gpu_action.render import comment_marker, escape_inline
+
+COMMENT_LIMIT = 65_536
+# What a job's own body may take so that a table of several rows still fits beside it.
+SECTION_LIMIT = 56_000
+MAX_KEY_CHARS = 100
+
+_PREFIX = "<!-- modal-gpu-action:"
+_DATA = "<!-- modal-gpu-action:data "
+_MARKER_LINE = re.compile(r"<!-- modal-gpu-action:[^<>!\s]* -->")
+_DATA_LINE = re.compile(r"<!-- modal-gpu-action:data (\{[^<>]*\}) -->")
+_NONCE = re.compile(r"^[a-z0-9]{8,32}$")
+_SHA = re.compile(r"^[0-9a-f]{7,64}$")
+_RUN_URL = re.compile(r"^https?://[^\s<>()\[\]\"'`\\]+$")
+_PASSING = frozenset({"passed"})
+_ICONS = {
+    "passed": "✅",
+    "failed": "❌",
+    "no tests": "⚠️",
+    "timed out": "⏱️",
+    "cancelled": "🚫",
+    "infrastructure error": "💥",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """One job's part of the comment: its table row and its markdown body.
+
+    `body` is the job's report as markdown, already escaped by `render` (without the marker line).
+    `run_url`, `sha` and `written_at` are filled in by `github.publish_comment` when left empty.
+    """
+
+    key: str
+    conclusion: str
+    tests: int = 0
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+    duration: float = 0.0  # seconds
+    body: str = ""
+    run_url: str = ""
+    sha: str = ""
+    written_at: float = 0.0  # seconds since the epoch
+    shortened: bool = False  # the body was replaced by a link to the run
+
+    @property
+    def passing(self) -> bool:
+        return self.conclusion in _PASSING
+
+    def same_result(self, other: Section) -> bool:
+        """Whether two runs of a section came out the same (durations and links aside)."""
+        return _result(self) == _result(other)
+
+
+def _result(section: Section) -> tuple[object, ...]:
+    return (
+        section.conclusion,
+        section.tests,
+        section.passed,
+        section.failed,
+        section.errors,
+        section.skipped,
+    )
+
+
+def clean_key(key: str) -> str:
+    """A section or comment key as stored: one line, trimmed, at most MAX_KEY_CHARS."""
+    text = " ".join(key.split())[:MAX_KEY_CHARS]
+    return text or "tests"
+
+
+def marker(key: str) -> str:
+    """The hidden first line a comment is found by (render's marker: the key is percent-encoded,
+    so it cannot close the HTML comment)."""
+    return comment_marker(" ".join(key.split()))
+
+
+def marker_line(body: str) -> str | None:
+    """The first line of a body when it is one of our comment markers, else None."""
+    first = body.split("\n", 1)[0].rstrip("\r")
+    return first if _MARKER_LINE.fullmatch(first) else None
+
+
+def strip_marker(body: str) -> str:
+    """A rendered body without its leading marker line, if it has one."""
+    if marker_line(body) is None:
+        return body
+    return body.partition("\n")[2].lstrip("\n")
+
+
+def parse_comment(body: str) -> dict[str, Section]:
+    """The sections a comment of ours holds, by key (empty when it holds none we can read)."""
+    lines = body.split("\n", 2)
+    if len(lines) < 2 or marker_line(body) is None:
+        return {}
+    match = _DATA_LINE.fullmatch(lines[1].rstrip("\r"))
+    if not match:
+        return {}
+    try:
+        data = json.loads(match.group(1))
+    except ValueError:
+        return {}
+    if not isinstance(data, dict) or data.get("v") != 1:
+        return {}
+    nonce = data.get("nonce")
+    rows = data.get("sections")
+    if not isinstance(nonce, str) or not _NONCE.match(nonce) or not isinstance(rows, list):
+        return {}
+    rest = lines[2] if len(lines) > 2 else ""
+    sections: dict[str, Section] = {}
+    for index, row in enumerate(rows):
+        section = _section_from_row(row)
+        if section is None or section.key in sections:
+            continue
+        text = _body_between(rest, nonce, index)
+        if text is None:
+            section = replace(section, body="", shortened=True)
+        else:
+            section = replace(section, body=text)
+        sections[section.key] = section
+    return sections
+
+
+def _body_between(text: str, nonce: str, index: int) -> str | None:
+    start_tag = f"{_PREFIX}section {nonce} {index} -->"
+    start = text.find(start_tag)
+    if start < 0:
+        return None
+    start += len(start_tag)
+    ends = [
+        position
+        for tag in (f"{_PREFIX}section {nonce} {index + 1} -->", f"{_PREFIX}end {nonce} -->")
+        if (position := text.find(tag, start)) >= 0
+    ]
+    if not ends:
+        return None
+    return text[start : min(ends)].strip("\r\n")
+
+
+def _section_from_row(row: Any) -> Section | None:
+    """A section's row from untrusted JSON, or None when any field is off."""
+    if not isinstance(row, dict):
+        return None
+    key, conclusion = row.get("key"), row.get("conclusion")
+    run_url, sha, short = row.get("run_url", ""), row.get("sha", ""), row.get("short", False)
+    if not (isinstance(key, str) and isinstance(conclusion, str) and len(conclusion) <= 40):
+        return None
+    if not (isinstance(run_url, str) and isinstance(sha, str) and isinstance(short, bool)):
+        return None
+    numbers = {
+        name: row.get(name, 0)
+        for name in ("tests", "passed", "failed", "errors", "skipped", "duration_ms", "at")
+    }
+    if not all(_count(v) for v in numbers.values()):
+        return None
+    return Section(
+        key=clean_key(key),
+        conclusion=" ".join(conclusion.split()),
+        tests=numbers["tests"],
+        passed=numbers["passed"],
+        failed=numbers["failed"],
+        errors=numbers["errors"],
+        skipped=numbers["skipped"],
+        duration=numbers["duration_ms"] / 1000,
+        run_url=run_url if _RUN_URL.match(run_url) else "",
+        sha=sha if _SHA.match(sha) else "",
+        written_at=float(numbers["at"]),
+        shortened=short,
+    )
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+
+
+def merge(*groups: Mapping[str, Section]) -> dict[str, Section]:
+    """All sections of several comments (duplicates left by a race): per key the newest write."""
+    merged: dict[str, Section] = {}
+    for group in groups:
+        for key, section in group.items():
+            current = merged.get(key)
+            if current is None or section.written_at > current.written_at:
+                merged[key] = section
+    return merged
+
+
+def compose_comment(
+    key: str,
+    sections: Mapping[str, Section],
+    *,
+    own_key: str | None = None,
+    limit: int = COMMENT_LIMIT,
+    nonce: str | None = None,
+) -> str:
+    """The comment's whole body. Bodies of sections other than `own_key` are shortened first when
+    the result would exceed `limit`; rows are always kept."""
+    ordered = sorted(sections.values(), key=lambda s: (s.key.casefold(), s.key))
+    text = _compose(key, ordered, nonce)
+    if len(text) <= limit:
+        return text
+    others = sorted(
+        (s for s in ordered if s.key != own_key and not s.shortened),
+        key=lambda s: -len(s.body),
+    )
+    own = [s for s in ordered if s.key == own_key and not s.shortened]
+    for victim in [*others, *own]:
+        ordered = [shorten(s) if s.key == victim.key else s for s in ordered]
+        text = _compose(key, ordered, nonce)
+        if len(text) <= limit:
+            break
+    return text
+
+
+def shorten(section: Section) -> Section:
+    """The section with its body replaced by one line that links to its run."""
+    where = f"[the run's job summary]({section.run_url})" if section.run_url else "the run"
+    note = (
+        f"_The details of {escape_inline(section.key)} were left out to keep this comment within"
+        f" GitHub's size limit: see {where}._"
+    )
+    return replace(section, body=note, shortened=True)
+
+
+def _compose(key: str, sections: list[Section], nonce: str | None) -> str:
+    bodies = [s.body.replace("\r\n", "\n").strip("\n") for s in sections]
+    table = combined_table(sections) if len(sections) > 1 else ""
+    nonce = nonce or _new_nonce()
+    while any(nonce in text for text in (*bodies, table)):
+        nonce = _new_nonce()
+    data = {"v": 1, "nonce": nonce, "sections": [_row(s) for s in sections]}
+    parts = [marker(key), _DATA + _escape_json(data) + " -->", ""]
+    if table:
+        parts += [table, ""]
+    for index, body in enumerate(bodies):
+        parts += [f"{_PREFIX}section {nonce} {index} -->", body, ""]
+    parts.append(f"{_PREFIX}end {nonce} -->")
+    return "\n".join(parts) + "\n"
+
+
+def _new_nonce() -> str:
+    return secrets.token_hex(8)
+
+
+def _row(section: Section) -> dict[str, object]:
+    duration = section.duration if math.isfinite(section.duration) else 0.0
+    return {
+        "key": clean_key(section.key),
+        "conclusion": section.conclusion,
+        "tests": max(section.tests, 0),
+        "passed": max(section.passed, 0),
+        "failed": max(section.failed, 0),
+        "errors": max(section.errors, 0),
+        "skipped": max(section.skipped, 0),
+        "duration_ms": max(round(duration * 1000), 0),
+        "run_url": section.run_url if _RUN_URL.match(section.run_url) else "",
+        "sha": section.sha if _SHA.match(section.sha) else "",
+        "at": max(int(section.written_at), 0),
+        "short": section.shortened,
+    }
+
+
+def _escape_json(value: object) -> str:
+    """JSON that cannot end an HTML comment: `<`, `>`, `&` and `-` only appear as \\u escapes.
+    Every number in it is a non-negative integer, so `-` can only occur inside strings."""
+    text = json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    for char in "<>&-":
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return text
+
+
+def combined_table(sections: Iterable[Section]) -> str:
+    """One row per section: key, conclusion, counts and duration (a commit column when the
+    sections come from different commits)."""
+    rows = list(sections)
+    commits = {s.sha for s in rows if s.sha}
+    head = ["Job", "Result", "Tests", "Passed", "Failed", "Errors", "Skipped", "Duration"]
+    align = ["---", "---", "---:", "---:", "---:", "---:", "---:", "---:"]
+    if len(commits) > 1:
+        head.append("Commit")
+        align.append("---")
+    passed = sum(1 for s in rows if s.passing)
+    lines = [
+        f"**{passed} of {len(rows)} jobs passed**",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(align) + "|",
+    ]
+    for s in rows:
+        cells = [
+            escape_inline(s.key),
+            conclusion_label(s.conclusion),
+            str(s.tests),
+            str(s.passed),
+            str(s.failed),
+            str(s.errors),
+            str(s.skipped),
+            format_duration(s.duration),
+        ]
+        if len(commits) > 1:
+            cells.append(f"`{s.sha[:7]}`" if s.sha else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def conclusion_label(conclusion: str) -> str:
+    icon = _ICONS.get(conclusion)
+    text = escape_inline(conclusion)
+    return f"{icon} {text}" if icon else text
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds < 0:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
