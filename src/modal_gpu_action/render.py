@@ -1,0 +1,385 @@
+"""Markdown for the job summary and the sticky PR comment, from a TestReport.
+
+Test names, messages and tracebacks come from the pull request's code, so every piece of them
+goes through one of two escapers before it reaches the markdown:
+- `escape_inline`: one line of plain text, safe in a paragraph, heading, list item or table cell.
+  Markdown punctuation is backslash-escaped, `<`, `>` and `&` become entities, line breaks become
+  spaces, and a WORD JOINER (U+2060, invisible) follows every `@` and `#`, a `:` that starts a URL
+  or emoji code, and sits inside `www.` and `GH-1`, so GitHub builds no @mention, issue reference,
+  emoji image or link from it. (An entity such as `&#64;` would not do: GitHub looks for mentions
+  in the rendered text, where the entity is an `@` again.)
+- `escape_block`: a fenced code block whose fence is longer than any backtick run in the text,
+  so nothing inside can close it; GitHub neither links nor mentions inside code.
+Nothing is ever put in a link or image target except the run URL, built from GitHub's own
+environment variables and checked.
+
+Budgets: the summary stays within `limit_bytes` of UTF-8 (GitHub refuses a step summary over
+1 MiB) and the comment within `limit_chars` characters (GitHub's comment limit is 65,536). The
+tracebacks, the only unbounded parts, are cut from the longest down (keeping their ends, where
+the error is); when even short ones do not fit, the last failures are left out and counted.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from urllib.parse import quote
+
+from modal_gpu_action.results import Outcome, TestCase, TestReport
+
+SUMMARY_LIMIT_BYTES = 1_048_576
+COMMENT_LIMIT_CHARS = 65_536
+
+_WJ = "\u2060"
+# Where a WORD JOINER goes: after every @ and # (mentions, issue and team references), after a
+# ":" that starts a URL or an emoji code, and inside "www." and "GH-1".
+_LINKABLE = re.compile(r"(?<=[@#])|(?<=:)(?=[^\s0-9])|(?<=www)(?=\.)|(?<=\bgh)(?=-[0-9])", re.I)
+_INLINE = str.maketrans(
+    {
+        **{char: "\\" + char for char in "\\`*_{}[]()#+-.!|~$="},
+        "<": "&lt;",
+        ">": "&gt;",
+        "&": "&amp;",
+        "\n": " ",
+        "\r": " ",
+        "\t": " ",
+        # Other control characters and bidirectional overrides (which can make a name read
+        # as something else) are shown as a replacement character.
+        **{chr(code): "\ufffd" for code in (*range(0x20), 0x7F) if chr(code) not in "\n\r\t"},
+        **{char: "\ufffd" for char in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"},
+    }
+)
+_BACKTICK_RUN = re.compile(r"`+")
+
+
+def escape_inline(text: str) -> str:
+    """`text` as one line of inert markdown: no markup, HTML, mention, reference or link."""
+    return _LINKABLE.sub(_WJ, text).translate(_INLINE).strip()
+
+
+def escape_block(text: str) -> str:
+    """`text` verbatim in a fenced code block; put it between blank lines."""
+    longest = max((len(run) for run in _BACKTICK_RUN.findall(text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}"
+
+
+def comment_marker(key: str) -> str:
+    """The hidden first line that identifies our comment; `key` tells matrix jobs apart.
+
+    The key is percent-encoded (so two keys never share a marker) except for a few plain
+    characters, which leaves no `>`, `!` or space that could end the HTML comment early.
+    """
+    return f"<!-- modal-gpu-action:{quote(key or 'default', safe='._~:/+=@-')[:256]} -->"
+
+
+_SERVER_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[A-Za-z0-9._~-]+)*")
+_REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_SAFE_URL = re.compile(r"https?://[^\s<>()\[\]`\"'\\]+")
+
+
+def run_url_from_env(environ: Mapping[str, str]) -> str | None:
+    """The workflow run's page, when GitHub's variables are all set and well-formed."""
+    server = environ.get("GITHUB_SERVER_URL", "").rstrip("/")
+    repository = environ.get("GITHUB_REPOSITORY", "")
+    run_id = environ.get("GITHUB_RUN_ID", "")
+    if (
+        _SERVER_URL.fullmatch(server)
+        and _REPOSITORY.fullmatch(repository)
+        and re.fullmatch(r"[0-9]+", run_id)
+    ):
+        return f"{server}/{repository}/actions/runs/{run_id}"
+    return None
+
+
+def render_summary(
+    report: TestReport,
+    *,
+    facts: Sequence[tuple[str, str]] = (),
+    title: str = "GPU tests",
+    status: str | None = None,
+    limit_bytes: int = SUMMARY_LIMIT_BYTES,
+) -> str:
+    """The job summary: headline, totals, run facts, failures with tracebacks, slowest, skips."""
+    head = _join(_headline(report, title, status), _totals_table(report), _facts_table(facts))
+    tail = _join(
+        _slowest_table(report.cases),
+        _reasons_table("Skipped", [c for c in report.cases if c.outcome is Outcome.SKIPPED]),
+        _reasons_table(
+            "Expected failures", [c for c in report.cases if c.outcome is Outcome.XFAILED]
+        ),
+    )
+    failures = report.failures
+    if not failures:
+        return _clamp_bytes(_join(head, tail), limit_bytes)
+    room = limit_bytes - _utf8_len(_join(head, tail)) - _NOTE_ROOM
+    if room < _MIN_ENTRY_BYTES:  # a tiny limit: the failures matter more than the tables
+        tail = ""
+        room = limit_bytes - _utf8_len(head) - _NOTE_ROOM
+    entries = _failure_entries(failures, room)
+    section = _join(f"### Failures and errors ({len(failures):,})", *entries)
+    if len(entries) < len(failures):
+        left_out = len(failures) - len(entries)
+        section = _join(
+            section,
+            f"… and {left_out:,} more failure{_s(left_out)} and errors not shown: the job "
+            f"summary is limited to {limit_bytes:,} bytes.",
+        )
+    return _clamp_bytes(_join(head, section, tail), limit_bytes)
+
+
+def render_comment(
+    report: TestReport,
+    *,
+    key: str,
+    facts: Sequence[tuple[str, str]] = (),
+    run_url: str | None = None,
+    title: str = "GPU tests",
+    status: str | None = None,
+    limit_chars: int = COMMENT_LIMIT_CHARS,
+) -> str:
+    """The PR comment: marker line, headline, totals, run facts, a failure list, the run link."""
+    link = ""
+    if run_url and _SAFE_URL.fullmatch(run_url):
+        link = f"[Open the run and its job summary]({run_url})"
+    head = _join(
+        comment_marker(key),
+        _headline(report, title, status),
+        _totals_table(report),
+        _facts_table(facts),
+    )
+    failures = report.failures
+    if not failures:
+        return _join(head, link)[:limit_chars]
+
+    room = limit_chars - len(head) - len(link) - _NOTE_ROOM
+    items: list[str] = []
+    for case in failures[:_COMMENT_FAILURES]:
+        item = f"- {_icon(case)} {escape_inline(_clip(case.id or _UNNAMED, 200))}"
+        if case.message:
+            item += f" — {escape_inline(_clip(case.message, 200))}"
+        room -= len(item) + 1
+        if room < 0:
+            break
+        items.append(item)
+    lines = [f"**Failures and errors ({len(failures):,})**", "", *items]
+    if len(items) < len(failures):
+        left_out = len(failures) - len(items)
+        lines.append(
+            f"- … and {left_out:,} more failure{_s(left_out)} and errors: see the job summary."
+        )
+    return _join(head, "\n".join(lines), link)[:limit_chars]
+
+
+_UNNAMED = "(unnamed test)"
+_COMMENT_FAILURES = 50  # a comment is read at a glance; the summary has the rest
+_NOTE_ROOM = 256  # for the "... more not shown" line
+_MIN_TRACE_BYTES = 2_000  # below this a traceback loses its point: leave out failures instead
+_TRUNCATION_NOTE_ROOM = 64
+_DETAILS_OPEN = "<details><summary>Traceback</summary>"
+_DETAILS_CLOSE = "</details>"
+_MIN_ENTRY_BYTES = len(_DETAILS_OPEN) + len(_DETAILS_CLOSE) + 20
+
+
+def _failure_entries(failures: Sequence[TestCase], room: int) -> list[str]:
+    """Markdown per failure within `room` bytes: the longest tracebacks are cut first; when even
+    short ones do not all fit, the last failures are left out."""
+    candidates = failures[: max(0, room) // _MIN_ENTRY_BYTES]  # render only what can be shown
+    heads = [_failure_head(case) for case in candidates]
+    # What an entry costs besides its traceback text (which the water level caps).
+    fixed = [
+        _utf8_len(head) + _block_overhead(case.detail)
+        for head, case in zip(heads, candidates, strict=True)
+    ]
+    lengths = [_utf8_len(case.detail) for case in candidates]
+    count, used = 0, 0
+    for cost, length in zip(fixed, lengths, strict=True):
+        used += cost + min(length, _MIN_TRACE_BYTES)
+        if used > room:
+            break
+        count += 1
+    cap = _water_level(lengths[:count], room - sum(fixed[:count]))
+    return [
+        _failure_entry(head, case.detail, cap)
+        for head, case in zip(heads[:count], candidates[:count], strict=True)
+    ]
+
+
+def _failure_head(case: TestCase) -> str:
+    head = f"#### {_icon(case)} {escape_inline(_clip(case.id or _UNNAMED, 300))}"
+    if case.file:
+        where = case.file if case.line is None else f"{case.file}:{case.line}"
+        head += f" — {escape_inline(_clip(where, 300))}"
+    if case.message:
+        head += "\n\n" + escape_inline(_clip(case.message, 1_000))
+    return head
+
+
+def _block_overhead(detail: str) -> int:
+    if not detail:
+        return len(_SEPARATOR)
+    longest = max((len(run) for run in _BACKTICK_RUN.findall(detail)), default=0)
+    fence = max(3, longest + 1)
+    # separators, <details>, two fences, "text" and their line ends, a truncation note
+    return (
+        4 * len(_SEPARATOR)
+        + len(_DETAILS_OPEN)
+        + len(_DETAILS_CLOSE)
+        + 2 * fence
+        + len("text")
+        + 2
+        + _TRUNCATION_NOTE_ROOM
+    )
+
+
+def _failure_entry(head: str, detail: str, cap: int) -> str:
+    if not detail:
+        return head
+    return _join(head, _DETAILS_OPEN, escape_block(_tail(detail, cap)), _DETAILS_CLOSE)
+
+
+def _water_level(lengths: Sequence[int], room: int) -> int:
+    """The largest cap c with sum(min(length, c)) <= room: only the longest get cut."""
+    if sum(lengths) <= room:
+        return max(lengths, default=0)
+    below = 0
+    ordered = sorted(lengths)
+    for index, length in enumerate(ordered):
+        remaining = len(ordered) - index
+        if below + length * remaining > room:
+            return max(0, (room - below) // remaining)
+        below += length
+    return ordered[-1]
+
+
+def _tail(text: str, max_bytes: int) -> str:
+    """The end of `text` (where a traceback says what went wrong) in at most `max_bytes`."""
+    if _utf8_len(text) <= max_bytes:
+        return text
+    if max_bytes <= 0:
+        kept = ""
+    elif text.isascii():
+        kept = text[-max_bytes:]
+    else:
+        kept = text.encode()[-max_bytes:].decode("utf-8", "ignore")
+    cut = text.count("\n") - kept.count("\n")
+    return f"[… {cut:,} earlier line{_s(cut)} cut …]\n{kept}"
+
+
+def _headline(report: TestReport, title: str, status: str | None) -> str:
+    conclusion = status or report.conclusion
+    icon = {"passed": "✅", "failed": "❌"}.get(conclusion, "⚠️")
+    return f"## {icon} {escape_inline(_clip(title, 200))}: {escape_inline(_clip(conclusion, 200))}"
+
+
+def _totals_table(report: TestReport) -> str:
+    totals = report.totals
+    columns = [
+        ("Tests", f"{totals.tests:,}"),
+        ("Passed", f"{totals.passed:,}"),
+        ("Failed", f"{totals.failed:,}"),
+        ("Errors", f"{totals.errors:,}"),
+        ("Skipped", f"{totals.skipped:,}"),
+    ]
+    if totals.xfailed:
+        columns.append(("XFailed", f"{totals.xfailed:,}"))
+    if totals.xpassed:
+        columns.append(("XPassed", f"{totals.xpassed:,}"))
+    columns.append(("Duration", _duration(report.wall_time or totals.duration)))
+    return _table([label for label, _ in columns], [[value for _, value in columns]], "---:")
+
+
+def _facts_table(facts: Sequence[tuple[str, str]]) -> str:
+    if not facts:
+        return ""
+    labels = [escape_inline(_clip(label, 100)) for label, _ in facts]
+    values = [escape_inline(_clip(value, 300)) for _, value in facts]
+    return _table(labels, [values], "---")
+
+
+def _slowest_table(cases: Sequence[TestCase]) -> str:
+    slowest = heapq.nlargest(10, (c for c in cases if c.duration > 0), key=_duration_of)
+    if not slowest:
+        return ""
+    rows = [
+        [
+            escape_inline(_clip(case.id or _UNNAMED, 200)),
+            case.outcome.value,
+            _duration(case.duration),
+        ]
+        for case in slowest
+    ]
+    return _join("### Slowest tests", _table(["Test", "Result", "Duration"], rows, "---"))
+
+
+def _reasons_table(title: str, cases: Sequence[TestCase]) -> str:
+    """Cases grouped by their reason, most common first."""
+    if not cases:
+        return ""
+    counts = Counter(case.message.strip() for case in cases)
+    rows = [
+        [escape_inline(_clip(reason, 300)) or "(no reason given)", f"{count:,}"]
+        for reason, count in counts.most_common(_REASONS_SHOWN)
+    ]
+    if len(counts) > _REASONS_SHOWN:
+        rest = sum(count for _, count in counts.most_common()[_REASONS_SHOWN:])
+        rows.append([f"… {len(counts) - _REASONS_SHOWN:,} other reasons", f"{rest:,}"])
+    return _join(f"### {title} ({len(cases):,})", _table(["Reason", "Tests"], rows, "---"))
+
+
+_REASONS_SHOWN = 20
+_SEPARATOR = "\n\n"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
+    """A GFM table; cells must already be escaped (no line break, every `|` escaped)."""
+    lines = [_row(header), _row([align] * len(header)), *(_row(row) for row in rows)]
+    return "\n".join(lines)
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _join(*parts: str) -> str:
+    return _SEPARATOR.join(part for part in parts if part)
+
+
+def _icon(case: TestCase) -> str:
+    return "💥" if case.outcome is Outcome.ERROR else "❌"
+
+
+def _duration_of(case: TestCase) -> float:
+    return case.duration
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes}m"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def _clamp_bytes(text: str, limit: int) -> str:
+    """A last guard: the budgets above already keep within `limit`."""
+    data = text.encode()
+    return text if len(data) <= limit else data[:limit].decode("utf-8", "ignore")
