@@ -1,0 +1,390 @@
+"""TestReport from real pytest runs (both JUnit families), other producers' JUnit, and damage."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from modal_gpu_action.results import (
+    JUnitError,
+    JUnitFileError,
+    Outcome,
+    TestCase,
+    TestReport,
+    load_reports,
+    merge,
+    parse_junit,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpus" / "junit-xml"
+MIXED = REPO / "tests" / "fixtures" / "reports" / "mixed"
+
+# What happened in tests/fixtures/reports/mixed, test by test.
+MIXED_OUTCOMES = {
+    "test_passes": Outcome.PASSED,
+    "test_fails": Outcome.FAILED,
+    "test_slow_pass": Outcome.PASSED,
+    "test_error_in_fixture": Outcome.ERROR,
+    "test_error_in_teardown": Outcome.ERROR,
+    "test_skip_two_gpus_a": Outcome.SKIPPED,
+    "test_skip_two_gpus_b": Outcome.SKIPPED,
+    "test_skip_imperative": Outcome.SKIPPED,
+    "test_xfail": Outcome.XFAILED,
+    "test_xpass": Outcome.PASSED,  # pytest writes a non-strict xpass as a plain pass
+    "test_xpass_strict": Outcome.FAILED,
+}
+HOSTILE_IDS = [
+    "ünïcode-名前",
+    "pipe|cell",
+    "back`tick```fence",
+    "<script>alert(1)</script>",
+    "@here",
+    "#123",
+    "https://evil.example/x",
+    "www.evil.example",
+    "![img](https://evil.example/i.png)",
+    "</details><img src=x onerror=alert(1)>",
+]
+
+
+def line_of(path: Path, text: str) -> int:
+    """1-based number of the first line of `path` that contains `text`."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return next(number for number, line in enumerate(lines, 1) if text in line)
+
+
+@pytest.fixture(scope="module", params=["xunit1", "xunit2"])
+def mixed(
+    request: pytest.FixtureRequest, junit_from_pytest: Callable[[str, str], Path]
+) -> TestReport:
+    return parse_junit(junit_from_pytest("mixed", request.param))
+
+
+def by_name(report: TestReport) -> dict[str, TestCase]:
+    return {case.name: case for case in report.cases}
+
+
+def test_pytest_outcomes_are_read_as_they_happened(mixed: TestReport) -> None:
+    cases = by_name(mixed)
+    assert {name: cases[name].outcome for name in MIXED_OUTCOMES} == MIXED_OUTCOMES
+    hostile = [case for case in mixed.cases if case.name.startswith("test_hostile[")]
+    assert [case.name for case in hostile] == [f"test_hostile[{text}]" for text in HOSTILE_IDS]
+    assert {case.outcome for case in hostile} == {Outcome.FAILED}
+    assert {case.classname for case in hostile} == {"check_hostile"}
+
+
+def test_totals_count_every_outcome(mixed: TestReport) -> None:
+    totals = mixed.totals
+    assert (totals.tests, totals.passed, totals.failed, totals.errors) == (21, 3, 12, 2)
+    assert (totals.skipped, totals.xfailed, totals.xpassed) == (3, 1, 0)
+    assert totals.duration >= 0.05  # test_slow_pass sleeps 0.05 s
+    assert mixed.wall_time >= totals.duration
+    assert mixed.conclusion == "failed"
+
+
+def test_failures_are_failed_and_errored_cases_in_order(mixed: TestReport) -> None:
+    names = [case.name for case in mixed.failures]
+    assert names[:10] == [f"test_hostile[{text}]" for text in HOSTILE_IDS]
+    assert names[10:] == [
+        "test_fails",
+        "test_error_in_fixture",
+        "test_error_in_teardown",
+        "test_xpass_strict",
+    ]
+
+
+def test_messages_details_and_reasons_are_kept(mixed: TestReport) -> None:
+    cases = by_name(mixed)
+    assert cases["test_fails"].message.startswith("AssertionError: arithmetic is off")
+    assert "assert (1 + 1) == (2 + 1)" in cases["test_fails"].detail
+    assert cases["test_error_in_fixture"].message == (
+        'failed on setup with "RuntimeError: fixture exploded"'
+    )
+    assert "teardown exploded" in cases["test_error_in_teardown"].message
+    assert cases["test_skip_two_gpus_a"].message == "needs two GPUs"
+    assert cases["test_skip_imperative"].message == "CUDA 12 only"
+    assert cases["test_xfail"].message == "known bug #42"
+    assert cases["test_xpass_strict"].message == "[XPASS(strict)] must fail"
+    hostile = cases["test_hostile[<script>alert(1)</script>]"]
+    assert hostile.message.startswith("AssertionError: <script>alert(1)</script> @octocat")
+    assert "</details>" in hostile.detail
+
+
+def test_a_failure_points_at_the_line_that_failed(mixed: TestReport) -> None:
+    # xunit1 has file attributes and xunit2 has none: both read the traceback's location.
+    cases = by_name(mixed)
+    source = MIXED / "check_outcomes.py"
+    assert (cases["test_fails"].file, cases["test_fails"].line) == (
+        "check_outcomes.py",
+        line_of(source, "assert 1 + 1 == expected + 1"),
+    )
+    error = cases["test_error_in_fixture"]
+    assert (error.file, error.line) == ("check_outcomes.py", line_of(source, "fixture exploded"))
+    hostile = cases["test_hostile[@here]"]
+    assert (hostile.file, hostile.line) == (
+        "check_hostile.py",
+        line_of(MIXED / "check_hostile.py", "raise AssertionError"),
+    )
+
+
+def test_xunit1_locations_of_other_tests_are_one_based(
+    junit_from_pytest: Callable[[str, str], Path],
+) -> None:
+    # pytest writes a 0-based line attribute; a passing test points at its def line.
+    cases = by_name(parse_junit(junit_from_pytest("mixed", "xunit1")))
+    source = MIXED / "check_outcomes.py"
+    assert (cases["test_passes"].file, cases["test_passes"].line) == (
+        "check_outcomes.py",
+        line_of(source, "def test_passes"),
+    )
+
+
+def test_a_collection_error_is_an_error_case(
+    junit_from_pytest: Callable[[str, str], Path],
+) -> None:
+    report = parse_junit(junit_from_pytest("collection_error", "xunit2"))
+    [case] = report.cases
+    assert case.outcome is Outcome.ERROR
+    assert case.id == "check_broken_import"
+    assert case.message == "collection failure"
+    assert "No module named 'module_that_does_not_exist'" in case.detail
+    assert (case.file, case.line) == ("check_broken_import.py", 1)
+    assert report.conclusion == "failed"
+
+
+def corpus_rows() -> list[dict[str, str]]:
+    expected = CORPUS / "expected.tsv"
+    assert expected.is_file(), f"the shared corpus is missing: {expected}"
+    with expected.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+@pytest.mark.parametrize("row", corpus_rows(), ids=lambda row: row["file"])
+def test_other_producers_count_as_the_corpus_expects(row: dict[str, str]) -> None:
+    totals = parse_junit(CORPUS / row["file"]).totals
+    assert totals.tests == int(row["tests"])
+    assert totals.passed == int(row["passed"])
+    assert totals.failed == int(row["failed"])
+    assert totals.errors == int(row["errors"])
+    assert totals.skipped == int(row["skipped"]) + int(row["disabled"])  # disabled is skipped
+    assert totals.xfailed == totals.xpassed == 0
+
+
+def test_every_corpus_file_is_in_the_expected_counts() -> None:
+    listed = {row["file"] for row in corpus_rows()}
+    present = {path.relative_to(CORPUS).as_posix() for path in CORPUS.rglob("*.xml")}
+    assert present == listed
+
+
+def test_a_bare_testsuite_root_with_nested_suites_keeps_every_case() -> None:
+    report = parse_junit(CORPUS / "testsuite-root.xml")
+    assert [case.name for case in report.cases] == [f"TestCase{n}" for n in range(1, 6)]
+    assert report.wall_time == pytest.approx(4.807419)  # the enclosing suite's time
+    first = report.cases[0]
+    assert (first.classname, first.file, first.line) == ("someName", "/somepath", 34)
+    assert first.duration == pytest.approx(1.32159)
+
+
+def test_cases_without_attributes_read_as_empty() -> None:
+    report = parse_junit(CORPUS / "no-attributes.xml")
+    assert [case.id for case in report.cases] == ["", "", "", ""]
+    assert {case.duration for case in report.cases} == {0.0}
+    assert report.wall_time == 0.0
+
+
+def test_a_case_with_several_results_counts_by_its_worst() -> None:
+    cases = by_name(parse_junit(CORPUS / "junit.multiresult.xml"))
+    errored = cases["test that errors"]
+    assert (errored.outcome, errored.message, errored.detail) == (
+        Outcome.ERROR,
+        "test teardown failure",
+        "stdout",
+    )
+    assert cases["test that fails"].outcome is Outcome.FAILED
+    assert cases["test that is skipped"].outcome is Outcome.SKIPPED
+    assert cases["test that succeeds"].id == "test class.test that succeeds"
+
+
+def test_shards_merge_in_order_with_the_longest_wall_time() -> None:
+    first = parse_junit(CORPUS / "jest" / "jest-junit.xml")
+    second = parse_junit(CORPUS / "testsuite-root.xml")
+    merged = merge([first, second])
+    assert merged.cases == first.cases + second.cases
+    assert merged.wall_time == max(first.wall_time, second.wall_time)  # shards run in parallel
+    assert merged.sources == (
+        str(CORPUS / "jest" / "jest-junit.xml"),
+        str(CORPUS / "testsuite-root.xml"),
+    )
+    assert merge([]) == TestReport()
+
+
+def test_load_reports_merges_files(junit_from_pytest: Callable[[str, str], Path]) -> None:
+    paths = [
+        junit_from_pytest("mixed", "xunit2"),
+        str(junit_from_pytest("collection_error", "xunit2")),
+    ]
+    report = load_reports(paths)
+    assert report.totals.tests == 22
+    assert report.totals.errors == 3
+
+
+def test_a_missing_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "shard-3.xml"
+    with pytest.raises(JUnitFileError) as raised:
+        load_reports([CORPUS / "no-cases.xml", missing])
+    assert raised.value.path == str(missing)
+    assert str(raised.value) == f"{missing}: no such file"
+    assert isinstance(raised.value, JUnitError)
+
+
+def test_a_directory_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(JUnitFileError, match="is a directory"):
+        parse_junit(tmp_path)
+
+
+def test_a_document_that_is_not_junit_is_refused() -> None:
+    with pytest.raises(JUnitFileError, match=r"not a JUnit XML report: its root is <html>"):
+        parse_junit(b"<html><body><testcase name='x'/></body></html>", name="page.xml")
+
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<testsuite><testcase classname="bomb" name="&lol9;"/></testsuite>
+"""
+
+
+def test_an_xml_bomb_is_refused_without_expanding_it(tmp_path: Path) -> None:
+    bomb = tmp_path / "junit.xml"
+    bomb.write_bytes(BILLION_LAUGHS)
+    started = time.perf_counter()
+    with pytest.raises(JUnitFileError, match="refused: the XML declares entities") as raised:
+        load_reports([bomb])
+    assert time.perf_counter() - started < 1
+    assert raised.value.path == str(bomb)
+
+
+def test_an_external_entity_is_refused_and_never_read(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOKEN-1234", encoding="utf-8")
+    document = f"""<?xml version="1.0"?>
+<!DOCTYPE testsuite [<!ENTITY leak SYSTEM "{secret.as_uri()}">]>
+<testsuite><testcase name="x"><failure message="&leak;"/></testcase></testsuite>"""
+    with pytest.raises(JUnitFileError, match="refused"):
+        parse_junit(document.encode())
+
+
+def test_an_external_dtd_is_not_fetched(tmp_path: Path) -> None:
+    dtd = tmp_path / "evil.dtd"
+    dtd.write_text('<!ENTITY leak "TOKEN-1234">', encoding="utf-8")
+    document = f"""<?xml version="1.0"?>
+<!DOCTYPE testsuite SYSTEM "{dtd.as_uri()}">
+<testsuite><testcase name="x&leak;"><failure message="m&leak;"/></testcase></testsuite>"""
+    report = parse_junit(document.encode())
+    assert "TOKEN" not in repr(report)
+
+
+def complete_case_ends(data: bytes) -> list[int]:
+    """Byte offsets where each <testcase> element of a pytest report ends."""
+    ends, position = [], 0
+    while (start := data.find(b"<testcase ", position)) != -1:
+        tag_end = data.index(b">", start)
+        position = (
+            tag_end + 1
+            if data[tag_end - 1 : tag_end] == b"/"
+            else (data.index(b"</testcase>", tag_end) + len(b"</testcase>"))
+        )
+        ends.append(position)
+    return ends
+
+
+def test_a_truncated_report_keeps_every_complete_case(
+    junit_from_pytest: Callable[[str, str], Path],
+) -> None:
+    data = junit_from_pytest("mixed", "xunit1").read_bytes()
+    full = parse_junit(data)
+    ends = complete_case_ends(data)
+    assert len(ends) == len(full.cases) == 21
+    for cut in [*range(0, len(data) - 1, 53), *(end for end in ends[:-1]), *(e - 1 for e in ends)]:
+        report = parse_junit(data[:cut], name="junit.xml")
+        kept = sum(1 for end in ends if end <= cut)
+        assert report.cases[:kept] == full.cases[:kept], cut
+        [damage] = report.cases[kept:]
+        assert damage.outcome is Outcome.ERROR
+        assert damage.name == "JUnit report junit.xml"
+        assert "cut short" in damage.message, (cut, damage)
+        assert report.conclusion == "failed"
+
+
+def test_a_cut_short_report_says_how_many_cases_it_kept(
+    junit_from_pytest: Callable[[str, str], Path],
+) -> None:
+    data = junit_from_pytest("mixed", "xunit2").read_bytes()
+    cut = complete_case_ends(data)[6] + 10
+    report = parse_junit(data[:cut])
+    assert report.totals.tests == 8
+    assert report.cases[-1].message == (
+        "The JUnit report was cut short after 7 complete test cases; later results are missing."
+    )
+    assert report.wall_time > 0  # the suite's time attribute was read before the cut
+
+
+@pytest.mark.parametrize("content", [b"", b"  \n"])
+def test_an_empty_report_is_one_error(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "junit.xml"
+    path.write_bytes(content)
+    [case] = load_reports([path]).cases
+    assert case.outcome is Outcome.ERROR
+    assert case.message == "The JUnit report was cut short: the file is empty."
+    assert case.name == f"JUnit report {path}"
+
+
+def test_damage_in_the_middle_keeps_the_cases_before_it() -> None:
+    document = b"<testsuite><testcase name='a'/><testcase name='b'/><<oops/></testsuite>"
+    report = parse_junit(document)
+    assert [case.name for case in report.cases[:2]] == ["a", "b"]
+    assert report.cases[2].message == (
+        "The JUnit report is not well-formed XML; kept the 2 complete test cases before the damage."
+    )
+    assert report.cases[2].detail.startswith("XML parse error: not well-formed")
+
+
+def test_with_extra_error_adds_one_error_case() -> None:
+    report = parse_junit(CORPUS / "jest" / "jest-junit.xml")
+    assert report.conclusion == "passed"
+    crashed = report.with_extra_error("pytest", "crash", "pytest crashed with signal 11", "core")
+    assert crashed.cases[:-1] == report.cases
+    assert crashed.cases[-1] == TestCase(
+        "pytest", "crash", Outcome.ERROR, message="pytest crashed with signal 11", detail="core"
+    )
+    assert crashed.conclusion == "failed"
+    assert crashed.failures == (crashed.cases[-1],)
+
+
+def test_conclusion_of_an_empty_or_skipped_run() -> None:
+    assert parse_junit(CORPUS / "no-cases.xml").conclusion == "no tests"
+    skipped = TestReport((TestCase("c", "n", Outcome.SKIPPED), TestCase("c", "x", Outcome.XFAILED)))
+    assert skipped.conclusion == "passed"
+
+
+def test_unusable_times_read_as_zero() -> None:
+    document = b"""<testsuite time="1,5"><testcase name="a" time="nan"/>
+    <testcase name="b" time="-3"/><testcase name="c" time="0.25"/></testsuite>"""
+    report = parse_junit(document)
+    assert [case.duration for case in report.cases] == [0.0, 0.0, 0.25]
+    assert report.wall_time == 0.25  # no usable suite time: the sum of the cases
