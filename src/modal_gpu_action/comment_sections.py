@@ -49,6 +49,7 @@ _MARKER_LINE = re.compile(r"<!-- modal-gpu-action:[^<>!\s]* -->")
 _DATA_LINE = re.compile(r"<!-- modal-gpu-action:data (\{[^<>]*\}) -->")
 _NONCE = re.compile(r"^[a-z0-9]{8,32}$")
 _SHA = re.compile(r"^[0-9a-f]{7,64}$")
+_WRITER = re.compile(r"^[0-9a-z]{0,32}$")
 _RUN_URL = re.compile(r"^https?://[^\s<>()\[\]\"'`\\]+$")
 _PASSING = frozenset({"passed"})
 _ICONS = {
@@ -82,6 +83,7 @@ class Section:
     sha: str = ""
     written_at: float = 0.0  # seconds since the epoch
     shortened: bool = False  # the body was replaced by a link to the run
+    writer: str = ""  # a random id of the job run that wrote the section
 
     @property
     def passing(self) -> bool:
@@ -183,13 +185,16 @@ def _section_from_row(row: Any) -> Section | None:
         return None
     key, conclusion = row.get("key"), row.get("conclusion")
     run_url, sha, short = row.get("run_url", ""), row.get("sha", ""), row.get("short", False)
+    writer = row.get("by", "")
     if not (isinstance(key, str) and isinstance(conclusion, str) and len(conclusion) <= 40):
         return None
     if not (isinstance(run_url, str) and isinstance(sha, str) and isinstance(short, bool)):
         return None
+    if not isinstance(writer, str) or not _WRITER.match(writer):
+        return None
     numbers = {
         name: row.get(name, 0)
-        for name in ("tests", "passed", "failed", "errors", "skipped", "duration_ms", "at")
+        for name in ("tests", "passed", "failed", "errors", "skipped", "duration_ms", "at_ms")
     }
     if not all(_count(v) for v in numbers.values()):
         return None
@@ -204,8 +209,9 @@ def _section_from_row(row: Any) -> Section | None:
         duration=numbers["duration_ms"] / 1000,
         run_url=run_url if _RUN_URL.match(run_url) else "",
         sha=sha if _SHA.match(sha) else "",
-        written_at=float(numbers["at"]),
+        written_at=numbers["at_ms"] / 1000,
         shortened=short,
+        writer=writer,
     )
 
 
@@ -294,8 +300,9 @@ def _row(section: Section) -> dict[str, object]:
         "duration_ms": max(round(duration * 1000), 0),
         "run_url": section.run_url if _RUN_URL.match(section.run_url) else "",
         "sha": section.sha if _SHA.match(section.sha) else "",
-        "at": max(int(section.written_at), 0),
+        "at_ms": max(round(section.written_at * 1000), 0),
         "short": section.shortened,
+        "by": section.writer if _WRITER.match(section.writer) else "",
     }
 
 

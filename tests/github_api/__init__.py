@@ -1,0 +1,1 @@
+"""A local GitHub REST API for the tests, validated against GitHub's published description."""
