@@ -1,0 +1,112 @@
+"""What every backend takes and gives back: the contract between the engine and a backend.
+
+    backend = LocalBackend(settings, cancel_event=cancel)    # or ModalBackend(...)
+    result = backend.run(backend.requests())                 # -> BackendResult
+
+A backend turns Settings into one `RunRequest` per shard (`requests()`), runs each through the
+runner (runner.run_tests, here or in a container) and returns every shard's `RunResult` with the
+facts of the run. It never judges the tests: merging the JUnit, deciding passed/failed and the
+exit code are the engine's. Failures that are not the tests' fault are `InfrastructureError`
+(exit 3) when nothing usable came back, or `BackendResult.infrastructure_error` beside the shards
+that did come back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from modal_gpu_action.runner import GpuFacts, RunRequest, RunResult, describe_gpu_list
+from modal_gpu_action.settings import Settings
+
+
+class InfrastructureError(Exception):
+    """The run failed for a reason that is not the tests' (no interpreter, Modal refused the app,
+    the container died before the runner answered): the engine reports it and exits 3.
+    `detail` is optional longer text (a log tail) shown under the one-line message."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class BackendResult:
+    """Every shard's result, in shard order, plus what the backend knows about the run."""
+
+    backend: str  # "local" or "modal"
+    shards: list[RunResult]
+    gpu_description: str  # for people: "2x NVIDIA H100 80GB HBM3 (driver ..., CUDA 13.0)"
+    gpu_seconds: float  # shard wall time x GPUs that shard saw, summed
+    wall_seconds: float = 0.0  # first shard started -> last shard done
+    cost_usd: float | None = None  # the Modal backend's estimate; None where unknown or free
+    cancelled: bool = False  # the run was stopped on request (SIGINT/SIGTERM, job cancelled)
+    timed_out: bool = False  # some shard ran past its timeout
+    infrastructure_error: str | None = None  # a shard lost for a reason not the tests'
+
+
+class Backend(Protocol):
+    """What the engine needs from a backend. Constructors take the Settings and a
+    `cancel_event: threading.Event` that the engine sets on SIGINT/SIGTERM: `run` must then stop
+    the tests (the runner does it for its pytest) and return what finished, `cancelled=True`."""
+
+    name: str
+
+    def requests(self) -> list[RunRequest]:
+        """One RunRequest per shard, in shard order (shard_index 0..n-1, shard_count n)."""
+        ...
+
+    def run(self, requests: Sequence[RunRequest]) -> BackendResult:
+        """Run the shards (in parallel where the backend can) and return them all.
+        Raises InfrastructureError when no shard result can be had."""
+        ...
+
+
+def base_request(settings: Settings, *, working_directory: str | None = None) -> RunRequest:
+    """The unsharded request for `settings`. `working_directory` overrides where the project is
+    (a container's path); shard_durations is read here, so the text travels with the request."""
+    durations = None
+    if settings.shard_durations is not None:
+        try:
+            durations = Path(settings.shard_durations).read_text(encoding="utf-8", errors="replace")
+        except OSError as error:
+            raise InfrastructureError(f"cannot read shard-durations: {error}") from error
+    return RunRequest(
+        working_directory=working_directory or str(settings.working_directory),
+        test_path=settings.test_path,
+        pytest_args=list(settings.pytest_args),
+        timeout_seconds=settings.timeout_seconds,
+        env=dict(settings.env),
+        durations_junit=durations,
+        fail_on_empty=settings.fail_on_empty,
+    )
+
+
+def shard_requests(base: RunRequest, count: int) -> list[RunRequest]:
+    """`count` copies of `base`, shard i of count each, labelled "shard i+1/count" (no label
+    and no sharding plugin when count is 1)."""
+    if count < 1:
+        raise ValueError(f"shard count must be at least 1, got {count}")
+    if count == 1:
+        return [dataclasses.replace(base, shard_index=0, shard_count=1)]
+    return [
+        dataclasses.replace(base, shard_index=i, shard_count=count, label=f"shard {i + 1}/{count}")
+        for i in range(count)
+    ]
+
+
+def describe_gpus(facts: Sequence[GpuFacts]) -> str:
+    """The GPUs that shards on one machine saw, each counted once (by nvidia-smi index and name):
+    `2x NVIDIA H100 ...`. The first shard's note when none saw a GPU."""
+    seen: dict[str, dict[str, object]] = {}
+    cuda = None
+    for fact in facts:
+        cuda = cuda or fact.cuda_version
+        for gpu in fact.gpus:
+            seen.setdefault(f"{gpu.get('index')}/{gpu.get('name')}", dict(gpu))
+    if not seen:
+        return facts[0].note if facts else "no GPU visible"
+    return describe_gpu_list(list(seen.values()), cuda)

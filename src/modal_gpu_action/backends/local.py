@@ -1,0 +1,192 @@
+"""The local backend: pytest on this machine (a self-hosted GPU runner, a workstation).
+
+Shards run in parallel, one thread each calling runner.run_tests (one pytest process each).
+`shards: auto` (Settings.shards None) is one shard per visible GPU, each with its own
+CUDA_VISIBLE_DEVICES; the GPUs are CUDA_VISIBLE_DEVICES's entries when it is set, else
+`nvidia-smi --query-gpu=index`'s, else none: one shard on the CPU. A number of shards spreads
+them over the GPUs round-robin (two shards can share one). One shard sees every GPU (so tests
+that need several GPUs can use them): no CUDA_VISIBLE_DEVICES of ours then.
+
+pytest runs with the first `python` (then `python3`) on PATH: on a self-hosted runner that is
+the interpreter the workflow prepared (a venv it activated, setup-python's), not the one this tool
+is installed in, which has neither pytest nor the project's dependencies.
+MODAL_GPU_ACTION_PYTHON overrides it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from modal_gpu_action.backends.base import (
+    BackendResult,
+    InfrastructureError,
+    base_request,
+    describe_gpus,
+    shard_requests,
+)
+from modal_gpu_action.runner import (
+    DEFAULT_KILL_GRACE_SECONDS,
+    RunnerError,
+    RunRequest,
+    RunResult,
+    Stream,
+    parse_visible_devices,
+    run_tests,
+)
+from modal_gpu_action.settings import Settings
+
+PYTHON_ENV = "MODAL_GPU_ACTION_PYTHON"
+
+
+def resolve_devices(environ: Mapping[str, str]) -> list[str]:
+    """The GPUs shards can be given, as CUDA_VISIBLE_DEVICES entries: that variable's entries
+    when it is set (even to nothing), else nvidia-smi's indices, else [] (no GPU: CPU)."""
+    if "CUDA_VISIBLE_DEVICES" in environ:
+        return parse_visible_devices(environ["CUDA_VISIBLE_DEVICES"])
+    exe = shutil.which("nvidia-smi", path=environ.get("PATH", os.defpath))
+    if exe is None:
+        return []
+    try:
+        done = subprocess.run(
+            [exe, "--query-gpu=index", "--format=csv,noheader"],
+            env=dict(environ),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if done.returncode != 0:
+        return []
+    lines = done.stdout.decode("utf-8", "replace").splitlines()
+    return [line.strip() for line in lines if line.strip().isdigit()]
+
+
+def plan_requests(base: RunRequest, shards: int | None, devices: Sequence[str]) -> list[RunRequest]:
+    """One request per shard. `shards` None is auto: one per device (one when there is none).
+    With several shards and some devices, shard i gets devices[i % len(devices)]."""
+    count = max(1, len(devices)) if shards is None else shards
+    requests = shard_requests(base, count)
+    if count == 1 or not devices:
+        return requests
+    return [_with_device(request, devices[i % len(devices)]) for i, request in enumerate(requests)]
+
+
+def _with_device(request: RunRequest, device: str) -> RunRequest:
+    label = f"{request.label}, GPU {device}" if request.label else f"GPU {device}"
+    return dataclasses.replace(request, visible_devices=device, label=label)
+
+
+def default_python(environ: Mapping[str, str]) -> str:
+    """MODAL_GPU_ACTION_PYTHON, else `python` or `python3` on PATH, else this interpreter."""
+    if environ.get(PYTHON_ENV):
+        return environ[PYTHON_ENV]
+    path = environ.get("PATH", os.defpath)
+    return shutil.which("python", path=path) or shutil.which("python3", path=path) or sys.executable
+
+
+def plan(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What a local run would do, as JSON-able data; runs nothing but `nvidia-smi` (to count
+    the GPUs). Environment values are left out: they may be secret."""
+    env = os.environ if environ is None else environ
+    devices = resolve_devices(env)
+    requests = LocalBackend(settings, environ=env).requests()
+    return {
+        "backend": "local",
+        "python": requests[0].python,
+        "devices": devices,
+        "shards": [
+            {
+                "label": r.label,
+                "shard_index": r.shard_index,
+                "shard_count": r.shard_count,
+                "visible_devices": r.visible_devices,
+                "working_directory": r.working_directory,
+                "test_path": r.test_path,
+                "pytest_args": r.pytest_args,
+                "timeout_seconds": r.timeout_seconds,
+                "env_keys": sorted(r.env),
+                "balanced_by_durations": r.durations_junit is not None,
+            }
+            for r in requests
+        ],
+    }
+
+
+class LocalBackend:
+    """Runs the shards on this machine. Setting `cancel_event` (the engine does on SIGINT and
+    SIGTERM) stops every shard's pytest and its children; `run` then returns what finished."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        cancel_event: threading.Event | None = None,
+        environ: Mapping[str, str] | None = None,
+        stream: Stream = "stdout",
+        kill_grace_seconds: float = DEFAULT_KILL_GRACE_SECONDS,
+    ) -> None:
+        self.settings = settings
+        self.cancel_event = cancel_event or threading.Event()
+        self.environ = dict(os.environ if environ is None else environ)
+        self.stream = stream
+        self.kill_grace_seconds = kill_grace_seconds
+
+    def requests(self) -> list[RunRequest]:
+        base = base_request(self.settings)
+        base = dataclasses.replace(base, python=default_python(self.environ))
+        return plan_requests(base, self.settings.shards, resolve_devices(self.environ))
+
+    def run(self, requests: Sequence[RunRequest]) -> BackendResult:
+        if not requests:
+            raise InfrastructureError("nothing to run: no shard requests")
+        started = time.monotonic()
+        with ThreadPoolExecutor(len(requests), thread_name_prefix="shard") as pool:
+            futures = [pool.submit(self._run_one, request) for request in requests]
+            outcomes = [future.result() for future in futures]
+        wall = time.monotonic() - started
+        shards = [o for o in outcomes if isinstance(o, RunResult)]
+        failures = [o for o in outcomes if isinstance(o, InfrastructureError)]
+        if not shards:
+            raise failures[0]
+        problem = "; ".join(str(f) for f in failures) or None
+        return BackendResult(
+            backend=self.name,
+            shards=shards,
+            gpu_description=describe_gpus([s.gpu for s in shards]),
+            gpu_seconds=round(sum(s.duration_seconds * len(s.gpu.gpus) for s in shards), 3),
+            wall_seconds=round(wall, 3),
+            cancelled=self.cancel_event.is_set() or any(s.cancelled for s in shards),
+            timed_out=any(s.timed_out for s in shards),
+            infrastructure_error=problem,
+        )
+
+    def _run_one(self, request: RunRequest) -> RunResult | InfrastructureError:
+        try:
+            return run_tests(
+                request,
+                stream=self.stream,
+                cancel_event=self.cancel_event,
+                base_env=self.environ,
+                kill_grace_seconds=self.kill_grace_seconds,
+            )
+        except RunnerError as error:
+            where = f"{request.label}: " if request.label else ""
+            return InfrastructureError(f"{where}{error}")
+        except Exception as error:  # a bug of ours: still exit 3 with the traceback
+            return InfrastructureError(
+                f"the local runner failed: {error!r}", detail=traceback.format_exc()
+            )

@@ -1,0 +1,514 @@
+"""runner.py: real pytest subprocesses on the fixture projects in tests/fixtures/projects/."""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from modal_gpu_action import runner
+from modal_gpu_action.runner import (
+    GpuFacts,
+    RunnerError,
+    RunRequest,
+    RunResult,
+    junit_names,
+    probe_gpu,
+    run_tests,
+    summarise_tail,
+    synthesize_junit,
+)
+
+PROJECTS = Path(__file__).parent / "fixtures" / "projects"
+SOURCE = Path(runner.__file__).parent
+
+
+def project(tmp_path: Path, name: str) -> Path:
+    """A fresh copy of a fixture project (pytest's cache and our files stay out of the repo)."""
+    return Path(shutil.copytree(PROJECTS / name, tmp_path / name))
+
+
+def request_for(path: Path, **changes: object) -> RunRequest:
+    values: dict[str, object] = {
+        "working_directory": str(path),
+        "test_path": "tests",
+        "pytest_args": ["-p", "no:cacheprovider"],
+        "timeout_seconds": 60.0,
+        "env": {},
+    }
+    values.update(changes)
+    return RunRequest.from_dict(values)
+
+
+def cases(junit_xml: str) -> dict[str, ET.Element]:
+    """Each testcase by `classname::name`."""
+    root = ET.fromstring(junit_xml)
+    return {f"{c.get('classname')}::{c.get('name')}": c for c in root.iter("testcase")}
+
+
+def outcome(case: ET.Element) -> str:
+    for tag in ("failure", "error", "skipped"):
+        if case.find(tag) is not None:
+            return tag
+    return "passed"
+
+
+def process_gone(pid: int) -> bool:
+    """No such process, or only a zombie waiting for a parent to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def quiet(request: RunRequest, **kwargs: object) -> RunResult:
+    return run_tests(request, stream=None, **kwargs)  # type: ignore[arg-type]
+
+
+# --- normal ends --------------------------------------------------------------------------------
+
+
+def test_passing_suite_returns_pytests_own_junit_with_file_and_line(tmp_path: Path) -> None:
+    result = quiet(request_for(project(tmp_path, "passing")))
+
+    assert result.exit_code == 0
+    assert (result.crashed, result.problem, result.timed_out, result.no_tests) == (
+        None,
+        None,
+        False,
+        False,
+    )
+    assert "synthesised" not in result.junit_xml
+    found = cases(result.junit_xml)
+    assert {k: outcome(c) for k, c in found.items()} == {
+        "tests.test_ok::test_adds": "passed",
+        "tests.test_ok::test_records_a_property": "passed",
+        "tests.test_ok::test_skipped": "skipped",
+        "tests.test_ok::test_known_bug": "skipped",
+    }
+    adds = found["tests.test_ok::test_adds"]
+    assert (adds.get("file"), adds.get("line")) == ("tests/test_ok.py", "3")  # 0-based, as pytest
+    prop = found["tests.test_ok::test_records_a_property"].find("properties/property")
+    assert prop is not None and (prop.get("name"), prop.get("value")) == ("answer", "42")
+    assert result.duration_seconds > 0
+
+
+def test_failing_test_gives_exit_1_and_a_failure_case(tmp_path: Path) -> None:
+    result = quiet(request_for(project(tmp_path, "failing")))
+
+    assert result.exit_code == 1
+    assert result.problem is None and result.crashed is None
+    failure = cases(result.junit_xml)["tests.test_mixed::test_fails"].find("failure")
+    assert failure is not None and "== 3" in (failure.get("message") or "")
+
+
+def test_no_tests_collected_is_exit_5_and_no_tests(tmp_path: Path) -> None:
+    result = quiet(request_for(project(tmp_path, "empty")))
+
+    assert (result.exit_code, result.no_tests, result.crashed, result.problem) == (
+        5,
+        True,
+        None,
+        None,
+    )
+    assert cases(result.junit_xml) == {}
+
+
+def test_a_pytest_usage_error_is_a_problem_but_not_a_crash(tmp_path: Path) -> None:
+    path = project(tmp_path, "passing")
+    result = quiet(request_for(path, pytest_args=["--no-such-option"]))
+
+    assert result.exit_code == 4
+    assert result.crashed is None
+    assert result.problem == "pytest exited with code 4 (usage error)"
+    assert "--no-such-option" in result.output_tail
+    ET.fromstring(result.junit_xml)  # still a readable (empty) report
+
+
+def test_streams_every_line_live_with_the_label(tmp_path: Path) -> None:
+    out = io.StringIO()
+    result = run_tests(request_for(project(tmp_path, "failing"), label="shard 2/3"), stream=out)
+
+    lines = out.getvalue().splitlines()
+    assert lines and all(line.startswith("[shard 2/3] ") for line in lines)
+    assert any("1 failed, 1 passed" in line for line in lines)
+    assert "1 failed, 1 passed" in result.output_tail
+    assert result.label == "shard 2/3"
+
+
+# --- crashes, timeouts, cancellation -------------------------------------------------------------
+
+
+def test_segfault_mid_run_keeps_the_finished_tests_and_names_the_crash(tmp_path: Path) -> None:
+    result = quiet(request_for(project(tmp_path, "crash")))
+
+    assert result.exit_code is None
+    assert result.crashed == (
+        "pytest was killed by signal 11 (SIGSEGV) while running tests/test_crash.py::test_dies"
+    )
+    assert result.problem == result.crashed
+    assert "synthesised" in result.junit_xml
+    found = {k: outcome(c) for k, c in cases(result.junit_xml).items()}
+    assert found == {
+        "tests.test_crash::test_first": "passed",
+        "tests.test_crash::test_second": "passed",
+        "tests.test_crash::test_dies": "error",
+    }
+    error = cases(result.junit_xml)["tests.test_crash::test_dies"].find("error")
+    assert error is not None and "Fatal Python error: Segmentation fault" in (error.text or "")
+    assert "Fatal Python error: Segmentation fault" in result.output_tail
+    assert 'test_crash.py", line 17 in test_dies' in result.output_tail
+    assert "frames of pytest and pluggy left out" in result.output_tail
+    assert "/_pytest/" not in result.output_tail
+
+
+def test_os_exit_mid_run_is_a_crash_with_its_exit_code(tmp_path: Path) -> None:
+    result = quiet(request_for(project(tmp_path, "crash"), env={"CRASH_MODE": "exit"}))
+
+    assert result.exit_code == 1
+    assert result.crashed == (
+        "pytest exited with code 1 without finishing its report"
+        " while running tests/test_crash.py::test_dies"
+    )
+    found = {k: outcome(c) for k, c in cases(result.junit_xml).items()}
+    assert found["tests.test_crash::test_second"] == "passed"
+    assert found["tests.test_crash::test_dies"] == "error"
+
+
+def test_timeout_kills_pytest_and_the_children_it_started(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    request = request_for(
+        project(tmp_path, "hang"), timeout_seconds=2.5, env={"HANG_PID_FILE": str(pid_file)}
+    )
+    started = time.monotonic()
+    result = quiet(request, kill_grace_seconds=1.0)
+
+    assert time.monotonic() - started < 6
+    assert result.timed_out and not result.cancelled
+    assert result.exit_code is None and result.crashed is None
+    assert result.problem == (
+        "pytest timed out after 2.5 s and was stopped while running tests/test_hang.py::test_hangs"
+    )
+    assert process_gone(int(pid_file.read_text()))  # the `sleep 60` the test started
+    found = {k: outcome(c) for k, c in cases(result.junit_xml).items()}
+    assert found == {
+        "tests.test_hang::test_quick": "passed",
+        "tests.test_hang::test_hangs": "error",
+    }
+    # the dump pytest prints on our SIGTERM says where the test was stuck
+    assert 'test_hang.py", line 15 in test_hangs' in result.output_tail
+
+
+def test_cancel_event_stops_the_run_from_another_thread(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    request = request_for(
+        project(tmp_path, "hang"), timeout_seconds=None, env={"HANG_PID_FILE": str(pid_file)}
+    )
+    cancel = threading.Event()
+
+    def cancel_once_hanging() -> None:
+        deadline = time.monotonic() + 20
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        cancel.set()
+
+    threading.Thread(target=cancel_once_hanging, daemon=True).start()
+    result = quiet(request, cancel_event=cancel, kill_grace_seconds=1.0)
+
+    assert result.cancelled and not result.timed_out
+    assert result.problem == "the run was cancelled while running tests/test_hang.py::test_hangs"
+    assert process_gone(int(pid_file.read_text()))
+    assert outcome(cases(result.junit_xml)["tests.test_hang::test_quick"]) == "passed"
+
+
+# --- failures that are not the tests' ------------------------------------------------------------
+
+
+def test_a_missing_working_directory_is_a_runner_error(tmp_path: Path) -> None:
+    with pytest.raises(RunnerError, match="working directory not found"):
+        quiet(request_for(tmp_path / "nowhere"))
+
+
+def test_a_missing_interpreter_is_a_runner_error(tmp_path: Path) -> None:
+    request = request_for(project(tmp_path, "passing"), python=str(tmp_path / "no-python"))
+    with pytest.raises(RunnerError, match="could not start pytest"):
+        quiet(request)
+
+
+# --- the data crossing the boundary --------------------------------------------------------------
+
+
+def test_request_and_result_survive_a_json_round_trip(tmp_path: Path) -> None:
+    request = request_for(tmp_path, shard_index=1, shard_count=3, label="shard 2/3")
+    assert RunRequest.from_dict(json.loads(json.dumps(request.to_dict()))) == request
+
+    result = RunResult(
+        junit_xml="<testsuites/>",
+        exit_code=None,
+        duration_seconds=1.5,
+        gpu=GpuFacts(True, [{"index": 0, "name": "L4"}], "12.4", "1 GPU visible: L4"),
+        timed_out=True,
+        crashed=None,
+        no_tests=False,
+        output_tail="...",
+        shard_index=1,
+        shard_count=3,
+        problem="pytest timed out",
+    )
+    assert RunResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+
+
+def test_a_request_names_what_it_lacks() -> None:
+    with pytest.raises(ValueError, match="RunRequest: missing test_path"):
+        RunRequest.from_dict(
+            {"working_directory": ".", "pytest_args": [], "timeout_seconds": 1, "env": {}}
+        )
+    with pytest.raises(ValueError, match="invalid shard 2 of 2"):
+        RunRequest(".", "", [], None, {}, shard_index=2, shard_count=2)
+
+
+def test_script_mode_works_from_a_copy_of_runner_and_sharding_alone(tmp_path: Path) -> None:
+    """What the Modal container does: the two files in a folder of their own, no package."""
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for name in ("runner.py", "sharding.py"):
+        shutil.copy(SOURCE / name, shipped / name)
+    request = request_for(project(tmp_path, "many"), shard_index=0, shard_count=2)
+    (tmp_path / "request.json").write_text(json.dumps(request.to_dict()))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    done = subprocess.run(
+        [sys.executable, "runner.py", "--request", "../request.json", "--result", "../result.json"],
+        cwd=shipped,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = RunResult.from_dict(json.loads((tmp_path / "result.json").read_text()))
+    assert result.exit_code == 0 and result.shard_count == 2
+    assert "shard 1/2:" in done.stdout  # the sharding plugin's header line
+    assert 0 < len(cases(result.junit_xml)) < 27
+
+
+def imports(node: ast.AST) -> set[str]:
+    found = set()
+    for child in ast.walk(node):
+        if isinstance(child, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in child.names}
+        elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
+            found.add(child.module.split(".")[0])
+    return found
+
+
+def test_runner_and_sharding_import_only_the_standard_library_and_pytest() -> None:
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    runner_tree = ast.parse((SOURCE / "runner.py").read_text())
+    top_level = set().union(
+        *(imports(n) for n in runner_tree.body if not isinstance(n, ast.FunctionDef))
+    )
+    assert top_level <= stdlib, top_level - stdlib
+    # inside functions: pytest's own junit naming, imported only by the hooks that run in pytest
+    assert imports(runner_tree) <= stdlib | {"_pytest"}
+    sharding = imports(ast.parse((SOURCE / "sharding.py").read_text()))
+    assert sharding <= stdlib | {"pytest", "_pytest"}, sharding - stdlib
+
+
+# --- the GPU probe -------------------------------------------------------------------------------
+
+FAKE_NVIDIA_SMI = """#!{python}
+import sys
+args = sys.argv[1:]
+if {fail!r}:
+    print("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.")
+    sys.exit(9)
+if any(a.startswith("--query-gpu=index,uuid") for a in args):
+    print("0, GPU-aaaa1111-0000, NVIDIA H100 80GB HBM3, 81559, 580.159.04")
+    print("1, GPU-bbbb2222-0000, NVIDIA H100 80GB HBM3, 81559, 580.159.04")
+elif "--query-gpu=index" in args:
+    print("0")
+    print("1")
+elif not args:
+    print("| NVIDIA-SMI 580.159.04     Driver Version: 580.159.04     CUDA Version: 13.0     |")
+else:
+    sys.exit(2)
+"""
+
+
+def fake_nvidia_smi(folder: Path, *, fail: bool = False) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "nvidia-smi"
+    script.write_text(FAKE_NVIDIA_SMI.format(python=sys.executable, fail=fail))
+    script.chmod(0o755)
+    return folder
+
+
+def test_probe_reads_an_h100_from_nvidia_smi(tmp_path: Path) -> None:
+    facts = probe_gpu({"PATH": str(fake_nvidia_smi(tmp_path))})
+
+    assert facts.visible and facts.cuda_version == "13.0"
+    assert facts.gpus[1] == {
+        "index": 1,
+        "name": "NVIDIA H100 80GB HBM3",
+        "memory_total_mib": 81559,
+        "driver_version": "580.159.04",
+    }
+    assert facts.describe() == "2x NVIDIA H100 80GB HBM3 (driver 580.159.04, CUDA 13.0)"
+    assert facts.note.startswith("2 GPUs visible: ")
+
+
+@pytest.mark.parametrize(("visible", "indices"), [("1", [1]), ("GPU-bbbb", [1]), ("1,0", [1, 0])])
+def test_probe_honours_cuda_visible_devices(
+    tmp_path: Path, visible: str, indices: list[int]
+) -> None:
+    env = {"PATH": str(fake_nvidia_smi(tmp_path)), "CUDA_VISIBLE_DEVICES": visible}
+    facts = probe_gpu(env)
+    assert [gpu["index"] for gpu in facts.gpus] == indices
+
+
+@pytest.mark.parametrize("visible", ["", "-1", "NoDevFiles"])
+def test_probe_sees_nothing_when_cuda_visible_devices_hides_every_gpu(
+    tmp_path: Path, visible: str
+) -> None:
+    facts = probe_gpu({"PATH": str(fake_nvidia_smi(tmp_path)), "CUDA_VISIBLE_DEVICES": visible})
+    assert not facts.visible and "hides every GPU" in facts.note
+
+
+def test_probe_without_nvidia_smi_says_so(tmp_path: Path) -> None:
+    facts = probe_gpu({"PATH": str(tmp_path)})
+    assert facts == GpuFacts(False, [], None, "no GPU visible: nvidia-smi not found")
+    assert facts.describe() == "no GPU visible: nvidia-smi not found"
+
+
+def test_probe_with_a_failing_nvidia_smi_quotes_it(tmp_path: Path) -> None:
+    facts = probe_gpu({"PATH": str(fake_nvidia_smi(tmp_path, fail=True))})
+    assert not facts.visible
+    assert facts.note == (
+        "no GPU visible: nvidia-smi failed (exit 9): NVIDIA-SMI has failed because it couldn't"
+        " communicate with the NVIDIA driver."
+    )
+
+
+def test_a_run_reports_the_gpu_its_pytest_sees(tmp_path: Path) -> None:
+    path = project(tmp_path, "passing")
+    fake = fake_nvidia_smi(tmp_path / "bin")
+    base_env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"}
+    result = run_tests(request_for(path, visible_devices="1"), stream=None, base_env=base_env)
+    assert [gpu["index"] for gpu in result.gpu.gpus] == [1]
+
+
+# --- the crash record, turned into JUnit ---------------------------------------------------------
+
+
+def test_junit_names_are_pytests_own() -> None:
+    from _pytest.junitxml import mangle_test_address
+
+    for nodeid in (
+        "tests/test_a.py::test_x",
+        "tests/sub/test_b.py::TestC::TestD::test_y[1-a::b]",
+        "tests/test_c.py::test_z[c[d]]",
+        "tests/test_d.py::test_w[x/y.py]",
+        "tests/test_broken.py",
+        "test_top.py::test_v",
+    ):
+        names = mangle_test_address(nodeid)
+        assert junit_names(nodeid) == (".".join(names[:-1]), names[-1])
+    assert junit_names("t/test_a.py::T::test_x", prefix="gpu") == ("gpu.t.test_a.T", "test_x")
+
+
+def test_synthesised_junit_keeps_each_outcome_as_pytest_writes_it() -> None:
+    def report(nodeid: str, when: str, outcome: str, **more: object) -> dict[str, object]:
+        return {"e": "report", "nodeid": nodeid, "when": when, "outcome": outcome, **more}
+
+    records: list[dict[str, object]] = [
+        {"e": "configure", "junit_prefix": ""},
+        {"e": "sessionstart"},
+        {"e": "collecterror", "nodeid": "tests/test_bad.py", "text": "ImportError: nope"},
+        {"e": "start", "nodeid": "tests/t.py::test_ok", "location": ["tests/t.py", 3, "test_ok"]},
+        report("tests/t.py::test_ok", "setup", "passed", duration=0.25),
+        report("tests/t.py::test_ok", "call", "passed", duration=1.0, properties=[["k", "v"]]),
+        report("tests/t.py::test_ok", "teardown", "passed", duration=0.25),
+        {"e": "start", "nodeid": "tests/t.py::test_fail"},
+        report("tests/t.py::test_fail", "call", "failed", message="assert 1 == 2", text="E  \x1b"),
+        report("tests/t.py::test_fail", "teardown", "passed"),
+        {"e": "start", "nodeid": "tests/t.py::test_setup"},
+        report("tests/t.py::test_setup", "setup", "failed", message="boom", text="boom"),
+        report("tests/t.py::test_setup", "teardown", "passed"),
+        {"e": "start", "nodeid": "tests/t.py::test_skip"},
+        report(
+            "tests/t.py::test_skip", "setup", "skipped", message="no GPU", text="t.py:1: no GPU"
+        ),
+        report("tests/t.py::test_skip", "teardown", "passed"),
+        {"e": "start", "nodeid": "tests/t.py::test_xfail"},
+        report("tests/t.py::test_xfail", "call", "skipped", wasxfail="bug 12"),
+        report("tests/t.py::test_xfail", "teardown", "passed"),
+        {"e": "start", "nodeid": "tests/t.py::test_dies"},
+        report("tests/t.py::test_dies", "setup", "passed"),
+    ]
+    xml = synthesize_junit(records, unfinished_reason="killed by signal 9", output_tail="last")
+
+    found = cases(xml)
+    assert {k: outcome(c) for k, c in found.items()} == {
+        "::tests.test_bad": "error",
+        "tests.t::test_ok": "passed",
+        "tests.t::test_fail": "failure",
+        "tests.t::test_setup": "error",
+        "tests.t::test_skip": "skipped",
+        "tests.t::test_xfail": "skipped",
+        "tests.t::test_dies": "error",
+    }
+    ok = found["tests.t::test_ok"]
+    assert (ok.get("time"), ok.get("file"), ok.get("line")) == ("1.500", "tests/t.py", "3")
+    assert found["tests.t::test_fail"].find("failure").text == "E  \\x1b"  # type: ignore[union-attr]
+    assert (
+        found["tests.t::test_setup"].find("error").get("message") == 'failed on setup with "boom"'
+    )  # type: ignore[union-attr]
+    assert found["tests.t::test_xfail"].find("skipped").get("type") == "pytest.xfail"  # type: ignore[union-attr]
+    dies = found["tests.t::test_dies"].find("error")
+    assert dies is not None and dies.get("message") == "test did not finish: killed by signal 9"
+    assert (dies.text or "").endswith("Last lines of output:\nlast")
+    suite = ET.fromstring(xml).find("testsuite")
+    assert suite is not None
+    assert {k: suite.get(k) for k in ("tests", "failures", "errors", "skipped")} == {
+        "tests": "7",
+        "failures": "1",
+        "errors": "3",
+        "skipped": "2",
+    }
+
+
+def test_the_tail_leaves_out_pytests_own_frames() -> None:
+    lines = [
+        "Fatal Python error: Segmentation fault",
+        "Current thread 0x1 (most recent call first):",
+        '  File "/p/tests/test_x.py", line 3 in test_x',
+        '  File "/venv/site-packages/_pytest/python.py", line 187 in pytest_pyfunc_call',
+        '  File "/venv/site-packages/pluggy/_callers.py", line 103 in _multicall',
+        '  File "<frozen runpy>", line 88 in _run_code',
+    ]
+    assert summarise_tail(lines).splitlines() == [
+        *lines[:3],
+        "  [3 frames of pytest and pluggy left out]",
+    ]
+    assert summarise_tail([str(n) for n in range(100)]).splitlines() == [
+        str(n) for n in range(50, 100)
+    ]
