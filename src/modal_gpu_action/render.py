@@ -4,9 +4,8 @@ Test names, messages and tracebacks come from the pull request's code, so every 
 goes through one of two escapers before it reaches the markdown:
 - `escape_inline`: one line of plain text, safe in a paragraph, heading, list item or table cell.
   Markdown punctuation is backslash-escaped, `<`, `>` and `&` become entities, line breaks become
-  spaces, and a WORD JOINER (U+2060, invisible) follows every `@` and `#`, a `:` that starts a URL
-  or emoji code, and sits inside `www.` and `GH-1`, so GitHub builds no @mention, issue reference,
-  emoji image or link from it. (An entity such as `&#64;` would not do: GitHub looks for mentions
+  spaces, and a WORD JOINER (U+2060, invisible) follows every `@`, `#` and `:` and sits inside
+  `www.` and `GH-1`, so GitHub builds no @mention, issue reference, emoji image or link from it. (An entity such as `&#64;` would not do: GitHub looks for mentions
   in the rendered text, where the entity is an `@` again.)
 - `escape_block`: a fenced code block whose fence is longer than any backtick run in the text,
   so nothing inside can close it; GitHub neither links nor mentions inside code.
@@ -25,45 +24,60 @@ import heapq
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from itertools import compress
+from operator import attrgetter
 from urllib.parse import quote
 
-from modal_gpu_action.results import Outcome, TestCase, TestReport
+from modal_gpu_action.results import Outcome, TestCase, TestReport, Totals
 
 SUMMARY_LIMIT_BYTES = 1_048_576
 COMMENT_LIMIT_CHARS = 65_536
 
 _WJ = "\u2060"
-# Where a WORD JOINER goes: after every @ and # (mentions, issue and team references), after a
-# ":" that starts a URL or an emoji code, and inside "www." and "GH-1".
-_LINKABLE = re.compile(r"(?<=[@#])|(?<=:)(?=[^\s0-9])|(?<=www)(?=\.)|(?<=\bgh)(?=-[0-9])", re.I)
-_INLINE = str.maketrans(
-    {
-        **{char: "\\" + char for char in "\\`*_{}[]()#+-.!|~$="},
-        "<": "&lt;",
-        ">": "&gt;",
-        "&": "&amp;",
-        "\n": " ",
-        "\r": " ",
-        "\t": " ",
-        # Other control characters and bidirectional overrides (which can make a name read
-        # as something else) are shown as a replacement character.
-        **{chr(code): "\ufffd" for code in (*range(0x20), 0x7F) if chr(code) not in "\n\r\t"},
-        **{char: "\ufffd" for char in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"},
-    }
+# In this order: backslashes first, then "&" before the entities that bring their own.
+_REPLACEMENTS = (
+    ("\\", "\\\\"),
+    ("&", "&amp;"),
+    ("<", "&lt;"),
+    (">", "&gt;"),
+    *((char, "\\" + char) for char in "`*_{}[]()+-.!|~$="),
+    ("#", "\\#" + _WJ),
+    ("@", "@" + _WJ),
+    (":", ":" + _WJ),
 )
-_BACKTICK_RUN = re.compile(r"`+")
+# Line breaks become spaces; other control characters and bidirectional overrides (which can
+# make a name read as something else) become a visible replacement character.
+_CONTROL = re.compile("[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_SHOWN = {"\n": " ", "\r": " ", "\t": " "}
+_LINK_WORDS = re.compile(r"(?<=www)(?=\.)|(?<=\bgh)(?=-[0-9])", re.IGNORECASE)
 
 
 def escape_inline(text: str) -> str:
     """`text` as one line of inert markdown: no markup, HTML, mention, reference or link."""
-    return _LINKABLE.sub(_WJ, text).translate(_INLINE).strip()
+    if _CONTROL.search(text):
+        text = _CONTROL.sub(lambda match: _CONTROL_SHOWN.get(match[0], "\ufffd"), text)
+    lowered = text.lower()
+    if "www." in lowered or "gh-" in lowered:
+        text = _LINK_WORDS.sub(_WJ, text)
+    for old, new in _REPLACEMENTS:  # str.replace per character: far faster than translate
+        if old in text:
+            text = text.replace(old, new)
+    return text.strip()
 
 
 def escape_block(text: str) -> str:
     """`text` verbatim in a fenced code block; put it between blank lines."""
-    longest = max((len(run) for run in _BACKTICK_RUN.findall(text)), default=0)
-    fence = "`" * max(3, longest + 1)
+    fence = "`" * max(3, _longest_backtick_run(text) + 1)
     return f"{fence}text\n{text}\n{fence}"
+
+
+def _longest_backtick_run(text: str) -> int:
+    if "`" not in text:  # most tracebacks: skip the regex
+        return 0
+    return max(len(run) for run in _BACKTICK_RUN.findall(text))
+
+
+_BACKTICK_RUN = re.compile(r"`+")
 
 
 def comment_marker(key: str) -> str:
@@ -103,13 +117,14 @@ def render_summary(
     limit_bytes: int = SUMMARY_LIMIT_BYTES,
 ) -> str:
     """The job summary: headline, totals, run facts, failures with tracebacks, slowest, skips."""
-    head = _join(_headline(report, title, status), _totals_table(report), _facts_table(facts))
+    totals = report.totals
+    head = _join(
+        _headline(report, title, status), _totals_table(report, totals), _facts_table(facts)
+    )
     tail = _join(
         _slowest_table(report.cases),
-        _reasons_table("Skipped", [c for c in report.cases if c.outcome is Outcome.SKIPPED]),
-        _reasons_table(
-            "Expected failures", [c for c in report.cases if c.outcome is Outcome.XFAILED]
-        ),
+        _reasons_table("Skipped", _cases_with(report, Outcome.SKIPPED, totals.skipped)),
+        _reasons_table("Expected failures", _cases_with(report, Outcome.XFAILED, totals.xfailed)),
     )
     failures = report.failures
     if not failures:
@@ -147,7 +162,7 @@ def render_comment(
     head = _join(
         comment_marker(key),
         _headline(report, title, status),
-        _totals_table(report),
+        _totals_table(report, report.totals),
         _facts_table(facts),
     )
     failures = report.failures
@@ -220,8 +235,7 @@ def _failure_head(case: TestCase) -> str:
 def _block_overhead(detail: str) -> int:
     if not detail:
         return len(_SEPARATOR)
-    longest = max((len(run) for run in _BACKTICK_RUN.findall(detail)), default=0)
-    fence = max(3, longest + 1)
+    fence = max(3, _longest_backtick_run(detail) + 1)
     # separators, <details>, two fences, "text" and their line ends, a truncation note
     return (
         4 * len(_SEPARATOR)
@@ -274,8 +288,7 @@ def _headline(report: TestReport, title: str, status: str | None) -> str:
     return f"## {icon} {escape_inline(_clip(title, 200))}: {escape_inline(_clip(conclusion, 200))}"
 
 
-def _totals_table(report: TestReport) -> str:
-    totals = report.totals
+def _totals_table(report: TestReport, totals: Totals) -> str:
     columns = [
         ("Tests", f"{totals.tests:,}"),
         ("Passed", f"{totals.passed:,}"),
@@ -299,8 +312,15 @@ def _facts_table(facts: Sequence[tuple[str, str]]) -> str:
     return _table(labels, [values], "---")
 
 
+def _cases_with(report: TestReport, outcome: Outcome, count: int) -> list[TestCase]:
+    if not count:
+        return []
+    # compress/map run in C: a few milliseconds for 100,000 cases
+    return list(compress(report.cases, map(outcome.__eq__, map(_OUTCOME, report.cases))))
+
+
 def _slowest_table(cases: Sequence[TestCase]) -> str:
-    slowest = heapq.nlargest(10, (c for c in cases if c.duration > 0), key=_duration_of)
+    slowest = [case for case in heapq.nlargest(10, cases, key=_DURATION) if case.duration > 0]
     if not slowest:
         return ""
     rows = [
@@ -330,6 +350,8 @@ def _reasons_table(title: str, cases: Sequence[TestCase]) -> str:
 
 
 _REASONS_SHOWN = 20
+_OUTCOME = attrgetter("outcome")
+_DURATION = attrgetter("duration")
 _SEPARATOR = "\n\n"
 
 
@@ -349,10 +371,6 @@ def _join(*parts: str) -> str:
 
 def _icon(case: TestCase) -> str:
     return "💥" if case.outcome is Outcome.ERROR else "❌"
-
-
-def _duration_of(case: TestCase) -> float:
-    return case.duration
 
 
 def _duration(seconds: float) -> str:

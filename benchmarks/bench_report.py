@@ -1,0 +1,169 @@
+"""Parse and render a large pytest report; compare with a plain junitparser pass over it.
+
+    uv run python benchmarks/bench_report.py [--cases 100000] [--failures 1000] [--repeat 3]
+
+Writes a pytest-like JUnit file (xunit1) to benchmarks/out/, then measures, each in a fresh
+interpreter so that peak RSS is the process's own:
+- ours: load_reports + render_summary + render_comment + annotation_commands;
+- junitparser: JUnitXml.fromfile and a read of every case's name, classname, time and results.
+Times exclude interpreter start and imports; peak RSS is the whole process (ru_maxrss). The two
+kinds alternate, and the best of the runs is reported besides the median, with CPU time too:
+other work on a shared machine lengthens wall time, and the fastest run is the least disturbed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+OUT = Path(__file__).parent / "out"
+
+
+def generate(path: Path, cases: int, failures: int) -> None:
+    """A pytest-shaped report: `failures` failures with 40-frame tracebacks, 1% skips."""
+    rng = random.Random(2026)
+    traceback = "\n".join(
+        f"tests/gpu/test_module.py:{n}: in helper_{n}\n    result = helper_{n + 1}(tensor)"
+        for n in range(40)
+    )
+    step = max(1, cases // max(1, failures))
+    with path.open("w", encoding="utf-8") as out:
+        out.write('<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests">')
+        out.write(
+            f'<testsuite name="pytest" errors="0" failures="{failures}" skipped="0" '
+            f'tests="{cases}" time="4321.000" timestamp="2026-11-23T00:00:00" hostname="gpu">'
+        )
+        for n in range(cases):
+            module = f"tests.gpu.test_module_{n % 250}"
+            attrs = (
+                f'classname="{module}" name="test_kernel[{n}-float16-cuda:0]" '
+                f'file="tests/gpu/test_module_{n % 250}.py" line="{n % 400}" '
+                f'time="{rng.random() * 0.1:.3f}"'
+            )
+            if n % step == 0 and n // step < failures:
+                message = quoteattr(f"AssertionError: tensors differ at index {n}: " + "x" * 150)
+                body = escape(f"{traceback}\nE   AssertionError: tensors differ at index {n}")
+                out.write(
+                    f"<testcase {attrs}><failure message={message}>{body}</failure></testcase>"
+                )
+            elif n % 100 == 1:
+                out.write(
+                    f'<testcase {attrs}><skipped type="pytest.skip" message="needs {n % 3 + 2} GPUs">'
+                    f"tests/gpu/conftest.py:12: needs {n % 3 + 2} GPUs</skipped></testcase>"
+                )
+            else:
+                out.write(f"<testcase {attrs}/>")
+        out.write("</testsuite></testsuites>")
+
+
+def measure_ours(path: Path) -> dict[str, float]:
+    from modal_gpu_action.annotations import annotation_commands
+    from modal_gpu_action.render import render_comment, render_summary
+    from modal_gpu_action.results import load_reports
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    report = load_reports([path])
+    parsed = time.perf_counter()
+    facts = [("GPU", "NVIDIA H100 80GB HBM3 x1"), ("Backend", "modal")]
+    summary = render_summary(report, facts=facts)
+    comment = render_comment(report, key="bench", facts=facts)
+    annotation_commands(report)
+    finished = time.perf_counter()
+    return {
+        "seconds": finished - started,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "parse_seconds": parsed - started,
+        "render_seconds": finished - parsed,
+        "summary_bytes": len(summary.encode()),
+        "comment_chars": len(comment),
+        "tests": report.totals.tests,
+    }
+
+
+def measure_junitparser(path: Path) -> dict[str, float]:
+    from junitparser import JUnitXml
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    tests = 0
+    for suite in JUnitXml.fromfile(str(path)):
+        for case in suite:
+            tests += 1
+            _ = (case.name, case.classname, case.time)
+            for result in case.result:
+                _ = (result.message, result.text)
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "tests": tests,
+    }
+
+
+def run_fresh(kind: str, path: Path) -> dict[str, float]:
+    """One measurement in a new interpreter; adds its peak RSS in MB."""
+    completed = subprocess.run(
+        [sys.executable, __file__, "--measure", kind, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, float] = json.loads(completed.stdout)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", type=int, default=100_000)
+    parser.add_argument("--failures", type=int, default=1_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--measure", nargs=2, metavar=("KIND", "FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.measure:
+        kind, file = args.measure
+        result = (measure_ours if kind == "ours" else measure_junitparser)(Path(file))
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+
+    OUT.mkdir(exist_ok=True)
+    path = OUT / f"junit-{args.cases}.xml"
+    generate(path, args.cases, args.failures)
+    print(
+        f"{path}: {args.cases:,} cases, {args.failures:,} failures, {path.stat().st_size:,} bytes"
+    )
+    kinds = ("junitparser", "ours")
+    runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+    for _ in range(args.repeat):
+        for kind in kinds:
+            runs[kind].append(run_fresh(kind, path))
+    for kind, results in runs.items():
+        wall = [result["seconds"] for result in results]
+        cpu = [result["cpu_seconds"] for result in results]
+        rss = max(result["peak_rss_mb"] for result in results)
+        print(
+            f"{kind:12} wall best {min(wall):.2f} s, median {statistics.median(wall):.2f} s; "
+            f"CPU best {min(cpu):.2f} s; peak RSS {rss:.0f} MB"
+        )
+    ours = runs["ours"]
+    print(
+        f"ours: parse {min(r['parse_seconds'] for r in ours):.2f} s, "
+        f"render {min(r['render_seconds'] for r in ours):.2f} s (best); "
+        f"summary {ours[0]['summary_bytes']:,} bytes, comment {ours[0]['comment_chars']:,} chars"
+    )
+    for measure in ("seconds", "cpu_seconds"):
+        ratio = min(r[measure] for r in ours) / min(r[measure] for r in runs["junitparser"])
+        print(
+            f"ours / junitparser ({'wall' if measure == 'seconds' else 'CPU'}, best): {ratio:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
