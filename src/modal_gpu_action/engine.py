@@ -73,12 +73,12 @@ def run(
         mask(settings.secret_values(), stream)
     context = None
     if github_mode and (settings.comment != "off" or settings.remove_label):
-        from modal_gpu_action import github
+        import modal_gpu_action.github as github
 
         context = github.read_context(environ, settings)  # refuses pull_request_target (exit 2)
     try:
         outcome = execute(settings, stream=stream)
-        key = settings.matrix_key or str(settings.gpu)
+        key = section_key(settings, outcome)
         summary = render_summary(
             outcome.report, facts=outcome.facts, title=f"{TITLE} on {key}", status=outcome.status
         )
@@ -104,7 +104,7 @@ def run(
                 for line in annotation_commands(outcome.report):
                     print(line, file=stream, flush=True)
         if context is not None and settings.comment != "off":
-            from modal_gpu_action import github
+            import modal_gpu_action.github as github
 
             published = github.publish_comment(
                 context, settings, section=github.section_for(key, outcome, comment)
@@ -116,9 +116,18 @@ def run(
         return outcome.exit_code
     finally:
         if context is not None and settings.remove_label:
-            from modal_gpu_action import github
+            import modal_gpu_action.github as github
 
             github.remove_label(context, settings)
+
+
+def section_key(settings: Settings, outcome: Outcome) -> str:
+    """The job's name in titles and in a matrix comment: `matrix-key`, else what ran the tests."""
+    if settings.matrix_key:
+        return settings.matrix_key
+    if settings.backend == "modal":
+        return str(settings.gpu)
+    return outcome.gpu if outcome.gpu != str(settings.gpu) else "this machine"
 
 
 def execute(settings: Settings, *, stream: TextIO = sys.stdout) -> Outcome:
