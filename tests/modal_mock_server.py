@@ -1,0 +1,232 @@
+"""The local Modal server of ../shared/modal-mock for a test module, and our CLI run against it.
+
+The mock is Modal's own test servicer with emulated containers (its README). It was written for
+the 1.5.4 client, so the CLI under test runs with `uv run --with modal==1.5.4` laid over this
+project's environment (two uv environments in all: the mock's and the client's). The emulated
+containers run on the mock's Python, which has pytest and modal but none of our dependencies:
+what the container needs of ours is only what the Modal backend adds at container start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODAL_CLIENT = "modal==1.5.4"
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+MOCK = SHARED / "modal-mock" / "modal_mock.py"
+MOCK_PACKAGES = (MODAL_CLIENT, "pytest", "pytest-asyncio", "PyJWT")
+
+
+def why_unavailable() -> str | None:
+    """Why the mock cannot run on this machine, or None. Each reason is a skip that says so."""
+    if not MOCK.is_file():
+        return f"the Modal mock is not at {MOCK} (CI keeps ../shared beside the clone)"
+    if shutil.which("uv") is None:
+        return "uv is not on PATH: the mock and the 1.5.4 client run through `uv run --with`"
+    if shutil.which("unshare") is None:
+        return "`unshare` is missing: the mock's emulated containers need it"
+    probe = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "true"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        return (
+            "`unshare --mount` fails here (the mock's containers need root and a private mount"
+            f" namespace): {probe.stderr.strip()}"
+        )
+    return None
+
+
+def clean_environ(**extra: str) -> dict[str, str]:
+    """This process's environment without GitHub's, the action's inputs and Modal's settings
+    (CI itself runs on GitHub Actions: the CLI under test must not write to its summary)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("GITHUB_", "INPUT_", "MODAL_", "RUNNER_", "PYTEST_", "ACTIONS_"))
+        and key not in ("CI", "VIRTUAL_ENV")
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class ModalMock:
+    """One mock server: `start()`, `env()` for the client, `state()` its record, `stop()`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.state_path = folder / "modal-state.json"
+        self.log_path = folder / "modal-mock.log"
+        self.process: subprocess.Popen[str] | None = None
+        self.credentials: dict[str, str] = {}
+
+    def start(self, timeout: float = 180.0) -> None:
+        command = ["uv", "run", "--no-project"]
+        for package in MOCK_PACKAGES:
+            command += ["--with", package]
+        command += ["python", str(MOCK), "--state", str(self.state_path), "--seconds", "1800"]
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                env=clean_environ(),
+                start_new_session=True,  # its containers and uv's child go with its group
+            )
+        assert self.process.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout) or self.process.poll() is not None:
+            self.stop()
+            raise RuntimeError(f"the Modal mock did not start: {self.log_path.read_text()[-3000:]}")
+        self.credentials = json.loads(self.process.stdout.readline())
+
+    def env(self) -> dict[str, str]:
+        return {
+            "MODAL_SERVER_URL": self.credentials["url"],
+            "MODAL_TOKEN_ID": self.credentials["token_id"],
+            "MODAL_TOKEN_SECRET": self.credentials["token_secret"],
+        }
+
+    def state(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.state_path.read_text())
+        return data
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=15)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+
+@dataclass
+class Since:
+    """What the mock recorded after a point: the new calls, images and apps, and the function
+    definition in force (the record keeps the latest definition per function name)."""
+
+    calls: list[dict[str, Any]]
+    images: list[dict[str, Any]]
+    apps: list[dict[str, Any]]
+    cancelled: list[str]
+    function: dict[str, Any] = field(default_factory=dict)
+
+
+def since(before: Mapping[str, Any], after: Mapping[str, Any]) -> Since:
+    return Since(
+        calls=after["calls"][len(before["calls"]) :],
+        images=[after["images"][k] for k in sorted(after["images"], key=int)][
+            len(before["images"]) :
+        ],
+        apps=after["apps"][len(before["apps"]) :],
+        cancelled=after["cancelled"][len(before["cancelled"]) :],
+        function=after["functions"].get("run_shard", {}),
+    )
+
+
+def cli_command(*args: str) -> list[str]:
+    """`modal-gpu-action ARGS` under the 1.5.4 client, from this checkout."""
+    return [
+        "uv",
+        "run",
+        "--project",
+        str(REPO),
+        "--frozen",
+        "--quiet",
+        "--with",
+        MODAL_CLIENT,
+        "python",
+        "-m",
+        "modal_gpu_action",
+        *args,
+    ]
+
+
+@dataclass
+class Run:
+    returncode: int
+    lines: list[tuple[float, str]]  # (seconds since start, line) as they arrived
+    seconds: float
+
+    @property
+    def output(self) -> str:
+        return "\n".join(line for _, line in self.lines)
+
+    def first(self, text: str) -> float:
+        """When the first line holding `text` arrived (seconds since start)."""
+        return next(at for at, line in self.lines if text in line)
+
+
+def run_cli(
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    timeout: float = 120.0,
+    on_line: Callable[[float, str, subprocess.Popen[bytes]], None] | None = None,
+) -> Run:
+    """Run the CLI, reading its output (stderr merged) line by line as it comes."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        cli_command(*args),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # signals go to its group, as a job's cancel reaches the step
+    )
+    assert process.stdout is not None
+    lines: list[tuple[float, str]] = []
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    buffer = b""
+    try:
+        while True:
+            left = timeout - (time.monotonic() - started)
+            if left <= 0:
+                shown = "\n".join(line for _, line in lines[-60:])
+                raise TimeoutError(f"the CLI ran past {timeout} s; its output ended:\n{shown}")
+            if not selector.select(min(left, 0.5)):
+                continue
+            chunk = os.read(process.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            buffer += chunk
+            while b"\n" in buffer:
+                raw, buffer = buffer.split(b"\n", 1)
+                at = time.monotonic() - started
+                line = raw.decode("utf-8", "replace")
+                lines.append((at, line))
+                if on_line is not None:
+                    on_line(at, line, process)
+        returncode = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    if buffer:
+        lines.append((time.monotonic() - started, buffer.decode("utf-8", "replace")))
+    return Run(returncode, lines, time.monotonic() - started)

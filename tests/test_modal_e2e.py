@@ -1,0 +1,304 @@
+"""`modal-gpu-action run --backend modal`, end to end, against the local Modal server.
+
+The real CLI runs as a subprocess with the real `modal` client (1.5.4, the mock's version) against
+../shared/modal-mock, whose emulated containers run our in-container entry and runner for real:
+the suite runs in the container and streams back, JUnit comes back, shards run at once, and the
+server's record shows what the client asked for. What the mock does not do (build images,
+schedule GPUs, retry preempted containers) is listed in benchmarks/README.md, "Modal backend".
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from modal_mock_server import (
+    ModalMock,
+    Run,
+    clean_environ,
+    run_cli,
+    since,
+    why_unavailable,
+)
+
+PROJECTS = Path(__file__).parent / "fixtures" / "modal_projects"
+SECRET = "s3cr3t-VALUE"  # 12 characters: tests/fixtures/modal_projects/uv_project checks the length
+
+_UNAVAILABLE = why_unavailable()
+pytestmark = pytest.mark.skipif(
+    _UNAVAILABLE is not None, reason=f"MODAL E2E NOT RUN: {_UNAVAILABLE}"
+)
+
+
+@pytest.fixture(scope="module")
+def mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModalMock]:
+    server = ModalMock(tmp_path_factory.mktemp("modal-mock"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def project(tmp_path: Path, name: str) -> Path:
+    target = tmp_path / name
+    shutil.copytree(PROJECTS / name, target, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def run(
+    mock: ModalMock, folder: Path, *args: str, timeout: float = 120.0, **env: str
+) -> tuple[Run, Path]:
+    junit = folder.parent / f"{folder.name}-junit.xml"
+    result = run_cli(
+        ["run", "--backend", "modal", "--junit-xml", str(junit), "--comment", "off", *args],
+        env=clean_environ(**mock.env(), **env),
+        cwd=folder,
+        timeout=timeout,
+    )
+    return result, junit
+
+
+def cases(junit: Path) -> dict[str, str]:
+    """Test id -> outcome (passed, failure, error, skipped) from a JUnit file."""
+    out = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
+        out[f"{case.get('classname')}.{case.get('name')}"] = kinds[0] if kinds else "passed"
+    return out
+
+
+def test_uv_project_runs_in_the_container_from_declarations_only(
+    mock: ModalMock, tmp_path: Path
+) -> None:
+    folder = project(tmp_path, "uv_project")
+    before = mock.state()
+    result, junit = run(
+        mock, folder, "--gpu", "h100:2", "--timeout-minutes", "2", "--retries", "2",
+        "--env", f"UVPROJ_TOKEN={SECRET}",
+    )  # fmt: skip
+    record = since(before, mock.state())
+
+    # The tests ran in the container (the package imports from the mounted source after the
+    # install at start), one fails on purpose, and the exit code follows the tests.
+    assert result.returncode == 1, result.output
+    assert cases(junit) == {
+        "tests.test_uvproj.test_package_is_installed_from_the_mounted_source": "passed",
+        "tests.test_uvproj.test_env_input_reaches_the_tests_as_a_secret": "passed",
+        "tests.test_uvproj.test_fails_on_purpose": "failure",
+    }
+    assert "installing the project" in result.output
+    # What the client asked for: the GPU with its count, the timeout, the retries, one secret.
+    assert record.function["gpu"] == ["H100:2"]
+    assert record.function["timeout_secs"] == 2 * 60 + 120
+    assert record.function["retries"] == 2
+    assert len(record.function["secret_ids"]) == 1
+    # The layers hold the dependency declarations only: never the project's source.
+    context = {name for image in record.images for name in image["context_files"]}
+    assert context == {"/.pyproject.toml", "/.uv.lock"}
+    commands = [c for image in record.images for c in image["dockerfile_commands"]]
+    assert any(c.startswith("RUN /.uv/uv sync") and "--frozen" in c for c in commands)
+    assert not [c for c in commands if "uvproj" in c or "/root/project" in c]
+    # The env input's value is never printed nor recorded.
+    assert SECRET not in result.output
+    assert SECRET not in mock.state_path.read_text()
+
+
+def test_requirements_project_with_a_fallback_gpu_list(mock: ModalMock, tmp_path: Path) -> None:
+    folder = project(tmp_path, "requirements_project")
+    before = mock.state()
+    result, junit = run(mock, folder, "--gpu", "H100, A100-80GB, L40S")
+    record = since(before, mock.state())
+
+    assert result.returncode == 0, result.output
+    assert set(cases(junit).values()) == {"passed"}
+    assert record.function["gpu"] == ["H100", "A100-80GB", "L40S"]
+    commands = [c for image in record.images for c in image["dockerfile_commands"]]
+    assert "COPY . /.requirements" in commands
+    install = next(c for c in commands if "pip install" in c and "/.requirements/" in c)
+    assert install.endswith("-r /.requirements/requirements.txt")
+    assert not [c for c in commands if "calc" in c or "/root/project" in c]
+    assert not [c for c in commands if c.endswith(" pytest")], "pytest is declared: not added"
+
+
+def test_registry_image_without_python_gets_one_and_pyproject_dependencies(
+    mock: ModalMock, tmp_path: Path
+) -> None:
+    folder = project(tmp_path, "pyproject_project")
+    before = mock.state()
+    result, _ = run(
+        mock, folder, "--image", "nvidia/cuda:12.4.1-runtime-ubuntu22.04",
+        "--python-version", "3.11", "--extras", "test",
+    )  # fmt: skip
+    record = since(before, mock.state())
+
+    assert result.returncode == 0, result.output
+    commands = [c for image in record.images for c in image["dockerfile_commands"]]
+    assert "FROM nvidia/cuda:12.4.1-runtime-ubuntu22.04" in commands
+    assert "COPY /python/. /usr/local" in commands  # Modal's standalone Python
+    install = next(c for c in commands if "uv pip install" in c)
+    assert install.endswith("'iniconfig>=2' packaging 'pytest>=8'")
+    assert not [c for image in record.images for c in image["context_files"]]
+
+
+def test_output_streams_while_the_tests_run_in_log_groups(mock: ModalMock, tmp_path: Path) -> None:
+    folder = project(tmp_path, "slow_project")
+    summary, outputs = tmp_path / "summary.md", tmp_path / "outputs"
+    result, junit = run(
+        mock, folder, "--pytest-args=-v", "--env", "SLEEP_SECONDS=4",
+        GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(summary), GITHUB_OUTPUT=str(outputs),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.output
+    # A finished test's line arrived while the suite was still running (test_zz_waits sleeps 4 s).
+    seen = result.first("test_case[0] PASSED")
+    assert result.first("test_zz_waits PASSED") - seen > 3
+    assert result.seconds - seen > 3
+    # Image build and tests in their own folded groups; the tokens masked before anything else.
+    lines = [line for _, line in result.lines]
+    build = lines.index(next(x for x in lines if x.startswith("::group::Modal: image and app")))
+    tests = lines.index(next(x for x in lines if x.startswith("::group::Tests on Modal")))
+    assert lines[build:tests].count("::endgroup::") == 1
+    assert build < lines.index(next(x for x in lines if "Created objects" in x)) < tests
+    assert tests < lines.index(next(x for x in lines if "test_case[0] PASSED" in x))
+    assert lines.index("::add-mask::" + mock.env()["MODAL_TOKEN_SECRET"]) < build
+    assert len(cases(junit)) == 9
+    assert "conclusion<<" in outputs.read_text()
+    assert "cost-usd<<" in outputs.read_text()
+
+
+def test_three_shards_run_at_once_and_merge_to_the_unsharded_set(
+    mock: ModalMock, tmp_path: Path
+) -> None:
+    folder = project(tmp_path, "slow_project")
+    unsharded, unsharded_junit = run(mock, folder, "--junit-xml", str(tmp_path / "all.xml"))
+    before = mock.state()
+    result, junit = run(mock, folder, "--shards", "3", "--env", "SLEEP_SECONDS=1")
+    record = since(before, mock.state())
+
+    assert unsharded.returncode == 0 and result.returncode == 0, result.output
+    assert sorted(cases(junit)) == sorted(cases(tmp_path / "all.xml"))
+    assert len(cases(junit)) == 9
+    # Three containers, all started before the first one finished.
+    events = [
+        ("start" if c.get("started") else "end")
+        for c in record.calls
+        if "rc" in c or c.get("started")
+    ]
+    assert events[:3] == ["start", "start", "start"] and events.count("end") == 3
+    for label in ("shard 1/3", "shard 2/3", "shard 3/3"):
+        assert f"[{label}]" in result.output
+    del unsharded_junit
+
+
+def test_a_module_the_image_lacks_is_an_infrastructure_error(
+    mock: ModalMock, tmp_path: Path
+) -> None:
+    result, _ = run(mock, project(tmp_path, "broken_project"))
+
+    assert result.returncode == 3, result.output
+    assert "pytest could not run the tests" in result.output
+    assert "No module named 'cuda_kernels_the_image_lacks'" in result.output
+
+
+def test_a_crashed_container_is_an_infrastructure_error(mock: ModalMock, tmp_path: Path) -> None:
+    result, _ = run(mock, project(tmp_path, "crash_project"))
+
+    assert result.returncode == 3, result.output
+    assert "failed on Modal" in result.output
+    assert "exited with -9" in result.output  # the cause, as Modal (here: the emulator) gave it
+
+
+def test_a_run_past_timeout_minutes_is_reported_as_timed_out(
+    mock: ModalMock, tmp_path: Path
+) -> None:
+    folder = project(tmp_path, "slow_project")
+    result, junit = run(
+        mock, folder, "--timeout-minutes", "0.05", "--env", "SLEEP_SECONDS=60", timeout=60
+    )
+
+    assert result.returncode == 1, result.output
+    assert "GPU tests: TIMED OUT" in result.output
+    assert result.seconds < 30
+    outcome = cases(junit)
+    assert [k for k, v in outcome.items() if v == "passed"] == [
+        f"tests.test_many.test_case[{n}]" for n in range(8)
+    ]
+    assert outcome["tests.test_many.test_zz_waits"] == "error"
+
+
+def test_cancel_stops_the_containers_and_keeps_what_finished(
+    mock: ModalMock, tmp_path: Path
+) -> None:
+    """GitHub cancels a job with SIGINT, then SIGTERM 7.5 s later: the process must be gone
+    before the SIGTERM, its containers killed, the report "cancelled" with the finished shard."""
+    folder = project(tmp_path, "slow_project")
+    before = mock.state()
+    sent: dict[str, float] = {}
+
+    def cancel_when_one_shard_finished(
+        at: float, line: str, process: subprocess.Popen[bytes]
+    ) -> None:
+        if "shard 1/2 finished" in line and "SIGINT" not in sent:
+            sent["SIGINT"] = at
+            os.killpg(process.pid, signal.SIGINT)
+
+            def sigterm() -> None:
+                if process.poll() is None:
+                    sent["SIGTERM"] = time.monotonic()
+                    os.killpg(process.pid, signal.SIGTERM)
+
+            threading.Timer(7.5, sigterm).start()
+
+    junit = tmp_path / "cancelled.xml"
+    result = run_cli(
+        ["run", "--backend", "modal", "--junit-xml", str(junit), "--comment", "off",
+         "--shards", "2", "--env", "SLOW_SHARD=1\nSLOW_SECONDS=60"],
+        env=clean_environ(**mock.env()),
+        cwd=folder,
+        timeout=90,
+        on_line=cancel_when_one_shard_finished,
+    )  # fmt: skip
+    record = since(before, mock.state())
+
+    assert "SIGINT" in sent, result.output
+    assert "SIGTERM" not in sent, "still running 7.5 s after SIGINT"
+    assert result.seconds - sent["SIGINT"] < 7, result.output
+    assert result.returncode == 3, result.output
+    assert "GPU tests: CANCELLED" in result.output
+    killed = [c for c in record.calls if "killed" in c]
+    assert len(killed) == 1, record.calls
+    assert not mock.state()["calls"][-1].get("started"), "nothing new started after the cancel"
+    kept = cases(junit)  # the finished shard's tests are in the report
+    assert kept and set(kept.values()) == {"passed"}
+    assert len(kept) < 9
+
+
+def test_missing_credentials_fail_in_a_second_with_the_fix(tmp_path: Path) -> None:
+    folder = project(tmp_path, "pyproject_project")
+    started = time.monotonic()
+    completed = subprocess.run(
+        ["uv", "run", "--project", str(Path(__file__).resolve().parents[1]), "--frozen",
+         "--quiet", "python", "-m", "modal_gpu_action", "run", "--backend", "modal",
+         "--comment", "off"],
+        cwd=folder,
+        env=clean_environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+
+    assert completed.returncode == 2, completed.stdout + completed.stderr
+    assert "MODAL_TOKEN_ID and MODAL_TOKEN_SECRET are empty" in completed.stderr
+    assert "forks" in completed.stderr and "repository secrets" in completed.stderr
+    assert elapsed < 3  # uv's start included; the check itself is in test_modal_image.py
