@@ -128,7 +128,7 @@ def render_summary(
     )
     failures = report.failures
     if not failures:
-        return _clamp_bytes(_join(head, tail), limit_bytes)
+        return _clamp_bytes(_join(head, tail) + "\n", limit_bytes)
     room = limit_bytes - _utf8_len(_join(head, tail)) - _NOTE_ROOM
     if room < _MIN_ENTRY_BYTES:  # a tiny limit: the failures matter more than the tables
         tail = ""
@@ -139,10 +139,10 @@ def render_summary(
         left_out = len(failures) - len(entries)
         section = _join(
             section,
-            f"… and {left_out:,} more failure{_s(left_out)} and errors not shown: the job "
-            f"summary is limited to {limit_bytes:,} bytes.",
+            f"… and {left_out:,} more failure{_s(left_out)} not shown: a job summary is limited "
+            f"to {limit_bytes:,} bytes.",
         )
-    return _clamp_bytes(_join(head, section, tail), limit_bytes)
+    return _clamp_bytes(_join(head, section, tail) + "\n", limit_bytes)
 
 
 def render_comment(
@@ -167,7 +167,7 @@ def render_comment(
     )
     failures = report.failures
     if not failures:
-        return _join(head, link)[:limit_chars]
+        return (_join(head, link) + "\n")[:limit_chars]
 
     room = limit_chars - len(head) - len(link) - _NOTE_ROOM
     items: list[str] = []
@@ -182,10 +182,8 @@ def render_comment(
     lines = [f"**Failures and errors ({len(failures):,})**", "", *items]
     if len(items) < len(failures):
         left_out = len(failures) - len(items)
-        lines.append(
-            f"- … and {left_out:,} more failure{_s(left_out)} and errors: see the job summary."
-        )
-    return _join(head, "\n".join(lines), link)[:limit_chars]
+        lines.append(f"- … and {left_out:,} more failure{_s(left_out)}: see the job summary.")
+    return (_join(head, "\n".join(lines), link) + "\n")[:limit_chars]
 
 
 _UNNAMED = "(unnamed test)"
@@ -201,24 +199,23 @@ _MIN_ENTRY_BYTES = len(_DETAILS_OPEN) + len(_DETAILS_CLOSE) + 20
 def _failure_entries(failures: Sequence[TestCase], room: int) -> list[str]:
     """Markdown per failure within `room` bytes: the longest tracebacks are cut first; when even
     short ones do not all fit, the last failures are left out."""
-    candidates = failures[: max(0, room) // _MIN_ENTRY_BYTES]  # render only what can be shown
-    heads = [_failure_head(case) for case in candidates]
-    # What an entry costs besides its traceback text (which the water level caps).
-    fixed = [
-        _utf8_len(head) + _block_overhead(case.detail)
-        for head, case in zip(heads, candidates, strict=True)
-    ]
-    lengths = [_utf8_len(case.detail) for case in candidates]
-    count, used = 0, 0
-    for cost, length in zip(fixed, lengths, strict=True):
-        used += cost + min(length, _MIN_TRACE_BYTES)
+    heads: list[str] = []
+    tracebacks: list[str] = []
+    fixed: list[int] = []  # what an entry costs besides its traceback text
+    used = 0
+    for case in failures:  # render only what can be shown
+        head, traceback = _failure_head(case), _traceback(case)
+        cost = _utf8_len(head) + _block_overhead(traceback)
+        used += cost + min(_utf8_len(traceback[:_MIN_TRACE_BYTES]), _MIN_TRACE_BYTES)
         if used > room:
             break
-        count += 1
-    cap = _water_level(lengths[:count], room - sum(fixed[:count]))
+        heads.append(head)
+        tracebacks.append(traceback)
+        fixed.append(cost)
+    cap = _water_level([_utf8_len(traceback) for traceback in tracebacks], room - sum(fixed))
     return [
-        _failure_entry(head, case.detail, cap)
-        for head, case in zip(heads[:count], candidates[:count], strict=True)
+        _failure_entry(head, traceback, cap)
+        for head, traceback in zip(heads, tracebacks, strict=True)
     ]
 
 
@@ -246,6 +243,11 @@ def _block_overhead(detail: str) -> int:
         + 2
         + _TRUNCATION_NOTE_ROOM
     )
+
+
+def _traceback(case: TestCase) -> str:
+    """The case's detail, unless it only repeats the message (as in a strict xpass)."""
+    return "" if case.detail.strip() == case.message.strip() else case.detail
 
 
 def _failure_entry(head: str, detail: str, cap: int) -> str:
