@@ -474,7 +474,10 @@ def _converge(
             url = _write(api, number, body, state)
             writes += 1
         low, high = timing.settle
-        if not api.pause(low + (high - low) * timing.random()):
+        # Wait well beyond the slowest request seen: another job's read-then-write must have
+        # landed before this one checks (a slow API gets longer waits).
+        wait = max(low + (high - low) * timing.random(), 2 * api.slowest)
+        if not api.pause(wait):
             if confirmed == 0:
                 log.warn(
                     "ran out of time before checking that the PR comment kept this job's section"
@@ -550,6 +553,7 @@ class _Api:
         self.context = context
         self.timing = timing
         self.deadline = timing.clock() + budget
+        self.slowest = 0.0  # seconds, the slowest call so far (retries' waits excluded)
         self.github = Github(
             auth=Auth.Token(token),
             base_url=context.api_url,
@@ -580,18 +584,30 @@ class _Api:
         return True
 
     def call(self, what: str, action: Callable[[], T]) -> T:
+        """`action()`, tried again while that can help and the budget allows."""
         attempt = 0
         while True:
+            started = self.timing.clock()
             try:
-                return action()
+                result = action()
             except GithubException as error:
+                self._took(started)
                 delay = self._delay(error, attempt)
                 if delay is None or not self.pause(delay):
+                    error.add_note(f"while trying to {what}")
                     raise
-            except (requests.ConnectionError, requests.Timeout):
+            except (requests.ConnectionError, requests.Timeout) as error:
+                self._took(started)
                 if not self.pause(self._backoff(attempt)):
+                    error.add_note(f"while trying to {what}")
                     raise
+            else:
+                self._took(started)
+                return result
             attempt += 1
+
+    def _took(self, started: float) -> None:
+        self.slowest = max(self.slowest, self.timing.clock() - started)
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.timing.backoff_cap, self.timing.backoff_base * 2.0**attempt)
@@ -632,6 +648,11 @@ def _message(error: GithubException) -> str:
 
 
 def _explain(error: BaseException) -> str:
+    notes = getattr(error, "__notes__", None) or []
+    return _describe(error) + "".join(f" ({note})" for note in notes[:1])
+
+
+def _describe(error: BaseException) -> str:
     if isinstance(error, GithubException):
         message = _message(error)
         text = f"GitHub answered {error.status}" + (f" ({message})" if message else "")

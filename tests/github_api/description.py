@@ -10,7 +10,10 @@ keyed by the package's version, so a session usually reads neither the 13 MB fil
 type, body schema, with `nullable`, `format` and `required` as GitHub's description states them)
 plus two checks of ours that the description leaves open: a query parameter the operation does
 not declare, and a top-level property of a JSON request body that the body's schema does not
-declare, are refused too (GitHub ignores them; a client sending them has a bug).
+declare, are refused too (GitHub ignores them; a client sending them has a bug). One allowance:
+GitHub answers 401, 403 and 404 to any operation (bad credentials, a read-only token, an object
+deleted meanwhile) but the description lists them for some operations only; where it does not,
+such a response must still be the description's `basic-error` with a message.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ OPERATIONS = (
     "issues/remove-label",
     "repos/list-pull-requests-associated-with-commit",
 )
+# Answers GitHub gives to any operation (bad credentials, no permission, no such object) that
+# the description lists for some operations only: where it does not, the body must be its
+# `basic-error` with a message.
+GENERAL_ERRORS = frozenset({401, 403, 404})
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -267,11 +274,24 @@ class Validator:
         response = MockResponse(
             body, status_code=status, headers=dict(headers), content_type=content_type
         )
+        if status in GENERAL_ERRORS and not self.documents(method, path, status):
+            return self._check_general_error(route, status, body)
         try:
             self._openapi.validate_response(request, response)
         except Exception as error:
             return [f"{route.operation_id} response {status}: {_describe(error)}"]
         return []
+
+    def _check_general_error(self, route: Route, status: int, body: bytes) -> list[str]:
+        from openapi_schema_validator import OAS30Validator
+
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return [f"{route.operation_id} response {status}: the body is not JSON"]
+        schema = {**self.schema("basic-error"), "required": ["message"]}
+        errors = [e.message for e in OAS30Validator(schema).iter_errors(data)]
+        return [f"{route.operation_id} response {status}: {e}" for e in errors]
 
     def documents(self, method: str, path: str, status: int) -> bool:
         """Whether the operation's description lists this status (or a range holding it)."""
@@ -287,17 +307,17 @@ class Validator:
 
     def instance(self, schema: Any, overrides: Callable[[str], Any] | None = None) -> Any:
         """A minimal value that the schema accepts: its required properties only."""
-        return _instance(self, self._resolve(schema), "", overrides or (lambda _: _MISSING))
+        return _instance(self, self._resolve(schema), "", overrides or (lambda _: MISSING))
 
 
-_MISSING = object()
+MISSING = object()
 
 
 def _instance(
     validator: Validator, schema: Any, where: str, overrides: Callable[[str], Any]
 ) -> Any:
     value = overrides(where)
-    if value is not _MISSING:
+    if value is not MISSING:
         return value
     schema = validator._resolve(schema)
     if "allOf" in schema:

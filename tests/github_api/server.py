@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
-from github_api.description import Validator
+from github_api.description import MISSING, Validator
 
 DOCS = "https://docs.github.com/rest"
 BOT = {"login": "github-actions[bot]", "id": 41898282, "type": "Bot"}
@@ -73,6 +73,7 @@ class Exchange:
     status: int
     body: Any = None
     injected: bool = False
+    query: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class FakeGitHub:
         self.faults: list[Fault] = []
         self.lock = threading.RLock()
         self._random = random.Random(seed)
+        self._local = threading.local()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -127,7 +129,9 @@ class FakeGitHub:
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
         try:
             yield self
@@ -205,6 +209,7 @@ class FakeGitHub:
         """One request: validated, routed by the description, answered from the state."""
         split = urlsplit(target)
         path, query = split.path, parse_qs(split.query, keep_blank_values=True)
+        self._local.query = query  # for _record (each request has its own thread)
         if self.prefix:
             if not path.startswith(self.prefix + "/"):
                 return self._refuse(method, path, f"{method} {path}: outside {self.prefix}")
@@ -280,7 +285,10 @@ class FakeGitHub:
         injected: bool = False,
     ) -> Answer:
         with self.lock:
-            self.exchanges.append(Exchange(method, path, operation_id, status, answer, injected))
+            query = getattr(self._local, "query", {})
+            self.exchanges.append(
+                Exchange(method, path, operation_id, status, answer, injected, query)
+            )
         return Answer(status, dict(headers or {}), answer, injected)
 
     def check_response(
@@ -466,10 +474,7 @@ class FakeGitHub:
             ".base.user": self._user_json(MAINTAINER),
         }
         schema = self.validator.schema("pull-request-simple")
-        return self.validator.instance(schema, lambda where: fixed.get(where, _MISSING))  # type: ignore[no-any-return]
-
-
-_MISSING = object()
+        return self.validator.instance(schema, lambda where: fixed.get(where, MISSING))
 
 
 def _now() -> str:
@@ -502,6 +507,8 @@ def _too_long() -> dict[str, Any]:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeGitHub
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else each keep-alive answer waits for a delayed ACK
+    wbufsize = -1  # headers and body leave in one write
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -1,0 +1,667 @@
+"""GitHub mode end to end against a local GitHub API (tests/github_api/): the real PyGithub calls,
+every request and response checked against GitHub's REST API description."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from github_api.server import BOT, MAINTAINER, STRANGER, FakeGitHub
+
+from modal_gpu_action import github
+from modal_gpu_action.comment_sections import Section, compose_comment, marker, parse_comment
+from modal_gpu_action.settings import Settings, SettingsError, load_settings
+
+HEAD = "0123456789abcdef0123456789abcdef01234567"
+PR = 7
+LABEL = "gpu-tests"
+FAST = github.Timing(settle=(0.005, 0.015), backoff_base=0.005, backoff_cap=0.02)
+
+
+class FakeClock:
+    """Time that passes only when the code sleeps: retries and budgets without waiting."""
+
+    def __init__(self) -> None:
+        self.elapsed = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.elapsed += seconds
+
+    def timing(self, **options: Any) -> github.Timing:
+        return github.Timing(
+            sleep=self.sleep,
+            clock=lambda: self.elapsed,
+            now=lambda: 1_800_000_000 + self.elapsed,
+            random=lambda: 0.5,
+            **options,
+        )
+
+
+def environment(fake: FakeGitHub, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "pull_request",
+        "GITHUB_REPOSITORY": fake.full_name,
+        "GITHUB_API_URL": fake.api_url,
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_RUN_ID": "4242",
+        "GITHUB_RUN_ATTEMPT": "1",
+        "GITHUB_SHA": "f" * 40,
+        "GITHUB_WORKFLOW": "GPU tests",
+        "GITHUB_JOB": "gpu",
+        "INPUT_GITHUB_TOKEN": fake.state.token,
+        "INPUT_TEST_PATH": ".",
+        "INPUT_REMOVE_LABEL": LABEL,
+    }
+    payload = {
+        "action": "labeled",
+        "number": PR,
+        "pull_request": {"number": PR, "head": {"sha": HEAD}},
+    }
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(payload), encoding="utf-8")
+    env["GITHUB_EVENT_PATH"] = str(event)
+    env.update(extra)
+    return env
+
+
+def setup(fake: FakeGitHub, tmp_path: Path, **extra: str) -> tuple[github.GitHubContext, Settings]:
+    env = environment(fake, tmp_path, **extra)
+    settings = load_settings({}, env, workspace=tmp_path)
+    return github.read_context(env, settings), settings
+
+
+def section(key: str = "L4", conclusion: str = "passed", **counts: Any) -> Section:
+    tests = counts.pop("tests", 3)
+    passed = counts.pop("passed", tests if conclusion == "passed" else tests - 1)
+    failed = counts.pop("failed", 0 if conclusion == "passed" else 1)
+    return Section(
+        key=key,
+        conclusion=conclusion,
+        tests=tests,
+        passed=passed,
+        failed=failed,
+        duration=12.5,
+        body=counts.pop("body", f"### GPU tests on {key}: {conclusion}"),
+        **counts,
+    )
+
+
+def publish(
+    context: github.GitHubContext,
+    settings: Settings,
+    part: Section,
+    timing: github.Timing = FAST,
+) -> tuple[github.PublishResult, str]:
+    out = io.StringIO()
+    result = github.publish_comment(context, settings, section=part, timing=timing, stream=out)
+    return result, out.getvalue()
+
+
+@pytest.fixture
+def fake(github_api_server: FakeGitHub) -> FakeGitHub:
+    github_api_server.add_pull(PR, HEAD, labels=(LABEL, "other"))
+    return github_api_server
+
+
+# --- the sticky comment ------------------------------------------------------------------------
+
+
+def test_first_run_creates_the_comment_and_a_rerun_updates_it(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    context, settings = setup(fake, tmp_path)
+
+    first, _ = publish(context, settings, section(conclusion="failed"))
+    second, log = publish(context, settings, section(conclusion="passed"))
+
+    comments = fake.comments_on(PR)
+    assert len(comments) == 1
+    assert first.warnings == second.warnings == []
+    assert first.comment_url == second.comment_url
+    assert first.comment_url and first.comment_url.endswith(f"#issuecomment-{comments[0].id}")
+    assert comments[0].body.startswith(marker("GPU tests/gpu") + "\n")
+    assert parse_comment(comments[0].body)["L4"].conclusion == "passed"
+    assert len(fake.calls("issues/create-comment")) == 1
+    assert len(fake.calls("issues/update-comment")) == 1
+    assert second.comment_url in log
+
+
+def test_the_marker_is_found_on_the_second_page_of_150_comments(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    context, settings = setup(fake, tmp_path)
+    ours = compose_comment("GPU tests/gpu", {"L4": section(conclusion="failed")})
+    for index in range(150):
+        if index == 120:
+            fake.add_comment(PR, ours, user=BOT)
+        else:
+            fake.add_comment(PR, f"comment {index}", user=STRANGER)
+
+    result, _ = publish(context, settings, section())
+
+    assert result.warnings == []
+    assert len(fake.comments_on(PR)) == 150
+    assert parse_comment(fake.comments_on(PR)[120].body)["L4"].conclusion == "passed"
+    assert fake.calls("issues/create-comment") == []
+    pages = [e.query.get("page", ["1"])[0] for e in fake.calls("issues/list-comments")]
+    assert pages and pages == ["1", "2"] * (len(pages) // 2)  # every read took both pages
+
+
+def test_a_marker_pasted_by_someone_without_write_access_is_ignored(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    context, settings = setup(fake, tmp_path)
+    forged = fake.add_comment(PR, compose_comment("GPU tests/gpu", {"L4": section()}))
+    kept = fake.add_comment(
+        PR,
+        compose_comment("GPU tests/gpu", {"A100": section("A100")}),
+        user=MAINTAINER,
+        association="MEMBER",
+    )
+
+    result, _ = publish(context, settings, section("L4", "failed"))
+
+    assert result.warnings == []
+    bodies = {c.id: c.body for c in fake.comments_on(PR)}
+    assert bodies[forged.id] == forged.body  # untouched
+    assert set(parse_comment(bodies[kept.id])) == {"A100", "L4"}  # a maintainer's counts
+    assert len(bodies) == 2
+
+
+def test_different_comment_keys_keep_different_comments(fake: FakeGitHub, tmp_path: Path) -> None:
+    context, settings = setup(fake, tmp_path)
+    other_context, other_settings = setup(fake, tmp_path, INPUT_COMMENT_KEY="nightly")
+
+    publish(context, settings, section())
+    publish(other_context, other_settings, section())
+
+    assert [c.body.split("\n", 1)[0] for c in fake.comments_on(PR)] == [
+        marker("GPU tests/gpu"),
+        marker("nightly"),
+    ]
+
+
+def test_comment_new_writes_one_comment_per_run_attempt(fake: FakeGitHub, tmp_path: Path) -> None:
+    context, settings = setup(fake, tmp_path, INPUT_COMMENT="new")
+    publish(context, settings, section("L4"))
+    publish(context, settings, section("A100"))  # a matrix job of the same run joins it
+    rerun, rerun_settings = setup(fake, tmp_path, INPUT_COMMENT="new", GITHUB_RUN_ATTEMPT="2")
+    publish(rerun, rerun_settings, section("L4"))
+
+    comments = fake.comments_on(PR)
+    assert len(comments) == 2
+    assert set(parse_comment(comments[0].body)) == {"L4", "A100"}
+    assert set(parse_comment(comments[1].body)) == {"L4"}
+
+
+def test_comment_off_sends_nothing(fake: FakeGitHub, tmp_path: Path) -> None:
+    context, settings = setup(fake, tmp_path, INPUT_COMMENT="off")
+    result, _ = publish(context, settings, section())
+    assert result == github.PublishResult(None, [])
+    assert fake.exchanges == []
+
+
+def test_the_job_body_keeps_renders_marker_out(fake: FakeGitHub, tmp_path: Path) -> None:
+    context, settings = setup(fake, tmp_path)
+    rendered = "<!-- modal-gpu-action:gpu-tests -->\n## GPU tests on L4\n\nAll passed."
+    publish(context, settings, section(body=rendered))
+    body = fake.comments_on(PR)[0].body
+    assert body.count("<!-- modal-gpu-action:gpu-tests -->") == 0
+    assert parse_comment(body)["L4"].body == "## GPU tests on L4\n\nAll passed."
+
+
+# --- comment-on --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("comment_on", "runs", "writes"),
+    [
+        ("always", ["passed", "passed"], 2),
+        ("failure", ["passed"], 0),  # nothing to say yet
+        ("failure", ["failed", "passed"], 2),  # the fix updates the red comment
+        ("change", ["passed"], 0),  # a first green run is not news
+        ("change", ["failed", "failed"], 1),  # same result: left alone
+        ("change", ["failed", "passed", "passed"], 2),
+    ],
+)
+def test_comment_on(
+    fake: FakeGitHub, tmp_path: Path, comment_on: str, runs: list[str], writes: int
+) -> None:
+    context, settings = setup(fake, tmp_path, INPUT_COMMENT_ON=comment_on)
+    for conclusion in runs:
+        result, _ = publish(context, settings, section(conclusion=conclusion))
+        assert result.warnings == []
+    made = fake.calls("issues/create-comment") + fake.calls("issues/update-comment")
+    assert len(made) == writes
+    assert len(fake.comments_on(PR)) == (1 if writes else 0)
+
+
+def test_comment_on_change_adds_a_missing_section_to_an_existing_comment(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    context, settings = setup(fake, tmp_path, INPUT_COMMENT_ON="change")
+    publish(context, settings, section("L4", "failed"))
+    publish(context, settings, section("A100", "passed"))
+    assert set(parse_comment(fake.comments_on(PR)[0].body)) == {"L4", "A100"}
+
+
+# --- matrix jobs at once -----------------------------------------------------------------------
+
+
+def test_four_matrix_jobs_at_once_converge_to_one_comment_with_four_sections(
+    github_api_make_server: Callable[..., FakeGitHub], tmp_path: Path
+) -> None:
+    fake = github_api_make_server(delay=(0.0, 0.004), seed=5)
+    gpus = ["A100-80GB", "H100", "L4", "T4"]
+    timing = github.Timing(settle=(0.02, 0.05), backoff_base=0.01)
+    rounds = 20
+    for number in range(1, rounds + 1):
+        fake.add_pull(number, HEAD)
+    context, settings = setup(fake, tmp_path)
+    results: dict[tuple[int, str], github.PublishResult] = {}
+
+    def job(number: int, gpu: str, barrier: threading.Barrier) -> None:
+        part = section(gpu, random.choice(["passed", "failed"]), tests=random.randint(1, 99))
+        barrier.wait()
+        time.sleep(random.uniform(0, 0.01))
+        job_context = github.GitHubContext(**{**_fields(context), "pr_number": number})
+        results[number, gpu] = github.publish_comment(
+            job_context, settings, section=part, timing=timing, stream=io.StringIO()
+        )
+
+    for number in range(1, rounds + 1):
+        barrier = threading.Barrier(len(gpus))
+        threads = [threading.Thread(target=job, args=(number, g, barrier)) for g in gpus]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+
+    for number in range(1, rounds + 1):
+        comments = fake.comments_on(number)
+        assert len(comments) == 1, f"round {number}: {len(comments)} comments"
+        sections = parse_comment(comments[0].body)
+        assert sorted(sections) == gpus, f"round {number}"
+        url = f"{fake.host}/{fake.full_name}/pull/{number}#issuecomment-{comments[0].id}"
+        for gpu in gpus:
+            assert results[number, gpu].warnings == []
+            assert results[number, gpu].comment_url == url
+        table = comments[0].body.split("<!-- modal-gpu-action:section", 1)[0]
+        assert all(f"| {github_escape(gpu)} |" in table for gpu in gpus)
+
+
+def _fields(context: github.GitHubContext) -> dict[str, Any]:
+    return {name: getattr(context, name) for name in context.__dataclass_fields__}
+
+
+def github_escape(text: str) -> str:
+    from modal_gpu_action.render import escape_inline
+
+    return escape_inline(text)
+
+
+def test_duplicates_left_by_a_race_are_merged_into_the_oldest(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    context, settings = setup(fake, tmp_path)
+    first = fake.add_comment(PR, compose_comment("GPU tests/gpu", {"T4": section("T4")}), user=BOT)
+    fake.add_comment(PR, compose_comment("GPU tests/gpu", {"H100": section("H100")}), user=BOT)
+
+    result, _ = publish(context, settings, section("L4"))
+
+    comments = fake.comments_on(PR)
+    assert [c.id for c in comments] == [first.id]
+    assert sorted(parse_comment(comments[0].body)) == ["H100", "L4", "T4"]
+    assert result.warnings == []
+
+
+def test_two_jobs_with_the_same_key_end_with_a_warning_not_a_fight(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    context, settings = setup(fake, tmp_path)
+    newer = section("L4", "failed", written_at=time.time() + 60, writer="other")
+    fake.add_comment(PR, compose_comment("GPU tests/gpu", {"L4": newer}), user=BOT)
+
+    result, _ = publish(context, settings, section("L4"))
+
+    assert "different matrix-key" in result.warnings[0]
+    assert fake.calls("issues/update-comment") == []
+
+
+def test_over_the_size_limit_other_sections_are_shortened_and_rows_kept(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    context, settings = setup(fake, tmp_path)
+    big = {
+        gpu: section(gpu, body="x" * 30_000, run_url="https://github.com/o/r/actions/runs/1")
+        for gpu in ("A100", "H100")
+    }
+    fake.add_comment(PR, compose_comment("GPU tests/gpu", big, limit=10**6), user=BOT)
+
+    result, _ = publish(context, settings, section("L4", body="y" * 20_000))
+
+    body = fake.comments_on(PR)[0].body
+    sections = parse_comment(body)
+    assert len(body) <= 65_536
+    assert sorted(sections) == ["A100", "H100", "L4"]
+    assert sections["L4"].body == "y" * 20_000 and not sections["L4"].shortened
+    assert sum(s.shortened for s in sections.values()) >= 1
+    assert result.warnings == []
+
+
+# --- the label ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ending", ["passed", "failed", "error", "cancelled"])
+def test_the_label_is_removed_whatever_happened(
+    fake: FakeGitHub, tmp_path: Path, ending: str
+) -> None:
+    context, settings = setup(fake, tmp_path)
+    raised: BaseException | None = None
+    try:
+        with github.removing_label(context, settings, timing=FAST, stream=io.StringIO()):
+            if ending in ("passed", "failed"):
+                publish(context, settings, section(conclusion=ending))
+            elif ending == "error":
+                raise RuntimeError("the infrastructure failed")
+            else:
+                raise KeyboardInterrupt  # the runner cancelling the job
+    except BaseException as error:
+        raised = error
+    assert fake.labels_on(PR) == ["other"]
+    assert (raised is None) == (ending in ("passed", "failed"))
+
+
+def test_a_label_already_gone_is_fine(fake: FakeGitHub, tmp_path: Path) -> None:
+    context, settings = setup(fake, tmp_path, INPUT_REMOVE_LABEL="not-there")
+    out = io.StringIO()
+    assert github.remove_label(context, settings, timing=FAST, stream=out) == []
+    assert [e.status for e in fake.calls("issues/remove-label")] == [404]
+    assert "already gone" in out.getvalue()
+
+
+def test_a_label_with_a_slash_and_spaces_is_removed(fake: FakeGitHub, tmp_path: Path) -> None:
+    fake.add_pull(8, HEAD, labels=("needs GPU/tests",))
+    context, settings = setup(
+        fake, tmp_path, INPUT_PR_NUMBER="8", INPUT_REMOVE_LABEL="needs GPU/tests"
+    )
+    assert github.remove_label(context, settings, timing=FAST, stream=io.StringIO()) == []
+    assert fake.labels_on(8) == []
+
+
+def test_no_remove_label_input_sends_nothing(fake: FakeGitHub, tmp_path: Path) -> None:
+    context, settings = setup(fake, tmp_path, INPUT_REMOVE_LABEL="")
+    assert github.remove_label(context, settings, timing=FAST) == []
+    assert fake.exchanges == []
+
+
+# --- faults ------------------------------------------------------------------------------------
+
+
+def test_a_server_error_is_retried_then_succeeds(fake: FakeGitHub, tmp_path: Path) -> None:
+    context, settings = setup(fake, tmp_path)
+    fake.inject("issues/create-comment", 500)
+    fake.inject("issues/remove-label", 502)
+    clock = FakeClock()
+
+    result, _ = publish(context, settings, section(), clock.timing())
+    removed = github.remove_label(context, settings, timing=clock.timing(), stream=io.StringIO())
+
+    assert result.warnings == [] and removed == []
+    assert len(fake.comments_on(PR)) == 1
+    assert [e.status for e in fake.calls("issues/create-comment")] == [500, 201]
+    assert fake.labels_on(PR) == ["other"]
+
+
+def test_a_secondary_rate_limit_waits_for_retry_after(fake: FakeGitHub, tmp_path: Path) -> None:
+    context, settings = setup(fake, tmp_path)
+    message = (
+        "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+    )
+    fake.inject(
+        "issues/create-comment",
+        403,
+        headers={"retry-after": "30"},
+        body={"message": message, "documentation_url": "https://docs.github.com/rest"},
+    )
+    fake.inject("issues/list-comments", 429, headers={"Retry-After": "5"})
+    clock = FakeClock()
+
+    result, _ = publish(context, settings, section(), clock.timing())
+
+    assert result.warnings == [] and result.comment_url
+    assert clock.sleeps[:2] == [5.0, 30.0]
+    assert len(fake.comments_on(PR)) == 1
+
+
+def test_a_primary_rate_limit_waits_until_its_reset(fake: FakeGitHub, tmp_path: Path) -> None:
+    context, settings = setup(fake, tmp_path)
+    clock = FakeClock()
+    reset = 1_800_000_000 + 20
+    fake.inject(
+        "issues/list-comments",
+        403,
+        headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)},
+        body={
+            "message": "API rate limit exceeded for installation ID 1.",
+            "documentation_url": "https://docs.github.com/rest",
+        },
+    )
+    result, _ = publish(context, settings, section(), clock.timing())
+    assert result.warnings == []
+    assert clock.sleeps[0] == 20.0
+
+
+def test_a_rate_limit_longer_than_the_budget_becomes_a_warning_without_waiting(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    context, settings = setup(fake, tmp_path)
+    fake.inject("issues/list-comments", 429, headers={"retry-after": "600"})
+    clock = FakeClock()
+
+    result, log = publish(context, settings, section(), clock.timing())
+
+    assert result.comment_url is None
+    assert clock.sleeps == []
+    assert "rate limited" in result.warnings[0]
+    assert log.startswith("::warning title=PR comment::could not write the PR comment")
+
+
+def test_server_errors_that_go_on_stop_within_the_time_budget(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    context, settings = setup(fake, tmp_path)
+    fake.inject("issues/list-comments", 503, times=1000)
+    clock = FakeClock()
+
+    result, _ = publish(context, settings, section(), clock.timing(max_seconds=60))
+
+    assert result.comment_url is None and len(result.warnings) == 1
+    assert clock.elapsed <= 60
+    assert len(clock.sleeps) >= 5  # it did retry, with growing waits
+    assert clock.sleeps == sorted(clock.sleeps)
+
+
+def test_a_read_only_token_gives_a_warning_and_the_result_still_returns(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    fake.state.read_only = True  # a pull request from a fork
+    context, settings = setup(fake, tmp_path)
+
+    result, log = publish(context, settings, section(conclusion="failed"))
+    label_warnings = github.remove_label(context, settings, timing=FAST, stream=io.StringIO())
+
+    assert result.comment_url is None
+    assert "pull-requests: write" in result.warnings[0]
+    assert "Resource not accessible by integration" in log
+    assert log.startswith("::warning title=PR comment::")
+    assert "pull-requests: write" in label_warnings[0]
+    assert fake.labels_on(PR) == [LABEL, "other"]
+    assert [e.status for e in fake.calls("issues/create-comment")] == [403]  # not retried
+
+
+def test_an_unreachable_api_becomes_a_warning(tmp_path: Path, fake: FakeGitHub) -> None:
+    context, settings = setup(fake, tmp_path, GITHUB_API_URL="http://127.0.0.1:9")
+    clock = FakeClock()
+    result, _ = publish(context, settings, section(), clock.timing(max_seconds=10))
+    assert result.comment_url is None
+    assert "cannot reach GitHub's API" in result.warnings[0]
+    assert clock.elapsed <= 10
+
+
+def test_the_token_is_never_printed(fake: FakeGitHub, tmp_path: Path) -> None:
+    context, settings = setup(fake, tmp_path)
+    fake.inject(
+        "issues/list-comments",
+        404,
+        body={
+            "message": f"Not Found {fake.state.token}",
+            "documentation_url": "https://docs.github.com/rest",
+        },
+    )
+    result, log = publish(context, settings, section())
+    assert fake.state.token not in log and fake.state.token not in " ".join(result.warnings)
+    assert "***" in log
+
+
+def test_no_token_is_a_warning(fake: FakeGitHub, tmp_path: Path) -> None:
+    context, settings = setup(fake, tmp_path, INPUT_GITHUB_TOKEN="")
+    result, _ = publish(context, settings, section())
+    assert result.comment_url is None and "no github-token" in result.warnings[0]
+    assert fake.exchanges == []
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+def test_pull_request_target_is_refused_with_the_reason(fake: FakeGitHub, tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as refused:
+        setup(fake, tmp_path, GITHUB_EVENT_NAME="pull_request_target")
+    message = str(refused.value)
+    assert "secrets" in message and "on: pull_request" in message
+    assert "allow-pull-request-target: true" in message
+
+
+def test_pull_request_target_runs_when_allowed(fake: FakeGitHub, tmp_path: Path) -> None:
+    context, settings = setup(
+        fake,
+        tmp_path,
+        GITHUB_EVENT_NAME="pull_request_target",
+        INPUT_ALLOW_PULL_REQUEST_TARGET="true",
+    )
+    assert context.pr_number == PR and context.sha == HEAD
+    result, _ = publish(context, settings, section())
+    assert result.comment_url and len(fake.comments_on(PR)) == 1
+
+
+def test_push_comments_on_the_pull_request_of_the_commit(fake: FakeGitHub, tmp_path: Path) -> None:
+    fake.add_pull(9, "b" * 40, state="closed")
+    fake.state.commit_pulls[HEAD].insert(0, 9)  # a closed one first: the open one is chosen
+    env = {"GITHUB_EVENT_NAME": "push", "GITHUB_SHA": HEAD, "GITHUB_EVENT_PATH": ""}
+    context, settings = setup(fake, tmp_path, **env)
+    assert context.pr_number is None and context.find_pull_from_commit
+
+    result, _ = publish(context, settings, section())
+    removed = github.remove_label(context, settings, timing=FAST, stream=io.StringIO())
+
+    assert result.warnings == [] and removed == []
+    assert len(fake.comments_on(PR)) == 1 and fake.comments_on(9) == []
+    assert fake.labels_on(PR) == ["other"]
+
+
+def test_push_without_a_pull_request_writes_no_comment(fake: FakeGitHub, tmp_path: Path) -> None:
+    context, settings = setup(
+        fake, tmp_path, GITHUB_EVENT_NAME="push", GITHUB_SHA="c" * 40, GITHUB_EVENT_PATH=""
+    )
+    result, log = publish(context, settings, section())
+    assert result == github.PublishResult(None, [])
+    assert "No pull request" in log
+    assert [e.operation_id for e in fake.exchanges] == [
+        "repos/list-pull-requests-associated-with-commit"
+    ]
+
+
+def test_workflow_dispatch_uses_the_pr_number_input(fake: FakeGitHub, tmp_path: Path) -> None:
+    dispatch = {"GITHUB_EVENT_NAME": "workflow_dispatch", "GITHUB_EVENT_PATH": ""}
+    context, settings = setup(fake, tmp_path, INPUT_PR_NUMBER=str(PR), **dispatch)
+    assert publish(context, settings, section())[0].comment_url
+    without, without_settings = setup(fake, tmp_path, **dispatch)
+    assert without.pr_number is None
+    assert publish(without, without_settings, section())[0] == github.PublishResult(None, [])
+
+
+def test_github_enterprise_server_with_a_path_prefix(
+    github_api_make_server: Callable[..., FakeGitHub],
+    github_api_ghes_validator: Any,
+    tmp_path: Path,
+) -> None:
+    ghes = github_api_make_server(github_api_ghes_validator, prefix="/api/v3")
+    ghes.add_pull(PR, HEAD, labels=(LABEL,))
+    for index in range(120):  # pagination links must keep the prefix
+        ghes.add_comment(PR, f"comment {index}")
+    context, settings = setup(ghes, tmp_path)
+    assert context.api_url.endswith("/api/v3")
+
+    result, _ = publish(context, settings, section())
+    second, _ = publish(context, settings, section(conclusion="failed"))
+    removed = github.remove_label(context, settings, timing=FAST, stream=io.StringIO())
+
+    assert result.warnings == second.warnings == removed == []
+    assert len(ghes.comments_on(PR)) == 121
+    assert ghes.labels_on(PR) == []
+
+
+def test_read_context_defaults_and_payload(fake: FakeGitHub, tmp_path: Path) -> None:
+    context, _ = setup(fake, tmp_path, GITHUB_API_URL="")
+    assert context.api_url == "https://api.github.com"
+    assert context.comment_key == "GPU tests/gpu"
+    assert context.run_url == f"https://github.com/{fake.full_name}/actions/runs/4242"
+    assert (context.event_name, context.pr_number, context.sha) == ("pull_request", PR, HEAD)
+    keyed, _ = setup(fake, tmp_path, INPUT_COMMENT_KEY="my key", INPUT_PR_NUMBER="12")
+    assert (keyed.comment_key, keyed.pr_number) == ("my key", 12)
+
+
+def test_read_context_refuses_an_unusable_event(fake: FakeGitHub, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json", encoding="utf-8")
+    with pytest.raises(SettingsError, match="GITHUB_EVENT_PATH"):
+        setup(fake, tmp_path, GITHUB_EVENT_PATH=str(broken))
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}", encoding="utf-8")
+    with pytest.raises(SettingsError, match="names no pull request"):
+        setup(fake, tmp_path, GITHUB_EVENT_PATH=str(empty))
+    with pytest.raises(SettingsError, match="GITHUB_REPOSITORY"):
+        setup(fake, tmp_path, GITHUB_REPOSITORY="")
+
+
+def test_section_for_counts_like_the_outputs() -> None:
+    class Totals:
+        tests, passed, failed, errors, skipped, xfailed, xpassed = 10, 5, 1, 1, 1, 1, 1
+
+    class Report:
+        totals = Totals()
+        wall_time = 3.5
+
+    class Outcome:
+        report = Report()
+        status = "failed"
+
+    part = github.section_for("H100", Outcome(), "<!-- modal-gpu-action:k -->\n## Body")
+    assert (part.key, part.conclusion, part.passed, part.skipped, part.duration) == (
+        "H100",
+        "failed",
+        6,
+        2,
+        3.5,
+    )
+    assert part.body == "## Body"
