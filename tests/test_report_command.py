@@ -1,0 +1,108 @@
+"""`modal-gpu-action report JUNIT_XML...`, run as a real process outside GitHub Actions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from modal_gpu_action.render import comment_marker
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "junit-xml"
+PASSING = CORPUS / "jest" / "jest-junit.xml"
+
+
+def report(
+    *args: str | Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environ = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("GITHUB_", "INPUT_", "RUNNER_"))
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "modal_gpu_action", "report", *map(str, args)],
+        env={**environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_passing_report_exits_0_and_writes_summary_and_comment(tmp_path: Path) -> None:
+    summary, comment = tmp_path / "summary.md", tmp_path / "comment.md"
+    done = report(
+        PASSING,
+        "--summary-file",
+        summary,
+        "--comment-file",
+        comment,
+        "--comment-key",
+        "gpu tests/L4",
+        env={
+            "GITHUB_SERVER_URL": "https://github.com",
+            "GITHUB_REPOSITORY": "octo/gpu-project",
+            "GITHUB_RUN_ID": "99",
+        },
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == done.stderr == ""
+    assert summary.read_text(encoding="utf-8").split("\n", 1)[0].endswith(": passed")
+    text = comment.read_text(encoding="utf-8")
+    assert text.startswith(comment_marker("gpu tests/L4") + "\n")
+    assert "(https://github.com/octo/gpu-project/actions/runs/99)" in text
+
+
+def test_failures_exit_1_and_the_summary_goes_to_stdout(
+    junit_from_pytest: Callable[[str, str], Path],
+) -> None:
+    done = report(junit_from_pytest("mixed", "xunit2"))
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.split("\n", 1)[0].endswith(": failed")
+    assert "### Failures and errors (14)" in done.stdout
+
+
+def test_shards_are_merged_and_a_collection_error_fails_the_run(
+    junit_from_pytest: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    summary = tmp_path / "summary.md"
+    done = report(
+        PASSING, junit_from_pytest("collection_error", "xunit2"), "--summary-file", summary
+    )
+    assert done.returncode == 1, done.stderr
+    totals = summary.read_text(encoding="utf-8").split("\n")[4]
+    assert totals.startswith("| 3 | 2 | 0 | 1 | 0 |")  # tests, passed, failed, errors, skipped
+
+
+def test_a_truncated_report_fails_and_says_it_was_cut_short(tmp_path: Path) -> None:
+    cut = tmp_path / "junit.xml"
+    data = PASSING.read_bytes()
+    cut.write_bytes(data[: data.rindex(b"</testcase>") + len(b"</testcase>")])
+    done = report(cut)
+    assert done.returncode == 1, done.stderr
+    assert "The JUnit report was cut short after 2 complete test cases" in done.stdout
+
+
+def test_a_missing_file_exits_2_with_one_line_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "shard-1.xml"
+    done = report(PASSING, missing)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [f"error: {missing}: no such file"]
+
+
+def test_an_unreadable_or_refused_file_exits_2_naming_it(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.xml"
+    bomb.write_text(
+        '<?xml version="1.0"?><!DOCTYPE t [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
+        '<testsuite><testcase name="&b;"/></testsuite>',
+        encoding="utf-8",
+    )
+    for path, reason in ((tmp_path, "is a directory"), (bomb, "refused")):
+        done = report(path)
+        assert done.returncode == 2
+        [line] = done.stderr.splitlines()
+        assert line.startswith(f"error: {path}: {reason}")
