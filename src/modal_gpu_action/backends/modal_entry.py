@@ -148,7 +148,8 @@ class OrphanGuard:
 
     def kill_now(self) -> None:
         """SIGKILL the process groups of this process's session-leading children (pytest)."""
-        for group in child_groups(os.getpid()):
+        watcher = self._watcher.pid if self._watcher is not None else None
+        for group in child_groups(os.getpid()) - {watcher}:
             with contextlib.suppress(OSError):
                 os.killpg(group, signal.SIGKILL)
 
@@ -177,6 +178,7 @@ def watch_parent(parent: int, poll_seconds: float = 0.2) -> None:
     while os.getppid() == parent:
         seen |= child_groups(parent)
         time.sleep(poll_seconds)
+    seen.discard(os.getpid())  # this watcher is one of them: it must not stop itself first
     for group in seen:
         with contextlib.suppress(OSError):
             os.killpg(group, signal.SIGKILL)
