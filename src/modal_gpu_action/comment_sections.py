@@ -176,7 +176,7 @@ def _body_between(text: str, nonce: str, index: int) -> str | None:
     ]
     if not ends:
         return None
-    return text[start : min(ends)].strip("\r\n")
+    return text[start : min(ends)].replace("\r\n", "\n").strip("\n")
 
 
 def _section_from_row(row: Any) -> Section | None:

@@ -30,7 +30,8 @@ collaborators count as ours: a marker pasted into a comment by anyone else is ig
 The jobs of a matrix share the key, so they share the comment: each job owns the section of its
 key (the GPU or `matrix-key`) and rebuilds the whole comment from the sections already in it (see
 `comment_sections`). GitHub has no conditional update, so concurrent jobs converge by checking:
-after each write a job waits a random 1-2.5 s, re-reads, and rewrites (merging what it finds) when
+after each write a job waits a random 1-2.5 s (at least twice its slowest request, so a slow API
+gets longer waits), re-reads, and rewrites (merging what it finds) when
 its section is missing or another job's write replaced it, until it has seen its section in place
 twice in a row (or `max_writes` writes, or the time budget, run out: a warning). Comments that
 a race duplicated are merged into the oldest and deleted.
@@ -380,12 +381,7 @@ def _publish(
         log.info("No pull request for this run: no PR comment.")
         return None
     base_key = context.comment_key
-    run_prefix = f"{base_key} run"
-    key = (
-        base_key
-        if settings.comment == "sticky"
-        else f"{run_prefix} {context.run_id}.{context.run_attempt}"
-    )
+    key = base_key if settings.comment == "sticky" else _run_key(base_key, context)
     own = replace(
         section,
         key=clean_key(section.key),
@@ -402,7 +398,7 @@ def _publish(
         baseline = merge(*(parse_comment(c.body) for c in mine)).get(own.key)
     else:
         mine_ids = {c.id for c in mine}
-        earlier = [c for c in _ours_prefixed(comments, run_prefix) if c.id not in mine_ids]
+        earlier = [c for c in _ours_of_runs(comments, base_key) if c.id not in mine_ids]
         baseline = parse_comment(earlier[-1].body).get(own.key) if earlier else None
     reason = _skip_reason(settings.comment_on, own, baseline, exists=bool(mine))
     if reason:
@@ -512,8 +508,14 @@ def _ours(comments: list[IssueComment], key: str) -> list[IssueComment]:
     return [c for c in comments if _trusted(c) and marker_line(c.body or "") == line]
 
 
-def _ours_prefixed(comments: list[IssueComment], key_prefix: str) -> list[IssueComment]:
-    start = marker(key_prefix)[: -len(" -->")]
+def _run_key(base_key: str, context: GitHubContext) -> str:
+    """The key of `comment: new`: one comment per run attempt, shared by its matrix jobs."""
+    return f"{base_key} run {context.run_id or 0}.{context.run_attempt or 1}"
+
+
+def _ours_of_runs(comments: list[IssueComment], base_key: str) -> list[IssueComment]:
+    """Our `comment: new` comments of any run, oldest first."""
+    start = marker(f"{base_key} run X")[: -len("X -->")]
     return [
         c for c in comments if _trusted(c) and (marker_line(c.body or "") or "").startswith(start)
     ]
