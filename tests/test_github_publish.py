@@ -665,3 +665,40 @@ def test_section_for_counts_like_the_outputs() -> None:
         3.5,
     )
     assert part.body == "## Body"
+
+
+# --- the fake API itself -----------------------------------------------------------------------
+
+
+def test_the_fake_api_refuses_what_githubs_description_does_not_allow(
+    github_api_validator: Any,
+) -> None:
+    import requests
+
+    fake = FakeGitHub(github_api_validator)
+    fake.add_pull(PR, HEAD)
+    with fake.running(), requests.Session() as http:
+        http.headers["Authorization"] = f"token {fake.state.token}"
+        repo = f"{fake.api_url}/repos/{fake.full_name}"
+        comments = f"{repo}/issues/{PR}/comments"
+        assert http.put(comments, json={"body": "x"}).status_code == 404
+        assert http.get(f"{repo}/pulls").status_code == 404
+        assert http.post(comments, json={"bdy": "x"}).status_code == 422
+        assert http.post(comments, json={"body": "x", "title": "y"}).status_code == 422
+        assert http.get(comments, params={"per_page": "many"}).status_code == 422
+        assert http.get(comments, params={"sort": "created"}).status_code == 422
+        fake._comment_json = lambda c: {"id": c.id, "url": f"{repo}/issues/comments/{c.id}"}  # type: ignore[method-assign]
+        assert http.post(comments, json={"body": "x"}).status_code == 201
+    expected = [
+        "PUT /repos/octo-org/gpu-project/issues/7/comments: unknown method",
+        "GET /repos/octo-org/gpu-project/pulls: unknown path",
+        "undeclared body property 'bdy'",
+        "'body' is a required property",
+        "undeclared body property 'title'",
+        "Failed to cast value to integer type: many",
+        "undeclared query parameter 'sort'",
+        "issues/create-comment response 201: InvalidData",
+    ]
+    assert len(fake.violations) == len(expected), "\n".join(fake.violations)
+    for violation, what in zip(fake.violations, expected, strict=True):
+        assert what in violation

@@ -21,6 +21,7 @@ import random
 import re
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -220,9 +221,12 @@ class FakeGitHub:
         if problems:
             with self.lock:
                 self.violations.extend(problems)
+            # The refusal itself is not checked against the description (it is ours).
             if route is None:
-                return self._record(method, path, None, 404, {"message": "Not Found"})
-            return self._record(method, path, route.operation_id, 422, _validation_failed())
+                return self._record(method, path, None, 404, _not_found(), injected=True)
+            return self._record(
+                method, path, route.operation_id, 422, _validation_failed(), injected=True
+            )
         assert route is not None
         low, high = self.delay
         if high:
@@ -517,7 +521,12 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k: v for k, v in self.headers.items()}
-        answer = self.fake.handle(self.command, self.path, headers, body)
+        try:
+            answer = self.fake.handle(self.command, self.path, headers, body)
+        except Exception:  # a bug of the fake: fail the test, answer like a broken server
+            with self.fake.lock:
+                self.fake.violations.append(f"the fake server failed:\n{traceback.format_exc()}")
+            answer = Answer(500, {}, {"message": "Server Error"}, injected=True)
         status = answer.status
         payload = b"" if status == 204 or answer.body is None else json.dumps(answer.body).encode()
         out_headers = {
