@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from github_api.server import BOT, MAINTAINER, STRANGER, FakeGitHub
 
 from modal_gpu_action import github
 from modal_gpu_action.comment_sections import Section, compose_comment, marker, parse_comment
+from modal_gpu_action.render import escape_inline
 from modal_gpu_action.settings import Settings, SettingsError, load_settings
 
 HEAD = "0123456789abcdef0123456789abcdef01234567"
@@ -269,14 +271,19 @@ def test_four_matrix_jobs_at_once_converge_to_one_comment_with_four_sections(
         fake.add_pull(number, HEAD)
     context, settings = setup(fake, tmp_path)
     results: dict[tuple[int, str], github.PublishResult] = {}
+    parts: dict[tuple[int, str], Section] = {}
 
     def job(number: int, gpu: str, barrier: threading.Barrier) -> None:
         part = section(gpu, random.choice(["passed", "failed"]), tests=random.randint(1, 99))
+        parts[number, gpu] = part
         barrier.wait()
         time.sleep(random.uniform(0, 0.01))
-        job_context = github.GitHubContext(**{**_fields(context), "pr_number": number})
         results[number, gpu] = github.publish_comment(
-            job_context, settings, section=part, timing=timing, stream=io.StringIO()
+            replace(context, pr_number=number),
+            settings,
+            section=part,
+            timing=timing,
+            stream=io.StringIO(),
         )
 
     for number in range(1, rounds + 1):
@@ -296,18 +303,10 @@ def test_four_matrix_jobs_at_once_converge_to_one_comment_with_four_sections(
         for gpu in gpus:
             assert results[number, gpu].warnings == []
             assert results[number, gpu].comment_url == url
+            assert sections[gpu].same_result(parts[number, gpu])
+            assert sections[gpu].body == parts[number, gpu].body
         table = comments[0].body.split("<!-- modal-gpu-action:section", 1)[0]
-        assert all(f"| {github_escape(gpu)} |" in table for gpu in gpus)
-
-
-def _fields(context: github.GitHubContext) -> dict[str, Any]:
-    return {name: getattr(context, name) for name in context.__dataclass_fields__}
-
-
-def github_escape(text: str) -> str:
-    from modal_gpu_action.render import escape_inline
-
-    return escape_inline(text)
+        assert all(f"| {escape_inline(gpu)} |" in table for gpu in gpus)
 
 
 def test_duplicates_left_by_a_race_are_merged_into_the_oldest(
