@@ -196,7 +196,7 @@ def run_cli(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        start_new_session=True,  # signals go to its group, as a job's cancel reaches the step
+        start_new_session=True,  # its group is killed whole if a test gives up on it
     )
     assert process.stdout is not None
     lines: list[tuple[float, str]] = []

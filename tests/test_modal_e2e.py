@@ -9,12 +9,12 @@ schedule GPUs, retry preempted containers) is listed in benchmarks/README.md, "M
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
 import threading
 import time
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +65,23 @@ def run(
         timeout=timeout,
     )
     return result, junit
+
+
+def processes_with(mark: str, wait: float = 3.0) -> list[int]:
+    """Processes whose environment holds `mark` (the env input's value reaches every process of
+    the tests), after giving them `wait` seconds to go."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and mark.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 def cases(junit: Path) -> dict[str, str]:
@@ -210,11 +227,13 @@ def test_a_module_the_image_lacks_is_an_infrastructure_error(
 
 
 def test_a_crashed_container_is_an_infrastructure_error(mock: ModalMock, tmp_path: Path) -> None:
-    result, _ = run(mock, project(tmp_path, "crash_project"))
+    mark = f"crash-{uuid.uuid4().hex}"
+    result, _ = run(mock, project(tmp_path, "crash_project"), "--env", f"MARK={mark}")
 
     assert result.returncode == 3, result.output
     assert "failed on Modal" in result.output
     assert "exited with -9" in result.output  # the cause, as Modal (here: the emulator) gave it
+    assert processes_with(mark) == [], "pytest outlived its container"
 
 
 def test_a_run_past_timeout_minutes_is_reported_as_timed_out(
@@ -238,30 +257,33 @@ def test_a_run_past_timeout_minutes_is_reported_as_timed_out(
 def test_cancel_stops_the_containers_and_keeps_what_finished(
     mock: ModalMock, tmp_path: Path
 ) -> None:
-    """GitHub cancels a job with SIGINT, then SIGTERM 7.5 s later: the process must be gone
-    before the SIGTERM, its containers killed, the report "cancelled" with the finished shard."""
+    """GitHub cancels a job with SIGINT, then SIGTERM 7.5 s later, to the step's entry process
+    (here `uv run`, which passes them on, as it does when action.yml `exec`s it): the process must
+    be gone before the SIGTERM, its containers killed, the report "cancelled" with the finished
+    shard."""
     folder = project(tmp_path, "slow_project")
     before = mock.state()
     sent: dict[str, float] = {}
+    mark = f"cancel-{uuid.uuid4().hex}"
 
     def cancel_when_one_shard_finished(
         at: float, line: str, process: subprocess.Popen[bytes]
     ) -> None:
         if "shard 1/2 finished" in line and "SIGINT" not in sent:
             sent["SIGINT"] = at
-            os.killpg(process.pid, signal.SIGINT)
+            process.send_signal(signal.SIGINT)
 
             def sigterm() -> None:
                 if process.poll() is None:
                     sent["SIGTERM"] = time.monotonic()
-                    os.killpg(process.pid, signal.SIGTERM)
+                    process.send_signal(signal.SIGTERM)
 
             threading.Timer(7.5, sigterm).start()
 
     junit = tmp_path / "cancelled.xml"
     result = run_cli(
         ["run", "--backend", "modal", "--junit-xml", str(junit), "--comment", "off",
-         "--shards", "2", "--env", "SLOW_SHARD=1\nSLOW_SECONDS=60"],
+         "--shards", "2", "--env", f"SLOW_SHARD=1\nSLOW_SECONDS=60\nMARK={mark}"],
         env=clean_environ(**mock.env()),
         cwd=folder,
         timeout=90,
@@ -277,9 +299,40 @@ def test_cancel_stops_the_containers_and_keeps_what_finished(
     killed = [c for c in record.calls if "killed" in c]
     assert len(killed) == 1, record.calls
     assert not mock.state()["calls"][-1].get("started"), "nothing new started after the cancel"
+    assert processes_with(mark) == [], "the cancelled shard's pytest is still running"
+    assert "App aborted" in result.output
     kept = cases(junit)  # the finished shard's tests are in the report
     assert kept and set(kept.values()) == {"passed"}
     assert len(kept) < 9
+
+
+def test_cancel_while_the_app_starts_stops_it_before_any_test(
+    mock: ModalMock, tmp_path: Path
+) -> None:
+    folder = project(tmp_path, "slow_project")
+    before = mock.state()
+    sent: dict[str, float] = {}
+
+    def cancel_at_once(at: float, line: str, process: subprocess.Popen[bytes]) -> None:
+        if line.startswith("== Modal: image and app") and not sent:
+            sent["SIGINT"] = at
+            process.send_signal(signal.SIGINT)
+
+    result = run_cli(
+        ["run", "--backend", "modal", "--junit-xml", str(tmp_path / "early.xml"),
+         "--comment", "off", "--env", "SLEEP_SECONDS=60"],
+        env=clean_environ(**mock.env()),
+        cwd=folder,
+        timeout=60,
+        on_line=cancel_at_once,
+    )  # fmt: skip
+    record = since(before, mock.state())
+
+    assert sent, result.output
+    assert result.returncode == 3, result.output
+    assert "GPU tests: CANCELLED" in result.output
+    assert result.seconds - sent["SIGINT"] < 7
+    assert not [c for c in record.calls if c.get("started")], "a container started anyway"
 
 
 def test_missing_credentials_fail_in_a_second_with_the_fix(tmp_path: Path) -> None:

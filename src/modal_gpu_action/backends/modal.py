@@ -313,8 +313,13 @@ class ModalBackend:
                 print("modal-gpu-action: cancelled before the tests started", file=self.stream)
                 return
             title = f"Tests on Modal: {len(shards)} container{'s' if len(shards) > 1 else ''}"
-            with group(title, github, self.stream), running:  # app stops: its logs end here
+            # Leaving `running` stops the app; its last logs arrive before the group ends. On a
+            # cancel, it is left with KeyboardInterrupt: Modal's SDK then records the app as
+            # aborted ("App aborted") instead of completed, and does not raise it again.
+            with group(title, github, self.stream), contextlib.suppress(KeyboardInterrupt), running:
                 self._run_shards(function, setup, shards, interrupter)
+                if self.cancel_event.is_set():
+                    raise KeyboardInterrupt
 
     def _run_shards(
         self, function: Any, setup: dict[str, Any], shards: list[_Shard], interrupter: _Interrupter
