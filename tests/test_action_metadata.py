@@ -1,5 +1,6 @@
 """action.yml, the settings module, the outputs and the example workflows must agree."""
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -89,3 +90,25 @@ def test_dockerfile_is_hadolint_clean() -> None:
         [hadolint, "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _readme_table(marker: str) -> list[list[str]]:
+    text = (ROOT / "README.md").read_text()
+    block = text.split(f"<!-- {marker}:start -->")[1].split(f"<!-- {marker}:end -->")[0]
+    rows = [line for line in block.strip().splitlines() if line.startswith("| `")]
+    return [[cell.strip() for cell in re.split(r"(?<!\\)\|", row)[1:-1]] for row in rows]
+
+
+def test_readme_inputs_table_matches_the_settings_inputs() -> None:
+    rows = _readme_table("inputs")
+    assert [row[0] for row in rows] == [f"`{spec.name}`" for spec in INPUTS]
+    for row, spec in zip(rows, INPUTS, strict=True):
+        default = spec.action_default if spec.action_default is not None else spec.default
+        assert row[1] == (f"`{default}`" if default else "—"), spec.name
+        assert row[2].replace("\\|", "|") == spec.description, spec.name
+
+
+def test_readme_outputs_table_matches_the_outputs() -> None:
+    rows = _readme_table("outputs")
+    assert [row[0] for row in rows] == [f"`{o.name}`" for o in OUTPUTS]
+    assert [row[1] for row in rows] == [o.description for o in OUTPUTS]
