@@ -39,7 +39,8 @@ from typing import Any
 from modal_gpu_action.render import comment_marker, escape_inline
 
 COMMENT_LIMIT = 65_536
-# What a job's own body may take so that a table of several rows still fits beside it.
+# What a job's own body should stay within (render_comment's limit_chars in GitHub mode), so that
+# the table, the hidden rows and the other jobs' rows still fit beside it.
 SECTION_LIMIT = 56_000
 MAX_KEY_CHARS = 100
 
@@ -291,7 +292,7 @@ def _row(section: Section) -> dict[str, object]:
     duration = section.duration if math.isfinite(section.duration) else 0.0
     return {
         "key": clean_key(section.key),
-        "conclusion": section.conclusion,
+        "conclusion": " ".join(section.conclusion.split())[:40],
         "tests": max(section.tests, 0),
         "passed": max(section.passed, 0),
         "failed": max(section.failed, 0),

@@ -111,7 +111,7 @@ PULL_REQUEST_EVENTS = frozenset(
 )
 TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
 PULL_REQUEST_TARGET_REFUSED = (
-    "error: refusing to run on 'pull_request_target': that event gives the workflow the base"
+    "refusing to run on 'pull_request_target': that event gives the workflow the base"
     " repository's secrets (your Modal token) and a write token, so running the pull request's"
     " code from it lets any pull request steal them. Use 'on: pull_request' (gate GPU runs with a"
     " label: 'on: pull_request: types: [labeled]' and 'remove-label'), or set input"
@@ -182,21 +182,19 @@ def read_context(environ: Mapping[str, str], settings: Settings) -> GitHubContex
     from_event = _number_from_payload(event_name, payload)
     if event_name in PULL_REQUEST_EVENTS and from_event is None and settings.pr_number is None:
         raise SettingsError(
-            f"error: the '{event_name}' event's payload (GITHUB_EVENT_PATH) names no pull request"
+            f"the '{event_name}' event's payload (GITHUB_EVENT_PATH) names no pull request"
         )
     number = settings.pr_number or from_event
     repository = environ.get("GITHUB_REPOSITORY", "")
     if not _REPOSITORY.match(repository):
         raise SettingsError(
-            f"error: GITHUB_REPOSITORY is {repository!r}: expected OWNER/NAME (is this a GitHub"
+            f"GITHUB_REPOSITORY is {repository!r}: expected OWNER/NAME (is this a GitHub"
             " Actions run?)"
         )
     api_url = (environ.get("GITHUB_API_URL") or "https://api.github.com").rstrip("/")
     if not re.match(r"^https?://[^\s/]+(/\S*)?$", api_url):
-        raise SettingsError(f"error: GITHUB_API_URL is {api_url!r}: expected an http(s) URL")
-    head = payload.get("pull_request") if isinstance(payload, dict) else None
-    head_sha = head.get("head", {}).get("sha") if isinstance(head, dict) else None
-    sha = head_sha if isinstance(head_sha, str) else environ.get("GITHUB_SHA", "")
+        raise SettingsError(f"GITHUB_API_URL is {api_url!r}: expected an http(s) URL")
+    sha = _head_sha(payload) or environ.get("GITHUB_SHA", "")
     workflow, job = environ.get("GITHUB_WORKFLOW", ""), environ.get("GITHUB_JOB", "")
     default_key = "/".join(part for part in (workflow, job) if part) or "gpu-tests"
     return GitHubContext(
@@ -221,9 +219,17 @@ def _payload(environ: Mapping[str, str]) -> dict[str, object]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise SettingsError(
-            f"error: cannot read the event payload GITHUB_EVENT_PATH={path}: {error}"
+            f"cannot read the event payload GITHUB_EVENT_PATH={path}: {error}"
         ) from None
     return data if isinstance(data, dict) else {}
+
+
+def _head_sha(payload: Mapping[str, object]) -> str:
+    """The pull request's head commit (GITHUB_SHA is the test merge commit for PR events)."""
+    pull = payload.get("pull_request")
+    head = pull.get("head") if isinstance(pull, dict) else None
+    sha = head.get("sha") if isinstance(head, dict) else None
+    return sha if isinstance(sha, str) else ""
 
 
 def _number_from_payload(event_name: str, payload: Mapping[str, object]) -> int | None:
