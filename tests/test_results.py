@@ -341,7 +341,8 @@ def test_a_cut_short_report_says_how_many_cases_it_kept(
     assert report.cases[-1].message == (
         "The JUnit report was cut short after 7 complete test cases; later results are missing."
     )
-    assert report.wall_time > 0  # the suite's time attribute was read before the cut
+    # The suite never closed, so its time is unknown: the kept cases' durations stand in.
+    assert report.wall_time == pytest.approx(sum(case.duration for case in report.cases))
 
 
 @pytest.mark.parametrize("content", [b"", b"  \n"])

@@ -9,6 +9,10 @@ Contract (other modules rely on it; keep the names):
   file -> `JUnitFileError` naming it.
 - `merge(reports) -> TestReport`.
 
+Parsing: defusedxml's expat parser (which refuses entity declarations before expanding any)
+feeds ElementTree's C TreeBuilder, and each `<testcase>` is read as it closes, junitparser reading
+its result elements; memory stays flat and a truncated document keeps every complete case.
+
 How a `<testcase>` becomes a `TestCase`:
 - Outcome by its worst result element: error, then failure, then skipped (as the corpus counts
   them); no result element is a pass, or a skip when the producer marks it `status="disabled"`.
@@ -19,9 +23,11 @@ How a `<testcase>` becomes a `TestCase`:
 - file/line: for a failure or error, the last `path.py:N: ` location in pytest's traceback that
   lies in the test's file (or, when the producer gives no file, as with pytest's default xunit2,
   the last one with a relative path), because that is the line that failed. Otherwise the `file`
-  and `line` attributes; pytest writes `line` 0-based, so it is shifted for pytest's reports.
+  and `line` attributes; pytest writes `line` 0-based, so it is shifted for pytest's reports
+  (recognised by their suite names, "pytest tests" and "pytest").
 - wall_time: the largest `time` of the `<testsuites>`/`<testsuite>` elements (the enclosing
-  element's time covers the nested ones), or the sum of the case durations when none has one.
+  element's time covers the nested ones), or the sum of the case durations when none has one
+  (nor one that was cut off before its end).
   Merged shards ran in parallel, so `merge` keeps the longest wall time rather than the sum.
 """
 
@@ -259,21 +265,19 @@ def _seconds(text: str | None) -> float:
 
 def _case(elem: Element, zero_based_lines: bool) -> TestCase:
     get = elem.attrib.get
+    classname, name, file = get("classname", ""), get("name", ""), get("file") or None
     duration = _seconds(get("time"))
-    line_text = get("line")
-    line = int(line_text) + zero_based_lines if line_text and line_text.isdigit() else None
+    line = _line(get("line"), zero_based_lines)
     # Most cases have no child at all: skip junitparser's wrapper objects for them (speed).
     # (junitparser's fromelem carries no annotations.)
     results: list[Any] = JUnitCase.fromelem(elem).result if len(elem) else []  # type: ignore[no-untyped-call]
     if not results:
         outcome = Outcome.SKIPPED if get("status") == "disabled" else Outcome.PASSED
-        return TestCase(get("classname", ""), get("name", ""), outcome, duration, "", "",
-                        get("file") or None, line)  # fmt: skip
+        return TestCase(classname, name, outcome, duration, "", "", file, line)
 
     worst = max(results, key=_severity)  # max keeps the first of equals
     message = worst.message or ""
     detail = worst.text or ""
-    file = get("file") or None
     if isinstance(worst, Error | Failure):
         outcome = Outcome.ERROR if isinstance(worst, Error) else Outcome.FAILED
         file, line = _crash_location(detail, file, line)
@@ -283,8 +287,13 @@ def _case(elem: Element, zero_based_lines: bool) -> TestCase:
         outcome = Outcome.XPASSED
     else:
         outcome = Outcome.SKIPPED
-    return TestCase(get("classname", ""), get("name", ""), outcome, duration, message, detail,
-                    file, line)  # fmt: skip
+    return TestCase(classname, name, outcome, duration, message, detail, file, line)
+
+
+def _line(text: str | None, zero_based: bool) -> int | None:
+    if not text or not text.isdecimal() or len(text) > 9:
+        return None
+    return int(text) + zero_based
 
 
 def _severity(result: object) -> int:
@@ -292,7 +301,7 @@ def _severity(result: object) -> int:
 
 
 # pytest's traceback locations: "tests/test_gpu.py:42: AssertionError" or "...:42: in helper".
-_LOCATION = re.compile(r"^([^\s:][^:\n]*\.py):(\d+): ", re.MULTILINE)
+_LOCATION = re.compile(r"^([^\s:][^:\n]*\.py):([0-9]{1,9}): ", re.MULTILINE)
 
 
 def _crash_location(
