@@ -1,19 +1,25 @@
 """GitHub's published REST API description (npm `@octokit/openapi`, which packages
 github/rest-api-description), cut down to the operations the action uses, and a validator.
 
-Loading the whole description takes a fraction of a second per file but building a validator for
-all of it would take much longer, so `extract` keeps only the operations in OPERATIONS and the
-components they reference (transitively); the result is small and is cached in pytest's cache,
-keyed by the package's version, so a session usually reads neither the 13 MB file nor the rest.
+Reading the whole description takes a fraction of a second per file, compiling it all far more,
+so `extract` keeps only the operations in OPERATIONS and the components they reference
+(transitively); the cut is cached in pytest's cache, keyed by the package's version, so a session
+usually reads neither the 13 MB file nor more than it needs. The cut is itself checked to be valid
+OpenAPI (openapi-spec-validator).
 
-`Validator` is openapi-core (request: path, method, parameters, body; response: status, content
-type, body schema, with `nullable`, `format` and `required` as GitHub's description states them)
-plus two checks of ours that the description leaves open: a query parameter the operation does
+`Validator` compiles every parameter, request body and response schema of those operations once
+into a JSON Schema validator in OpenAPI 3.0's dialect (openapi-schema-validator's OAS30Validator,
+over jsonschema: `nullable`, `format`, `required`, `enum` as GitHub's description states them),
+and checks against them:
+- a request: its method and path (routed by the description's path templates), its path, query
+  and header parameters (declared, required, typed), its body (media type, schema);
+- a response: its status (documented for the operation), media type and body schema.
+Two checks of ours close what the description leaves open: a query parameter the operation does
 not declare, and a top-level property of a JSON request body that the body's schema does not
-declare, are refused too (GitHub ignores them; a client sending them has a bug). One allowance:
+declare, are refused (GitHub ignores them; a client sending them has a bug). One allowance:
 GitHub answers 401, 403 and 404 to any operation (bad credentials, a read-only token, an object
 deleted meanwhile) but the description lists them for some operations only; where it does not,
-such a response must still be the description's `basic-error` with a message.
+such a response must still be the description's `basic-error`, with a message.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = HERE / "node_modules" / "@octokit" / "openapi"
@@ -157,13 +164,35 @@ class Route:
     params: dict[str, str]  # path parameters, still percent-encoded
 
 
-class Validator:
-    def __init__(self, description: dict[str, Any]) -> None:
-        from openapi_core import OpenAPI
+@dataclass
+class _Parameter:
+    name: str
+    where: str  # path, query, header
+    required: bool
+    kind: str  # the schema's type: string, integer, number, boolean
+    validator: Any
 
+
+@dataclass
+class _Operation:
+    operation_id: str
+    parameters: list[_Parameter]
+    body_required: bool
+    bodies: dict[str, Any]  # media type -> (validator, declared top-level properties | None)
+    responses: dict[str, dict[str, Any]]  # status or "4XX"/"default" -> media type -> validator
+
+
+class Validator:
+    """The cut-down description, compiled once: a JSON Schema validator (OpenAPI 3.0's dialect:
+    `nullable`, formats) for every parameter, request body and response of each operation."""
+
+    def __init__(self, description: dict[str, Any]) -> None:
+        from openapi_spec_validator import validate as validate_description
+
+        validate_description(copy.deepcopy(description))  # the cut is valid OpenAPI itself
         self.description = description
-        self._openapi = OpenAPI.from_dict(copy.deepcopy(description))
-        self._routes: list[tuple[re.Pattern[str], str, str, str]] = []
+        self._routes: list[tuple[re.Pattern[str], str, str]] = []
+        self._operations: dict[tuple[str, str], _Operation] = {}
         for template, item in description["paths"].items():
             pattern = "".join(
                 f"(?P<p_{part[1:-1].replace('-', '_')}>[^/]+)"
@@ -173,28 +202,72 @@ class Validator:
             )
             for method, operation in item.items():
                 if method in _METHODS:
-                    self._routes.append(
-                        (re.compile(pattern + "$"), method, template, operation["operationId"])
-                    )
+                    self._routes.append((re.compile(pattern + "$"), method, template))
+                    self._operations[template, method] = self._compile(operation)
 
-    def route(self, method: str, path: str) -> Route | None:
-        """The operation a request's method and path (below the API base) stand for."""
-        for pattern, route_method, template, operation_id in self._routes:
-            match = pattern.match(path)
-            if match and route_method == method.lower():
-                params = {name[2:]: value for name, value in match.groupdict().items()}
-                return Route(operation_id, route_method, template, params)
-        return None
-
-    def _operation(self, route: Route) -> dict[str, Any]:
-        operation: dict[str, Any] = self.description["paths"][route.template][route.method]
-        return operation
+    def _compile(self, operation: dict[str, Any]) -> _Operation:
+        parameters = []
+        for raw in operation.get("parameters", []):
+            parameter = self._resolve(raw)
+            schema = self._inline(parameter.get("schema", {}))
+            parameters.append(
+                _Parameter(
+                    parameter["name"],
+                    parameter["in"],
+                    bool(parameter.get("required")),
+                    schema.get("type", "string"),
+                    _validator(schema),
+                )
+            )
+        request_body = self._resolve(operation.get("requestBody", {}))
+        bodies = {}
+        for media_type, content in request_body.get("content", {}).items():
+            schema = self._inline(content.get("schema", {}))
+            declared = set(schema["properties"]) if "properties" in schema else None
+            bodies[media_type] = (_validator(schema), declared)
+        responses: dict[str, dict[str, Any]] = {}
+        for status, raw in operation.get("responses", {}).items():
+            response = self._resolve(raw)
+            responses[status] = {
+                media_type: _validator(self._inline(content.get("schema", {})))
+                for media_type, content in response.get("content", {}).items()
+            }
+        return _Operation(
+            operation["operationId"],
+            parameters,
+            bool(request_body.get("required")),
+            bodies,
+            responses,
+        )
 
     def _resolve(self, value: Any) -> Any:
         while isinstance(value, dict) and "$ref" in value:
             _, _, kind, name = value["$ref"].split("/")
             value = self.description["components"][kind][name]
         return value
+
+    def _inline(self, value: Any, seen: tuple[str, ...] = ()) -> Any:
+        """The schema with every `$ref` replaced by what it points to."""
+        if isinstance(value, dict):
+            ref = value.get("$ref")
+            if isinstance(ref, str):
+                if ref in seen:
+                    raise ValueError(f"recursive schema {ref}: not supported here")
+                return self._inline(self._resolve(value), (*seen, ref))
+            return {key: self._inline(item, seen) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._inline(item, seen) for item in value]
+        return value
+
+    def route(self, method: str, path: str) -> Route | None:
+        """The operation a request's method and path (below the API base) stand for."""
+        for pattern, route_method, template in self._routes:
+            match = pattern.match(path)
+            if match and route_method == method.lower():
+                params = {name[2:]: value for name, value in match.groupdict().items()}
+                operation_id = self._operations[template, route_method].operation_id
+                return Route(operation_id, route_method, template, params)
+        return None
 
     def check_request(
         self,
@@ -205,8 +278,6 @@ class Validator:
         body: bytes,
     ) -> list[str]:
         """What the description does not allow in this request (empty when it is allowed)."""
-        from openapi_core.testing import MockRequest
-
         route = self.route(method, path)
         if route is None:
             known = any(pattern.match(path) for pattern, *_ in self._routes)
@@ -215,44 +286,56 @@ class Validator:
                 f"{method} {path}: unknown {what} (not an operation of GitHub's REST API"
                 " description that the action is meant to call)"
             ]
+        operation = self._operations[route.template, route.method]
+        name = operation.operation_id
         problems: list[str] = []
-        operation = self._operation(route)
-        declared = {
-            self._resolve(p)["name"]
-            for p in operation.get("parameters", [])
-            if self._resolve(p)["in"] == "query"
+        values: dict[str, dict[str, str]] = {
+            "path": {k: unquote(v) for k, v in route.params.items()},
+            "query": {k: v[-1] for k, v in query.items()},
+            "header": {k.lower(): v for k, v in headers.items()},
         }
-        for name in query:
-            if name not in declared:
-                problems.append(f"{route.operation_id}: undeclared query parameter {name!r}")
-        content_type = headers.get("content-type", "").split(";")[0].strip()
-        request_body = self._resolve(operation.get("requestBody", {}))
-        if body and request_body:
-            schema = self._resolve(
-                request_body.get("content", {}).get("application/json", {}).get("schema", {})
-            )
-            try:
-                data = json.loads(body)
-            except ValueError:
-                data = None
-                problems.append(f"{route.operation_id}: the request body is not JSON")
-            if isinstance(data, dict) and "properties" in schema:
-                for name in data:
-                    if name not in schema["properties"]:
-                        problems.append(f"{route.operation_id}: undeclared body property {name!r}")
-        request = MockRequest(
-            "http://github.test",
-            method.lower(),
-            path,
-            args={name: values[-1] for name, values in query.items() if name in declared},
-            headers=dict(headers),
-            data=body or None,
-            content_type=content_type or "application/json",
-        )
+        declared = {p.name for p in operation.parameters if p.where == "query"}
+        problems += [
+            f"{name}: undeclared query parameter {key!r}" for key in query if key not in declared
+        ]
+        for parameter in operation.parameters:
+            lookup = parameter.name.lower() if parameter.where == "header" else parameter.name
+            text = values.get(parameter.where, {}).get(lookup)
+            if text is None:
+                if parameter.required:
+                    problems.append(f"{name}: missing {parameter.where} parameter {lookup!r}")
+                continue
+            value = _cast(text, parameter.kind)
+            if value is None:
+                problems.append(
+                    f"{name}: {parameter.where} parameter {lookup!r}={text!r}"
+                    f" is not {parameter.kind}"
+                )
+                continue
+            problems += [
+                f"{name}: {parameter.where} parameter {lookup!r}: {error.message}"
+                for error in parameter.validator.iter_errors(value)
+            ]
+        media_type = values["header"].get("content-type", "").split(";")[0].strip()
+        if not body:
+            if operation.body_required:
+                problems.append(f"{name}: the request has no body")
+            return problems
+        if media_type not in operation.bodies:
+            expected = ", ".join(operation.bodies) or "no body"
+            return [*problems, f"{name}: a {media_type or 'untyped'} body; expected {expected}"]
+        validator, properties = operation.bodies[media_type]
         try:
-            self._openapi.validate_request(request)
-        except Exception as error:  # openapi-core's validation errors
-            problems.append(f"{route.operation_id} request: {_describe(error)}")
+            data = json.loads(body)
+        except ValueError:
+            return [*problems, f"{name}: the request body is not JSON"]
+        if isinstance(data, dict) and properties is not None:
+            problems += [
+                f"{name}: undeclared body property {key!r}" for key in data if key not in properties
+            ]
+        problems += [
+            f"{name} request body: {error.message}" for error in validator.iter_errors(data)
+        ]
         return problems
 
     def check_response(
@@ -264,42 +347,42 @@ class Validator:
         body: bytes,
     ) -> list[str]:
         """What the description does not allow in this response."""
-        from openapi_core.testing import MockRequest, MockResponse
-
         route = self.route(method, path)
         if route is None:
             return []  # the request was already refused
-        request = MockRequest("http://github.test", method.lower(), path)
-        content_type = headers.get("Content-Type", "").split(";")[0].strip()
-        response = MockResponse(
-            body, status_code=status, headers=dict(headers), content_type=content_type
-        )
-        if status in GENERAL_ERRORS and not self.documents(method, path, status):
-            return self._check_general_error(route, status, body)
-        try:
-            self._openapi.validate_response(request, response)
-        except Exception as error:
-            return [f"{route.operation_id} response {status}: {_describe(error)}"]
-        return []
-
-    def _check_general_error(self, route: Route, status: int, body: bytes) -> list[str]:
-        from openapi_schema_validator import OAS30Validator
-
+        operation = self._operations[route.template, route.method]
+        name = f"{operation.operation_id} response {status}"
+        contents = _response(operation, status)
+        if contents is None:
+            if status in GENERAL_ERRORS:
+                return self._check_general_error(name, body)
+            return [f"{name}: the description documents no such status"]
+        lowered = {k.lower(): v for k, v in headers.items()}
+        media_type = lowered.get("content-type", "").split(";")[0].strip()
+        if not contents:
+            return [f"{name}: a body, where the description documents none"] if body else []
+        if media_type not in contents:
+            return [f"{name}: content type {media_type!r}, expected one of {sorted(contents)}"]
         try:
             data = json.loads(body)
         except ValueError:
-            return [f"{route.operation_id} response {status}: the body is not JSON"]
+            return [f"{name}: the body is not JSON"]
+        return [f"{name}: {_where(e)}{e.message}" for e in contents[media_type].iter_errors(data)]
+
+    def _check_general_error(self, name: str, body: bytes) -> list[str]:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return [f"{name}: the body is not JSON"]
         schema = {**self.schema("basic-error"), "required": ["message"]}
-        errors = [e.message for e in OAS30Validator(schema).iter_errors(data)]
-        return [f"{route.operation_id} response {status}: {e}" for e in errors]
+        return [f"{name}: {error.message}" for error in _validator(schema).iter_errors(data)]
 
     def documents(self, method: str, path: str, status: int) -> bool:
         """Whether the operation's description lists this status (or a range holding it)."""
         route = self.route(method, path)
         if route is None:
             return False
-        responses = self._operation(route).get("responses", {})
-        return str(status) in responses or f"{str(status)[0]}XX" in responses
+        return _response(self._operations[route.template, route.method], status) is not None
 
     def schema(self, name: str) -> dict[str, Any]:
         schema: dict[str, Any] = self.description["components"]["schemas"][name]
@@ -308,6 +391,37 @@ class Validator:
     def instance(self, schema: Any, overrides: Callable[[str], Any] | None = None) -> Any:
         """A minimal value that the schema accepts: its required properties only."""
         return _instance(self, self._resolve(schema), "", overrides or (lambda _: MISSING))
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    from openapi_schema_validator import OAS30Validator
+
+    return OAS30Validator(schema, format_checker=OAS30Validator.FORMAT_CHECKER)
+
+
+def _response(operation: _Operation, status: int) -> dict[str, Any] | None:
+    for key in (str(status), f"{str(status)[0]}XX", "default"):
+        if key in operation.responses:
+            return operation.responses[key]
+    return None
+
+
+def _cast(text: str, kind: str) -> Any:
+    if kind == "integer":
+        return int(text) if re.fullmatch(r"-?[0-9]+", text) else None
+    if kind == "number":
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    if kind == "boolean":
+        return {"true": True, "false": False}.get(text)
+    return text
+
+
+def _where(error: Any) -> str:
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    return f"{path}: " if path else ""
 
 
 MISSING = object()
@@ -356,13 +470,3 @@ def _instance(
     if fmt == "email":
         return "octocat@github.test"
     return "x"
-
-
-def _describe(error: BaseException) -> str:
-    parts = [str(error)]
-    cause = error.__cause__
-    while cause is not None and len(parts) < 4:
-        details = getattr(cause, "schema_errors", None)
-        parts.append(str(cause) if not details else "; ".join(str(e.message) for e in details))
-        cause = cause.__cause__
-    return " | ".join(dict.fromkeys(p for p in parts if p))
