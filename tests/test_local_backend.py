@@ -1,0 +1,210 @@
+"""backends/local.py: devices, shard plans, and real parallel runs on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from modal_gpu_action.backends.base import InfrastructureError, shard_requests
+from modal_gpu_action.backends.local import (
+    LocalBackend,
+    default_python,
+    plan,
+    plan_requests,
+    resolve_devices,
+)
+from modal_gpu_action.runner import RunRequest
+from modal_gpu_action.settings import Settings, load_settings
+
+PROJECTS = Path(__file__).parent / "fixtures" / "projects"
+BASE = RunRequest(".", "tests", [], 60.0, {})
+
+
+FAKE_NVIDIA_SMI = """#!/bin/sh
+case "$1" in
+  --query-gpu=index) printf '0\\n1\\n' ;;
+  --query-gpu=index,uuid*)
+    echo "0, GPU-aaaa, NVIDIA H100 80GB HBM3, 81559, 580.159.04"
+    echo "1, GPU-bbbb, NVIDIA H100 80GB HBM3, 81559, 580.159.04" ;;
+  "") echo "| NVIDIA-SMI 580.159.04   Driver Version: 580.159.04   CUDA Version: 13.0 |" ;;
+esac
+"""
+
+
+def fake_nvidia_smi(folder: Path) -> str:
+    """A two-H100 nvidia-smi, as a folder to put first on PATH."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "nvidia-smi"
+    script.write_text(FAKE_NVIDIA_SMI)
+    script.chmod(0o755)
+    return str(folder)
+
+
+def settings_for(tmp_path: Path, name: str, **inputs: str) -> Settings:
+    path = shutil.copytree(PROJECTS / name, tmp_path / name)
+    flags = {
+        "backend": "local",
+        "working-directory": str(path),
+        "test-path": "tests",
+        "pytest-args": "-p no:cacheprovider",
+        "timeout-minutes": "1",
+        **inputs,
+    }
+    return load_settings(flags, {}, workspace=tmp_path)
+
+
+def environ(**changes: str) -> dict[str, str]:
+    """This environment, running pytest with this interpreter whatever PATH holds."""
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    return {**env, "MODAL_GPU_ACTION_PYTHON": sys.executable, **changes}
+
+
+# --- devices and plans --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "devices"),
+    [("0,1", ["0", "1"]), (" 2 , 3 ", ["2", "3"]), ("", []), ("-1", []), ("0,-1,1", ["0"])],
+)
+def test_devices_come_from_cuda_visible_devices_when_set(value: str, devices: list[str]) -> None:
+    assert resolve_devices({"CUDA_VISIBLE_DEVICES": value, "PATH": ""}) == devices
+
+
+def test_devices_come_from_nvidia_smi_otherwise(tmp_path: Path) -> None:
+    assert resolve_devices({"PATH": fake_nvidia_smi(tmp_path)}) == ["0", "1"]
+
+
+def test_no_nvidia_smi_means_no_devices(tmp_path: Path) -> None:
+    assert resolve_devices({"PATH": str(tmp_path)}) == []
+
+
+def test_auto_is_one_shard_per_device_each_with_its_own() -> None:
+    requests = plan_requests(BASE, None, ["0", "1"])
+    assert [(r.shard_index, r.shard_count, r.visible_devices) for r in requests] == [
+        (0, 2, "0"),
+        (1, 2, "1"),
+    ]
+    assert [r.label for r in requests] == ["shard 1/2, GPU 0", "shard 2/2, GPU 1"]
+
+
+def test_more_shards_than_devices_share_them_round_robin() -> None:
+    requests = plan_requests(BASE, 3, ["0", "1"])
+    assert [r.visible_devices for r in requests] == ["0", "1", "0"]
+
+
+def test_one_shard_sees_every_gpu_and_no_gpu_means_one_cpu_shard() -> None:
+    assert [r.visible_devices for r in plan_requests(BASE, 1, ["0", "1"])] == [None]
+    assert [(r.shard_count, r.visible_devices) for r in plan_requests(BASE, None, [])] == [
+        (1, None)
+    ]
+    assert [r.visible_devices for r in plan_requests(BASE, 2, [])] == [None, None]
+
+
+def test_shard_requests_number_and_label_the_shards() -> None:
+    assert shard_requests(BASE, 1) == [BASE]
+    assert [(r.shard_index, r.label) for r in shard_requests(BASE, 2)] == [
+        (0, "shard 1/2"),
+        (1, "shard 2/2"),
+    ]
+    with pytest.raises(ValueError, match="at least 1"):
+        shard_requests(BASE, 0)
+
+
+def test_pytest_runs_with_the_python_on_path_unless_told(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    assert default_python({"PATH": str(bin_dir)}) == str(bin_dir / "python3")
+    assert default_python({"PATH": str(bin_dir), "MODAL_GPU_ACTION_PYTHON": "/x/py"}) == "/x/py"
+    assert default_python({"PATH": str(tmp_path / "empty")}) == sys.executable
+
+
+def test_plan_is_json_and_keeps_env_values_out(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, "passing", shards="auto", env="TOKEN=s3cret")
+    planned = plan(settings, environ(CUDA_VISIBLE_DEVICES="0,1"))
+    text = json.dumps(planned)
+    assert "s3cret" not in text
+    assert planned["devices"] == ["0", "1"]
+    assert [s["visible_devices"] for s in planned["shards"]] == ["0", "1"]
+    assert planned["shards"][0]["env_keys"] == ["TOKEN"]
+
+
+# --- real runs ----------------------------------------------------------------------------------
+
+
+def properties(junit_xml: str) -> list[str]:
+    root = ET.fromstring(junit_xml)
+    return [p.get("value") or "" for p in root.iter("property")]
+
+
+@pytest.mark.parametrize("source", ["CUDA_VISIBLE_DEVICES", "nvidia-smi"])
+def test_auto_runs_one_shard_per_gpu_at_the_same_time_each_seeing_only_its_own(
+    tmp_path: Path, source: str
+) -> None:
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    settings = settings_for(
+        tmp_path, "devices", shards="auto", env=f"BARRIER_DIR={barrier}\nBARRIER_COUNT=2"
+    )
+    if source == "CUDA_VISIBLE_DEVICES":  # no nvidia-smi on PATH: the variable alone names them
+        env = environ(CUDA_VISIBLE_DEVICES="0,1", PATH=str(tmp_path / "no-bin"))
+    else:
+        env = environ(PATH=fake_nvidia_smi(tmp_path / "bin") + os.pathsep + os.environ["PATH"])
+    backend = LocalBackend(settings, environ=env, stream=None)
+
+    result = backend.run(backend.requests())
+
+    assert result.backend == "local" and len(result.shards) == 2
+    for shard, device in zip(result.shards, ["0", "1"], strict=True):
+        # the conftest's barrier passed: both pytest processes were up at the same time
+        assert shard.exit_code == 0, shard.output_tail
+        seen = properties(shard.junit_xml)
+        assert seen and set(seen) == {device}
+    assert sum(len(properties(s.junit_xml)) for s in result.shards) == 8
+    assert sorted(p.read_text() for p in barrier.iterdir()) == ["0", "1"]
+    assert not result.cancelled and result.infrastructure_error is None
+    if source == "nvidia-smi":
+        assert [[g["index"] for g in s.gpu.gpus] for s in result.shards] == [[0], [1]]
+        assert result.gpu_description == "2x NVIDIA H100 80GB HBM3 (driver 580.159.04, CUDA 13.0)"
+        assert result.gpu_seconds == pytest.approx(sum(s.duration_seconds for s in result.shards))
+    else:
+        assert result.gpu_seconds == 0
+        assert result.gpu_description == "no GPU visible: nvidia-smi not found"
+
+
+def test_cancel_stops_every_shard_and_says_so(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    settings = settings_for(tmp_path, "hang", env=f"HANG_PID_FILE={pid_file}")
+    cancel = threading.Event()
+    backend = LocalBackend(
+        settings, cancel_event=cancel, environ=environ(), stream=None, kill_grace_seconds=1.0
+    )
+
+    def cancel_once_hanging() -> None:
+        deadline = time.monotonic() + 20
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        cancel.set()
+
+    threading.Thread(target=cancel_once_hanging, daemon=True).start()
+    result = backend.run(backend.requests())
+
+    assert result.cancelled and not result.timed_out
+    assert [s.cancelled for s in result.shards] == [True]
+
+
+def test_an_interpreter_that_cannot_start_is_an_infrastructure_error(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, "passing", shards="2")
+    env = environ(MODAL_GPU_ACTION_PYTHON=str(tmp_path / "missing-python"))
+    backend = LocalBackend(settings, environ=env, stream=None)
+    # ", GPU 0" in the label where an nvidia-smi lists GPUs
+    with pytest.raises(InfrastructureError, match=r"^shard 1/2(, GPU \d)?: could not start pytest"):
+        backend.run(backend.requests())
