@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -252,6 +253,17 @@ def test_a_missing_interpreter_is_a_runner_error(tmp_path: Path) -> None:
         quiet(request)
 
 
+def test_an_interpreter_without_pytest_is_a_crash_before_the_session(tmp_path: Path) -> None:
+    python = tmp_path / "python"
+    python.write_text('#!/bin/sh\necho "$0: No module named pytest" >&2\nexit 1\n')
+    python.chmod(0o755)
+    result = quiet(request_for(project(tmp_path, "passing"), python=str(python)))
+
+    assert result.exit_code == 1
+    assert result.crashed == "pytest exited with code 1 before starting the test session"
+    assert "No module named pytest" in result.output_tail
+
+
 # --- the data crossing the boundary --------------------------------------------------------------
 
 
@@ -310,6 +322,26 @@ def test_script_mode_works_from_a_copy_of_runner_and_sharding_alone(tmp_path: Pa
     assert 0 < len(cases(result.junit_xml)) < 27
 
 
+def test_script_mode_passes_sigterm_on_and_still_writes_the_result(tmp_path: Path) -> None:
+    """pytest has a session of its own, so a signal to the runner must be passed on by it."""
+    pid_file = tmp_path / "child.pid"
+    request = request_for(project(tmp_path, "hang"), env={"HANG_PID_FILE": str(pid_file)})
+    (tmp_path / "request.json").write_text(json.dumps(request.to_dict()))
+    command = [sys.executable, "-m", "modal_gpu_action.runner", "--quiet"]
+    script = subprocess.Popen(
+        [*command, "--request", "request.json", "--result", "result.json"], cwd=tmp_path
+    )
+    deadline = time.monotonic() + 20
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    script.send_signal(signal.SIGTERM)
+
+    assert script.wait(timeout=20) == 1
+    result = RunResult.from_dict(json.loads((tmp_path / "result.json").read_text()))
+    assert result.cancelled
+    assert process_gone(int(pid_file.read_text()))
+
+
 def imports(node: ast.AST) -> set[str]:
     found = set()
     for child in ast.walk(node):
@@ -321,15 +353,16 @@ def imports(node: ast.AST) -> set[str]:
 
 
 def test_runner_and_sharding_import_only_the_standard_library_and_pytest() -> None:
+    """And parse as Python 3.9: users' images can be older than our own 3.11."""
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
-    runner_tree = ast.parse((SOURCE / "runner.py").read_text())
+    runner_tree = ast.parse((SOURCE / "runner.py").read_text(), feature_version=(3, 9))
     top_level = set().union(
         *(imports(n) for n in runner_tree.body if not isinstance(n, ast.FunctionDef))
     )
     assert top_level <= stdlib, top_level - stdlib
     # inside functions: pytest's own junit naming, imported only by the hooks that run in pytest
     assert imports(runner_tree) <= stdlib | {"_pytest"}
-    sharding = imports(ast.parse((SOURCE / "sharding.py").read_text()))
+    sharding = imports(ast.parse((SOURCE / "sharding.py").read_text(), feature_version=(3, 9)))
     assert sharding <= stdlib | {"pytest", "_pytest"}, sharding - stdlib
 
 

@@ -5,7 +5,8 @@
 I is 0-based (0 <= I < N). With N = 1, or without the options, the plugin does nothing. Every
 shard computes the same assignment from the collected node ids alone, so the shards' union is
 exactly the unsharded selection and no test runs twice, provided every shard collects the same
-tests (same code, same arguments; -k/-m are applied first, the plugin runs last).
+tests (same code, same arguments; -k/-m are applied first, the plugin runs last). Under
+pytest-xdist each worker computes the same selection, so `-n` and sharding combine.
 
 - Without durations: a test's shard is sha256(node id) mod N. Stable across runs and machines
   (unlike Python's salted `hash`) and independent of what else is collected, but only balanced
