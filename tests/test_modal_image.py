@@ -447,6 +447,21 @@ def test_plan_is_json_made_without_importing_modal(tmp_path: Path) -> None:
     assert any(step.startswith("source: ") for step in out["image"])
 
 
+def test_plan_command_prints_the_modal_plan_as_json(tmp_path: Path) -> None:
+    folder = copy_project(tmp_path, "requirements_project")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODAL_", "INPUT_", "GITHUB_"))}
+    completed = subprocess.run(
+        [sys.executable, "-m", "modal_gpu_action", "plan", "--backend", "modal",
+         "--working-directory", str(folder), "--gpu", "h100:2", "--shards", "2"],
+        capture_output=True, text=True, env=env, timeout=60, check=True,
+    )  # fmt: skip
+    out = json.loads(completed.stdout)
+    assert out["gpu-argument"] == "H100:2" and out["shards"] == 2
+    assert out["dependency-source"] == "requirements"
+    assert out["dependency-key"] == key(folder)
+    assert out["max-cost-usd"] == round(2 * 0.001097 * 1920 * 2, 4)
+
+
 def test_plan_leaves_secret_values_out(tmp_path: Path) -> None:
     folder = copy_project(tmp_path, "pyproject_project")
     settings = settings_for(folder, env="API_KEY=hunter2-secret", modal_secrets="team")
