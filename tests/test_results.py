@@ -190,6 +190,19 @@ def test_a_bare_testsuite_root_with_nested_suites_keeps_every_case() -> None:
     assert first.duration == pytest.approx(1.32159)
 
 
+def test_a_parsed_case_equals_one_built_by_hand() -> None:
+    # parse builds cases without the dataclass __init__ (speed); they must be the same values.
+    document = b"""<testsuite><testcase classname="m.C" name="t[1]" file="m.py" line="3"
+        time="0.5"><failure message="boom">m.py:7: AssertionError</failure></testcase></testsuite>"""
+    [case] = parse_junit(document).cases
+    expected = TestCase(
+        "m.C", "t[1]", Outcome.FAILED, 0.5, "boom", "m.py:7: AssertionError", "m.py", 7
+    )
+    assert case == expected
+    assert hash(case) == hash(expected)
+    assert repr(case) == repr(expected)
+
+
 def test_cases_without_attributes_read_as_empty() -> None:
     report = parse_junit(CORPUS / "no-attributes.xml")
     assert [case.id for case in report.cases] == ["", "", "", ""]

@@ -38,7 +38,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -273,7 +273,7 @@ def _case(elem: Element, zero_based_lines: bool) -> TestCase:
     results: list[Any] = JUnitCase.fromelem(elem).result if len(elem) else []  # type: ignore[no-untyped-call]
     if not results:
         outcome = Outcome.SKIPPED if get("status") == "disabled" else Outcome.PASSED
-        return TestCase(classname, name, outcome, duration, "", "", file, line)
+        return _new_case(classname, name, outcome, duration, "", "", file, line)
 
     worst = max(results, key=_severity)  # max keeps the first of equals
     message = worst.message or ""
@@ -287,7 +287,36 @@ def _case(elem: Element, zero_based_lines: bool) -> TestCase:
         outcome = Outcome.XPASSED
     else:
         outcome = Outcome.SKIPPED
-    return TestCase(classname, name, outcome, duration, message, detail, file, line)
+    return _new_case(classname, name, outcome, duration, message, detail, file, line)
+
+
+# A frozen dataclass's __init__ stores each field through object.__setattr__; storing into the
+# slots directly builds the same object 2.5 times faster, which counts at 100,000 cases.
+_SLOT_SETTERS = tuple(getattr(TestCase, spec.name).__set__ for spec in fields(TestCase))
+
+
+def _new_case(
+    classname: str,
+    name: str,
+    outcome: Outcome,
+    duration: float,
+    message: str,
+    detail: str,
+    file: str | None,
+    line: int | None,
+) -> TestCase:
+    """TestCase(classname, name, ...), only faster."""
+    case = object.__new__(TestCase)
+    set0, set1, set2, set3, set4, set5, set6, set7 = _SLOT_SETTERS  # fails if a field is added
+    set0(case, classname)
+    set1(case, name)
+    set2(case, outcome)
+    set3(case, duration)
+    set4(case, message)
+    set5(case, detail)
+    set6(case, file)
+    set7(case, line)
+    return case
 
 
 def _line(text: str | None, zero_based: bool) -> int | None:
