@@ -257,6 +257,27 @@ def test_comment_on_change_adds_a_missing_section_to_an_existing_comment(
     assert set(parse_comment(fake.comments_on(PR)[0].body)) == {"L4", "A100"}
 
 
+def test_comment_new_with_change_compares_with_the_latest_earlier_run(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    def run(attempt: int, conclusion: str) -> None:
+        context, settings = setup(
+            fake,
+            tmp_path,
+            INPUT_COMMENT="new",
+            INPUT_COMMENT_ON="change",
+            GITHUB_RUN_ATTEMPT=str(attempt),
+        )
+        assert publish(context, settings, section(conclusion=conclusion))[0].warnings == []
+
+    run(1, "passed")  # nothing earlier, green: no comment
+    run(2, "failed")  # a new comment
+    run(3, "failed")  # the same as run 2: none
+    run(4, "passed")  # changed: a new comment
+    conclusions = [parse_comment(c.body)["L4"].conclusion for c in fake.comments_on(PR)]
+    assert conclusions == ["failed", "passed"]
+
+
 # --- matrix jobs at once -----------------------------------------------------------------------
 
 
@@ -628,6 +649,12 @@ def test_read_context_defaults_and_payload(fake: FakeGitHub, tmp_path: Path) -> 
     assert (context.event_name, context.pr_number, context.sha) == ("pull_request", PR, HEAD)
     keyed, _ = setup(fake, tmp_path, INPUT_COMMENT_KEY="my key", INPUT_PR_NUMBER="12")
     assert (keyed.comment_key, keyed.pr_number) == ("my key", 12)
+    comment_event = tmp_path / "comment.json"
+    comment_event.write_text(json.dumps({"issue": {"number": 5, "pull_request": {}}}))
+    on_comment, _ = setup(
+        fake, tmp_path, GITHUB_EVENT_NAME="issue_comment", GITHUB_EVENT_PATH=str(comment_event)
+    )
+    assert on_comment.pr_number == 5
 
 
 def test_read_context_refuses_an_unusable_event(fake: FakeGitHub, tmp_path: Path) -> None:

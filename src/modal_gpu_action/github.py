@@ -240,7 +240,11 @@ def _number_from_payload(event_name: str, payload: Mapping[str, object]) -> int 
             candidates.append(pull.get("number"))
         candidates.append(payload.get("number"))
     issue = payload.get("issue")
-    if event_name == "issue_comment" and isinstance(issue, dict) and issue.get("pull_request"):
+    if (
+        event_name == "issue_comment"
+        and isinstance(issue, dict)
+        and isinstance(issue.get("pull_request"), dict)  # a comment on a PR, not on an issue
+    ):
         candidates.append(issue.get("number"))
     for value in candidates:
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
