@@ -316,9 +316,11 @@ def test_cancel_stops_the_containers_and_keeps_what_finished(
     assert not mock.state()["calls"][-1].get("started"), "nothing new started after the cancel"
     assert processes_with(mark) == [], "the cancelled shard's pytest is still running"
     assert "App aborted" in result.output
-    kept = cases(junit)  # the finished shard's tests are in the report
-    assert kept and set(kept.values()) == {"passed"}
-    assert len(kept) < 9
+    kept = cases(junit)  # the finished shard's tests are in the report, all of them passed
+    passed = [k for k, v in kept.items() if v == "passed"]
+    assert 0 < len(passed) < 9, result.output
+    # ... and at most an entry saying the other shard was cancelled (the engine's choice).
+    assert set(kept) - set(passed) <= {"pytest.shard 2/2"}, result.output
 
 
 def test_cancel_while_the_app_starts_stops_it_before_any_test(
