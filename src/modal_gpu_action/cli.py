@@ -11,6 +11,7 @@ Exit codes: 0 passed, 1 tests failed, 2 bad input, 3 infrastructure failure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from modal_gpu_action import __version__
 from modal_gpu_action.exit_codes import BAD_INPUT, FAILED, PASSED
-from modal_gpu_action.settings import INPUTS, SettingsError, load_settings
+from modal_gpu_action.settings import INPUTS, SettingsError, load_label_settings, load_settings
 from modal_gpu_action.workflow import command, in_github_actions
 
 
@@ -129,9 +130,17 @@ def _report(namespace: argparse.Namespace) -> int:
 
 
 def _run(namespace: argparse.Namespace) -> int:
-    from modal_gpu_action.engine import run
+    from modal_gpu_action.engine import remove_label_after_bad_input, run
 
-    settings = load_settings(_flags(namespace), os.environ)
+    flags = _flags(namespace)
+    try:
+        settings = load_settings(flags, os.environ)
+    except SettingsError:
+        if in_github_actions():
+            # When the label's own inputs are the bad ones, there is nothing to remove it with.
+            with contextlib.suppress(SettingsError):
+                remove_label_after_bad_input(load_label_settings(flags, os.environ), os.environ)
+        raise
     return run(
         settings,
         environ=os.environ,

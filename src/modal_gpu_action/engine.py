@@ -7,6 +7,7 @@ in a `finally` whatever happened.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -20,12 +21,13 @@ from typing import Any, TextIO
 
 from modal_gpu_action.annotations import annotation_commands
 from modal_gpu_action.backends.base import BackendResult, InfrastructureError
+from modal_gpu_action.comment_sections import SECTION_LIMIT
 from modal_gpu_action.exit_codes import FAILED, INFRASTRUCTURE, PASSED
 from modal_gpu_action.junit_writer import write_junit_xml
 from modal_gpu_action.render import render_comment, render_summary, run_url_from_env
 from modal_gpu_action.results import TestReport, merge, parse_junit
 from modal_gpu_action.runner import RunResult
-from modal_gpu_action.settings import Settings
+from modal_gpu_action.settings import Settings, SettingsError
 from modal_gpu_action.workflow import (
     append_summary,
     command,
@@ -72,10 +74,19 @@ def run(
     if github_mode:
         mask(settings.secret_values(), stream)
     context = None
-    if github_mode and (settings.comment != "off" or settings.remove_label):
+    if github_mode:
         import modal_gpu_action.github as github
 
-        context = github.read_context(environ, settings)  # refuses pull_request_target (exit 2)
+        event = environ.get("GITHUB_EVENT_NAME", "")
+        if event == "pull_request_target" and not settings.allow_pull_request_target:
+            remove_label_after_bad_input(settings, environ)
+            raise SettingsError(github.PULL_REQUEST_TARGET_REFUSED)
+        if settings.comment != "off" or settings.remove_label:
+            try:
+                context = github.read_context(environ, settings)
+            except SettingsError:
+                remove_label_after_bad_input(settings, environ)
+                raise
     try:
         outcome = execute(settings, stream=stream)
         key = section_key(settings, outcome)
@@ -89,6 +100,7 @@ def run(
             run_url=run_url_from_env(environ),
             title=f"{TITLE} on {key}",
             status=outcome.status,
+            limit_chars=SECTION_LIMIT,  # room for a matrix comment's table and other sections
         )
         write_junit_xml(outcome.report, settings.junit_xml)
         if summary_file:
@@ -101,7 +113,8 @@ def run(
             if settings.job_summary and environ.get("GITHUB_STEP_SUMMARY"):
                 append_summary(Path(environ["GITHUB_STEP_SUMMARY"]), summary)
             if settings.annotations:
-                for line in annotation_commands(outcome.report):
+                prefix = _relative_to_workspace(settings.working_directory, environ)
+                for line in annotation_commands(outcome.report, path_prefix=prefix):
                     print(line, file=stream, flush=True)
         if context is not None and settings.comment != "off":
             import modal_gpu_action.github as github
@@ -128,6 +141,30 @@ def section_key(settings: Settings, outcome: Outcome) -> str:
     if settings.backend == "modal":
         return str(settings.gpu)
     return outcome.gpu if outcome.gpu != str(settings.gpu) else "this machine"
+
+
+def _relative_to_workspace(directory: Path, environ: Mapping[str, str]) -> str:
+    """Annotations name files relative to the repository; pytest's are relative to its folder."""
+    workspace = Path(environ.get("GITHUB_WORKSPACE") or Path.cwd()).resolve()
+    return (
+        directory.relative_to(workspace).as_posix() if directory.is_relative_to(workspace) else ""
+    )
+
+
+def remove_label_after_bad_input(settings: Settings, environ: Mapping[str, str]) -> None:
+    """The label goes whatever happened, a refused input or event included: left on the PR it
+    would keep asking for a run that cannot happen. Best effort: warnings only."""
+    if not settings.remove_label:
+        return
+    import modal_gpu_action.github as github
+
+    # Reading the event only to find the PR: nothing of the PR's code runs after this.
+    permissive = dataclasses.replace(settings, allow_pull_request_target=True)
+    try:
+        context = github.read_context(environ, permissive)
+    except SettingsError:
+        return
+    github.remove_label(context, permissive)
 
 
 def execute(settings: Settings, *, stream: TextIO = sys.stdout) -> Outcome:
@@ -180,20 +217,18 @@ def outcome_from(result: BackendResult, settings: Settings, *, cancelled: bool) 
     reports = []
     for shard in result.shards:
         report = parse_junit(shard.junit_xml.encode(), name=_shard_name(shard))
-        if shard.crashed:
+        # The runner already turns the test that was running into an error when pytest crashed,
+        # timed out or was stopped; add the shard's problem only where no case says it.
+        if shard.problem and not any(shard.problem in case.detail for case in report.failures):
             report = report.with_extra_error(
-                "pytest", f"crash ({_shard_name(shard)})", shard.crashed, shard.output_tail
-            )
-        if shard.timed_out:
-            minutes = settings.timeout_seconds / 60
-            report = report.with_extra_error(
-                "pytest",
-                f"timeout ({_shard_name(shard)})",
-                f"the tests ran past timeout-minutes ({minutes:g}) and were stopped",
-                shard.output_tail,
+                "pytest", _shard_name(shard), shard.problem, shard.output_tail
             )
         reports.append(report)
     report = merge(reports)
+    # A report pytest never finished has no suite time: the shards' own run time stands in.
+    longest_shard = max((s.duration_seconds for s in result.shards), default=0.0)
+    if report.wall_time < longest_shard and not report.wall_time:
+        report = dataclasses.replace(report, wall_time=longest_shard)
     totals = report.totals
     cancelled = cancelled or result.cancelled or any(s.cancelled for s in result.shards)
     if cancelled:

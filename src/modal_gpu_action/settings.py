@@ -317,6 +317,21 @@ def load_settings(
     )
 
 
+# What removing the label needs; the rest may be the bad input that stopped the run.
+_LABEL_INPUTS = frozenset({"github-token", "remove-label", "pr-number"})
+
+
+def load_label_settings(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Settings:
+    """Settings good enough to remove the label after another input was refused: every input
+    but the label's own ones at a default that cannot fail."""
+    safe: dict[str, str | None] = {
+        spec.name: spec.default for spec in INPUTS if spec.name not in _LABEL_INPUTS
+    }
+    safe.update({"working-directory": ".", "test-path": ".", "backend": "local"})
+    safe.update({name: flags.get(name) for name in _LABEL_INPUTS})
+    return load_settings(safe, environ)
+
+
 def _invalid(name: str, value: str, expected: str) -> SettingsError:
     return SettingsError(f"invalid value {value!r} for input '{name}': expected {expected}")
 
