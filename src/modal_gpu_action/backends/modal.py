@@ -263,18 +263,26 @@ class ModalBackend:
         recipe = build_recipe(self.settings)
         shards = [_Shard(request) for request in requests]
         started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="modal-gpu-action-") as folder:
+        with (
+            tempfile.TemporaryDirectory(prefix="modal-gpu-action-") as folder,
+            _Interrupter(self.cancel_event) as interrupter,
+        ):
             staging = Path(folder)
             stage_build_files(recipe, staging)
             import modal
 
-            client = self._client(modal)
+            try:
+                with interrupter.armed():
+                    client = self._client(modal)
+            except KeyboardInterrupt:  # cancelled while connecting (Modal retries for a minute)
+                self.cancel_event.set()
+                return self._result(shards, time.monotonic() - started)
             app, function = build_app(self.settings, recipe, staging)
             setup = {
                 modal_entry.SETUP_PROJECT: REMOTE_PROJECT,
                 modal_entry.SETUP_INSTALL: recipe.install_project,
             }
-            with modal.enable_output(), _Interrupter(self.cancel_event) as interrupter:
+            with modal.enable_output():
                 self._session(modal, client, app, function, setup, shards, interrupter)
         return self._result(shards, time.monotonic() - started)
 
@@ -513,12 +521,19 @@ class _Interrupter:
             raise KeyboardInterrupt
 
     def _watch(self) -> None:
+        """A cancel_event set without a signal (by another thread) reaches an armed main thread
+        as a SIGINT, which `_handle` turns into the KeyboardInterrupt."""
         while not self._done.is_set():
-            if self.cancel_event.wait(POLL_SECONDS) and self._armed and not self._raised:
+            if not self.cancel_event.wait(POLL_SECONDS):
+                continue
+            if self._raised:
+                return
+            if self._armed:
                 main = threading.main_thread().ident
                 if main is not None:
                     signal.pthread_kill(main, signal.SIGINT)
                 return
+            self._done.wait(POLL_SECONDS)  # cancelled while not armed: `armed()` will raise
 
 
 # -- helpers ------------------------------------------------------------------------------------
