@@ -402,3 +402,12 @@ def test_unusable_times_read_as_zero() -> None:
     report = parse_junit(document)
     assert [case.duration for case in report.cases] == [0.0, 0.0, 0.25]
     assert report.wall_time == 0.25  # no usable suite time: the sum of the cases
+
+
+def test_a_module_skipped_at_collection_keeps_its_reason() -> None:
+    xml = b"""<testsuites><testsuite name="pytest" tests="1"><testcase classname="" name="tests.test_gpu">
+    <skipped message="collection skipped">('/w/tests/test_gpu.py', 7, 'Skipped: CuPy is not installed')</skipped>
+    </testcase></testsuite></testsuites>"""
+    [case] = parse_junit(xml).cases
+    assert case.outcome == "skipped"
+    assert case.message == "CuPy is not installed"

@@ -287,7 +287,20 @@ def _case(elem: Element, zero_based_lines: bool) -> TestCase:
         outcome = Outcome.XPASSED
     else:
         outcome = Outcome.SKIPPED
+        message = _collection_skip_reason(message, detail) or message
     return _new_case(classname, name, outcome, duration, message, detail, file, line)
+
+
+# pytest (xunit1) reports a module skipped at collection as message "collection skipped" and the
+# reason inside a tuple's repr: ('path', 7, 'Skipped: CuPy is not installed').
+_COLLECTION_SKIP = re.compile(r"""^\(.*, \d+, (['"])(?:Skipped: )?(?P<reason>.*)\1\)$""", re.S)
+
+
+def _collection_skip_reason(message: str, detail: str) -> str | None:
+    if message != "collection skipped":
+        return None
+    match = _COLLECTION_SKIP.match(detail.strip())
+    return match.group("reason") if match else None
 
 
 # A frozen dataclass's __init__ stores each field through object.__setattr__; storing into the
