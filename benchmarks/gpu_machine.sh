@@ -9,14 +9,21 @@ set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 MODAL_GPU_ACTION_PYTHON=python3
-# The emulated container installs the project with pip, offline, into the machine's Python.
+# The emulated container installs the project (uv or pip), offline, into the machine's Python.
 export PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/.device/build-wheels PIP_BREAK_SYSTEM_PACKAGES=1
+export UV_NO_INDEX=1 UV_FIND_LINKS=$PWD/.device/build-wheels
 sample=examples/sample-project
+# The container gets these through the `env` input (a Modal secret), as a user's tests would.
+offline="UV_NO_INDEX=1
+UV_FIND_LINKS=$PWD/.device/build-wheels
+PIP_NO_INDEX=1
+PIP_FIND_LINKS=$PWD/.device/build-wheels
+PIP_BREAK_SYSTEM_PACKAGES=1"
 
 echo "=== nvidia-smi"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 echo "=== local backend"
 time python3 -m modal_gpu_action run --backend local --working-directory $sample \
-  --junit-xml "$OUT/local-junit.xml" --summary-file "$OUT/local-summary.md" --comment-file "$OUT/local-comment.md"
+  --junit-xml /tmp/local-junit.xml --summary-file "$OUT/local-summary.md" --comment-file "$OUT/local-comment.md"
 echo "exit code: $?"
 
 echo "=== Modal backend against the local Modal server"
@@ -24,12 +31,12 @@ python3 .device/modal-mock/modal_mock.py --state "$OUT/modal-state.json" --secon
 for _ in $(seq 100); do [ -s /tmp/mock.json ] && break; sleep 0.2; done
 read -r url token_id token_secret < <(python3 -c 'import json,sys; d=json.load(open("/tmp/mock.json")); print(d["url"], d["token_id"], d["token_secret"])')
 export MODAL_SERVER_URL=$url MODAL_TOKEN_ID=$token_id MODAL_TOKEN_SECRET=$token_secret
-time python3 -m modal_gpu_action run --backend modal --gpu H100 --working-directory $sample \
+time python3 -m modal_gpu_action run --backend modal --gpu H100 --working-directory $sample --env "$offline" \
   --junit-xml "$OUT/modal-junit.xml" --summary-file "$OUT/modal-summary.md" --comment-file "$OUT/modal-comment.md"
 echo "exit code: $?"
 echo "=== Modal backend, shards: 2 (two containers at once on the one GPU)"
-time python3 -m modal_gpu_action run --backend modal --gpu H100 --shards 2 --working-directory $sample \
-  --junit-xml "$OUT/modal-shards-junit.xml" --summary-file "$OUT/modal-shards-summary.md"
+time python3 -m modal_gpu_action run --backend modal --gpu H100 --shards 2 --working-directory $sample --env "$offline" \
+  --junit-xml /tmp/modal-shards-junit.xml --summary-file /tmp/modal-shards-summary.md
 echo "exit code: $?"
 python3 - "$OUT/modal-state.json" <<'PY'
 import json, sys

@@ -46,7 +46,8 @@ def run_shard(request: dict[str, Any], setup: dict[str, Any]) -> dict[str, Any]:
             f"pytest is not installed in the image's Python ({sys.executable})", "", started
         )
     if setup.get(SETUP_INSTALL):
-        problem, tail = install_project(str(setup[SETUP_PROJECT]), prefix)
+        # The `env` input applies to the install too (a private index, offline wheels).
+        problem, tail = install_project(str(setup[SETUP_PROJECT]), prefix, request.get("env"))
         if problem:
             return _error(problem, tail, started)
     cancel = threading.Event()
@@ -64,7 +65,9 @@ def run_shard(request: dict[str, Any], setup: dict[str, Any]) -> dict[str, Any]:
     return {"result": result.to_dict(), "seconds": round(time.monotonic() - started, 3)}
 
 
-def install_project(project: str, prefix: str = "") -> tuple[str | None, str]:
+def install_project(
+    project: str, prefix: str = "", extra_env: dict[str, str] | None = None
+) -> tuple[str | None, str]:
     """`uv pip install --no-deps -e PROJECT` (uv when the image has it: Modal's uv_sync and
     uv_pip_install leave it at /.uv/uv), else `python -m pip install --no-deps -e PROJECT`.
     Output streams to the log; returns (a one-line problem or None, the output's last lines)."""
@@ -74,6 +77,7 @@ def install_project(project: str, prefix: str = "") -> tuple[str | None, str]:
     else:
         command = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-input", "-e", project]
     env = {**os.environ, "PIP_BREAK_SYSTEM_PACKAGES": "1", "UV_BREAK_SYSTEM_PACKAGES": "1"}
+    env.update(extra_env or {})
     env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
     print(f"{prefix}modal-gpu-action: installing the project: {' '.join(command)}", flush=True)
     tail: collections.deque[str] = collections.deque(maxlen=INSTALL_TAIL_LINES)
@@ -94,7 +98,9 @@ def install_project(project: str, prefix: str = "") -> tuple[str | None, str]:
         print(f"{prefix}{line}", flush=True)
     code = process.wait()
     if code != 0:
-        cause = next((line.strip() for line in reversed(tail) if line.strip()), "")
+        lines = [line.strip() for line in tail if line.strip()]
+        marked = [line for line in lines if line.startswith(("×", "ERROR", "error"))]
+        cause = (marked or lines[-1:] or [""])[0]
         return (
             f"the project did not install (`{' '.join(command[:3])} ... -e .` exited with {code})"
             + (f": {cause}" if cause else ""),
