@@ -99,7 +99,8 @@ def install_project(
     code = process.wait()
     if code != 0:
         lines = [line.strip() for line in tail if line.strip()]
-        marked = [line for line in lines if line.startswith(("×", "ERROR", "error"))]
+        # uv marks its error with U+00D7, pip with "ERROR:".
+        marked = [line for line in lines if line.startswith(("\u00d7", "ERROR", "error"))]
         cause = (marked or lines[-1:] or [""])[0]
         return (
             f"the project did not install (`{' '.join(command[:3])} ... -e .` exited with {code})"
