@@ -103,9 +103,8 @@ class Recipe:
     requirements: tuple[Path, ...] = ()  # the files to install
     requirement_files: tuple[Path, ...] = ()  # the same plus the files they include (-r, -c)
     dependencies: tuple[str, ...] = ()  # pyproject projects: [project] deps, extras, groups
-    packages: tuple[
-        str, ...
-    ] = ()  # extra-packages, extras/groups of a requirements project, pytest
+    # extra-packages, the extras and groups of a requirements project, and pytest when undeclared
+    packages: tuple[str, ...] = ()
     pytest_added: bool = False
     install_project: bool = False  # a package: installed with --no-deps at container start
     dockerfile_files: tuple[Path, ...] = ()  # files the Dockerfile copies into its layers
