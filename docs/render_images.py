@@ -54,7 +54,7 @@ def main(summary: Path, comment: Path, png: Path) -> None:
                 "--disable-component-update",
                 "--no-first-run",
                 f"--user-data-dir={scratch}/profile",
-                "--window-size=1280,1100",
+                "--window-size=1280,720",
                 f"--screenshot={png.resolve()}",
                 html.as_uri(),
             ],
