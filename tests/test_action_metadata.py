@@ -30,6 +30,8 @@ def test_every_input_reaches_the_step_through_env_and_none_is_spliced_into_the_s
     expected = {env_name(spec.name): f"${{{{ inputs.{spec.name} }}}}" for spec in INPUTS}
     assert {k: v for k, v in step["env"].items() if k.startswith("INPUT_")} == expected
     assert "${{" not in step["run"]
+    # The step's process must be ours, so a cancelled job's SIGINT reaches the action.
+    assert any(line.startswith("exec uv run ") for line in step["run"].splitlines())
 
 
 def test_action_outputs_are_the_outputs_the_engine_writes() -> None:

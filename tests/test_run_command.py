@@ -172,6 +172,8 @@ def test_sigint_then_sigterm_cancels_and_keeps_what_finished(tmp_path: Path) -> 
     while not pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)  # a second one (`uv run` passes each on) changes nothing
     try:
         out, _ = process.communicate(timeout=7.5)
     except subprocess.TimeoutExpired:

@@ -70,6 +70,21 @@ def run(
     comment_file: Path | None = None,
     stream: TextIO = sys.stdout,
 ) -> int:
+    cancel = threading.Event()
+    # Until the last report is written, SIGINT and SIGTERM only ask the run to stop: GitHub sends
+    # SIGINT, then SIGTERM 7.5 s later, and neither may interrupt the writing of the reports.
+    with _cancel_on_signals(cancel):
+        return _run(settings, cancel, environ, summary_file, comment_file, stream)
+
+
+def _run(
+    settings: Settings,
+    cancel: threading.Event,
+    environ: Mapping[str, str],
+    summary_file: Path | None,
+    comment_file: Path | None,
+    stream: TextIO,
+) -> int:
     github_mode = in_github_actions(environ)
     if github_mode:
         mask(settings.secret_values(), stream)
@@ -88,7 +103,7 @@ def run(
                 remove_label_after_bad_input(settings, environ)
                 raise
     try:
-        outcome = execute(settings, stream=stream)
+        outcome = execute(settings, cancel, stream=stream)
         key = section_key(settings, outcome)
         summary = render_summary(
             outcome.report, facts=outcome.facts, title=f"{TITLE} on {key}", status=outcome.status
@@ -167,13 +182,11 @@ def remove_label_after_bad_input(settings: Settings, environ: Mapping[str, str])
     github.remove_label(context, permissive)
 
 
-def execute(settings: Settings, *, stream: TextIO = sys.stdout) -> Outcome:
-    """Run the backend with cancellation wired to SIGINT/SIGTERM; never raises for the run's sake."""
-    cancel = threading.Event()
+def execute(settings: Settings, cancel: threading.Event, *, stream: TextIO = sys.stdout) -> Outcome:
+    """Run the backend (setting `cancel` stops it); never raises for the run's sake."""
     backend = _backend(settings, cancel)
     try:
-        with _cancel_on_signals(cancel):
-            result = backend.run(backend.requests())
+        result = backend.run(backend.requests())
     except InfrastructureError as error:
         report = TestReport().with_extra_error(
             "modal-gpu-action", "infrastructure", str(error), getattr(error, "detail", "")
