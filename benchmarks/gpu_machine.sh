@@ -1,24 +1,21 @@
 #!/usr/bin/env bash
 # On the GPU machine (the `device` tool: Python 3.12 with pytest, PyTorch and CuPy; no internet):
 # the sample project through the local backend, then through the Modal backend against the local
-# Modal server (../shared/modal-mock, copied to .device/modal-mock), whose emulated containers
+# Modal server (../shared/modal-mock, copied to .gpu-carry/modal-mock), whose emulated containers
 # see the machine's GPU. Wheels travel in .whl (modal 1.5.4 and friends, junitparser, defusedxml)
-# and .device/build-wheels (hatchling: the container installs the sample project, offline).
-#   device run: bash benchmarks/gpu_machine.sh   (carry: .whl, .device)
+# and .gpu-carry/build-wheels (hatchling, editables: the container installs the sample project).
+#   device run: bash benchmarks/gpu_machine.sh   (carry: .whl, .gpu-carry)
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
+  .gpu-carry/build-wheels/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 MODAL_GPU_ACTION_PYTHON=python3
-# The emulated container installs the project (uv or pip), offline, into the machine's Python.
-export PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/.device/build-wheels PIP_BREAK_SYSTEM_PACKAGES=1
-export UV_NO_INDEX=1 UV_FIND_LINKS=$PWD/.device/build-wheels
 sample=examples/sample-project
-# The container gets these through the `env` input (a Modal secret), as a user's tests would.
-offline="UV_NO_INDEX=1
-UV_FIND_LINKS=$PWD/.device/build-wheels
-PIP_NO_INDEX=1
-PIP_FIND_LINKS=$PWD/.device/build-wheels
-PIP_BREAK_SYSTEM_PACKAGES=1"
+# The emulated container installs the sample project (uv pip install --no-deps -e) with no
+# network: it builds with the hatchling on PYTHONPATH instead of fetching one. The container gets
+# these through the `env` input (a Modal secret), as a user's settings would.
+offline="UV_OFFLINE=1
+UV_NO_BUILD_ISOLATION=1"
 
 echo "=== nvidia-smi"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 echo "=== local backend"
@@ -27,7 +24,7 @@ time python3 -m modal_gpu_action run --backend local --working-directory $sample
 echo "exit code: $?"
 
 echo "=== Modal backend against the local Modal server"
-python3 .device/modal-mock/modal_mock.py --state "$OUT/modal-state.json" --seconds 600 > /tmp/mock.json 2>/tmp/mock.err &
+python3 .gpu-carry/modal-mock/modal_mock.py --state "$OUT/modal-state.json" --seconds 600 > /tmp/mock.json 2>/tmp/mock.err &
 for _ in $(seq 100); do [ -s /tmp/mock.json ] && break; sleep 0.2; done
 read -r url token_id token_secret < <(python3 -c 'import json,sys; d=json.load(open("/tmp/mock.json")); print(d["url"], d["token_id"], d["token_secret"])')
 export MODAL_SERVER_URL=$url MODAL_TOKEN_ID=$token_id MODAL_TOKEN_SECRET=$token_secret
