@@ -156,7 +156,7 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec(
         "matrix-key",
         "",
-        "This job's section in a comment shared by a matrix; defaults to the GPU when the workflow runs a matrix.",
+        "This job's section in the comment that the jobs of a matrix share; defaults to the GPU.",
     ),
     InputSpec(
         "remove-label",
