@@ -131,16 +131,17 @@ def _run(
                 prefix = _relative_to_workspace(settings.working_directory, environ)
                 for line in annotation_commands(outcome.report, path_prefix=prefix):
                     print(line, file=stream, flush=True)
+        output_file = Path(environ["GITHUB_OUTPUT"]) if environ.get("GITHUB_OUTPUT") else None
+        if github_mode and output_file:
+            write_outputs(output_file, values)  # before the network: nothing lost if it fails
         if context is not None and settings.comment != "off":
             import modal_gpu_action.github as github
 
             published = github.publish_comment(
                 context, settings, section=github.section_for(key, outcome, comment)
             )
-            if published.comment_url:
-                values["comment-url"] = published.comment_url
-        if github_mode and environ.get("GITHUB_OUTPUT"):
-            write_outputs(Path(environ["GITHUB_OUTPUT"]), values)
+            if published.comment_url and github_mode and output_file:
+                write_outputs(output_file, {"comment-url": published.comment_url})
         return outcome.exit_code
     finally:
         if context is not None and settings.remove_label:
