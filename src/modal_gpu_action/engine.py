@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from modal_gpu_action.annotations import annotation_commands
-from modal_gpu_action.backends.base import BackendResult, InfrastructureError
+from modal_gpu_action.backends.base import Backend, BackendResult, InfrastructureError
 from modal_gpu_action.comment_sections import SECTION_LIMIT
 from modal_gpu_action.exit_codes import FAILED, INFRASTRUCTURE, PASSED
 from modal_gpu_action.junit_writer import write_junit_xml
@@ -156,7 +156,7 @@ def section_key(settings: Settings, outcome: Outcome) -> str:
         return settings.matrix_key
     if settings.backend == "modal":
         return str(settings.gpu)
-    return outcome.gpu if outcome.gpu != str(settings.gpu) else "this machine"
+    return outcome.gpu or "this machine"
 
 
 def _relative_to_workspace(directory: Path, environ: Mapping[str, str]) -> str:
@@ -193,11 +193,18 @@ def execute(settings: Settings, cancel: threading.Event, *, stream: TextIO = sys
             "modal-gpu-action", "infrastructure", str(error), getattr(error, "detail", "")
         )
         print(command("error", str(error), title="infrastructure error"), file=stream, flush=True)
-        return Outcome(report, "infrastructure error", INFRASTRUCTURE, (), str(settings.gpu), None)
+        return Outcome(
+            report, "infrastructure error", INFRASTRUCTURE, (), _asked_gpu(settings), None
+        )
     return outcome_from(result, settings, cancelled=cancel.is_set())
 
 
-def _backend(settings: Settings, cancel: threading.Event) -> Any:
+def _asked_gpu(settings: Settings) -> str:
+    """The GPU to name when none reported itself: the spec on Modal; nothing on this machine."""
+    return str(settings.gpu) if settings.backend == "modal" else ""
+
+
+def _backend(settings: Settings, cancel: threading.Event) -> Backend:
     if settings.backend == "modal":
         from modal_gpu_action.backends.modal import ModalBackend
 
@@ -241,7 +248,7 @@ def outcome_from(result: BackendResult, settings: Settings, *, cancelled: bool) 
     report = merge(reports)
     # A report pytest never finished has no suite time: the shards' own run time stands in.
     longest_shard = max((s.duration_seconds for s in result.shards), default=0.0)
-    if report.wall_time < longest_shard and not report.wall_time:
+    if not report.wall_time:
         report = dataclasses.replace(report, wall_time=longest_shard)
     totals = report.totals
     cancelled = cancelled or result.cancelled or any(s.cancelled for s in result.shards)
@@ -261,7 +268,7 @@ def outcome_from(result: BackendResult, settings: Settings, *, cancelled: bool) 
         report = report.with_extra_error(
             "modal-gpu-action", "infrastructure", result.infrastructure_error, ""
         )
-    gpu = _gpu_description(result.shards) or str(settings.gpu)
+    gpu = _gpu_description(result.shards) or _asked_gpu(settings)
     cost = result.cost_usd
     facts = _facts(result, settings, gpu, cost)
     return Outcome(report, status, code, facts, gpu, cost)
