@@ -7,11 +7,11 @@ import os
 import shutil
 import sys
 import threading
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from processes import wait_for_file
 
 from modal_gpu_action.backends.base import InfrastructureError, shard_requests
 from modal_gpu_action.backends.local import (
@@ -189,9 +189,7 @@ def test_cancel_stops_every_shard_and_says_so(tmp_path: Path) -> None:
     )
 
     def cancel_once_hanging() -> None:
-        deadline = time.monotonic() + 20
-        while not pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for_file(pid_file)
         cancel.set()
 
     threading.Thread(target=cancel_once_hanging, daemon=True).start()

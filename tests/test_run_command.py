@@ -14,17 +14,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from processes import process_gone, wait_for_file
 
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"
-
-
-def process_gone(pid: int) -> bool:
-    """No such process, or only a zombie left for a parent (here: init) to reap."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def project(tmp_path: Path, name: str) -> Path:
@@ -168,9 +160,7 @@ def test_sigint_then_sigterm_cancels_and_keeps_what_finished(tmp_path: Path) -> 
     process = subprocess.Popen(
         command, env=environment(HANG_PID_FILE=str(pid_file)), stdout=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 30
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_file(pid_file)
     process.send_signal(signal.SIGINT)
     time.sleep(0.3)
     process.send_signal(signal.SIGINT)  # a second one (`uv run` passes each on) changes nothing

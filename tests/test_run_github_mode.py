@@ -9,11 +9,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import wait_for_file
 
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"
 PR, HEAD, LABEL = 7, "a" * 40, "gpu-tests"
@@ -146,9 +146,7 @@ def test_cancelled_run_removes_the_label(fake: Any, tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while not (tmp_path / "child.pid").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_file(tmp_path / "child.pid")
     process.send_signal(signal.SIGINT)
     out, _ = process.communicate(timeout=30)
     assert process.returncode == 3, out

@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from processes import process_gone, wait_for_file
 
 from modal_gpu_action import runner
 from modal_gpu_action.runner import (
@@ -62,21 +63,6 @@ def outcome(case: ET.Element) -> str:
         if case.find(tag) is not None:
             return tag
     return "passed"
-
-
-def process_gone(pid: int) -> bool:
-    """No such process, or only a zombie waiting for a parent to reap it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def quiet(request: RunRequest, **kwargs: object) -> RunResult:
@@ -225,9 +211,7 @@ def test_cancel_event_stops_the_run_from_another_thread(tmp_path: Path) -> None:
     cancel = threading.Event()
 
     def cancel_once_hanging() -> None:
-        deadline = time.monotonic() + 20
-        while not pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for_file(pid_file)
         cancel.set()
 
     threading.Thread(target=cancel_once_hanging, daemon=True).start()
@@ -331,9 +315,7 @@ def test_script_mode_passes_sigterm_on_and_still_writes_the_result(tmp_path: Pat
     script = subprocess.Popen(
         [*command, "--request", "request.json", "--result", "result.json"], cwd=tmp_path
     )
-    deadline = time.monotonic() + 20
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for_file(pid_file)
     script.send_signal(signal.SIGTERM)
 
     assert script.wait(timeout=20) == 1
