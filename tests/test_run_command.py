@@ -202,4 +202,6 @@ def test_github_mode_writes_outputs_summary_and_annotations(tmp_path: Path) -> N
     assert result.stdout.count("hunter2-not-in-logs") == 1  # only in the mask command
     assert re.search(r"^::error file=tests/test_mixed\.py,line=\d+,title=", result.stdout, re.M)
     assert "conclusion<<" in outputs.read_text() and "\nfailed\n" in outputs.read_text()
+    # No GPU here, and the local backend does not pretend the `gpu` spec ran the tests.
+    assert re.search(r"^gpu<<(\S+)\n\n\1$", outputs.read_text(), re.M)
     assert "test\\_fails" in summary.read_text() or "test_fails" in summary.read_text()
