@@ -18,5 +18,6 @@ COPY --from=build --chown=action:action /app/.venv /app/.venv
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1
 USER 10001
 WORKDIR /workspace
-ENTRYPOINT ["modal-gpu-action"]
+# Isolated mode: /workspace is the checkout, and nothing committed there is imported as our code.
+ENTRYPOINT ["/app/.venv/bin/python", "-I", "-m", "modal_gpu_action"]
 CMD ["--help"]

@@ -52,6 +52,7 @@ def github_files(tmp_path: Path) -> dict[str, str]:
         "GITHUB_REPOSITORY": "octo/sample",
         "GITHUB_SERVER_URL": "https://github.com",
         "GITHUB_RUN_ID": "42",
+        "RUNNER_TEMP": str(tmp_path),  # outputs may go here as well as in the workspace
     }
 
 

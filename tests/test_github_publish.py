@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from github_api.server import BOT, MAINTAINER, STRANGER, FakeGitHub
+from github_api.server import APP_BOT, BOT, MAINTAINER, OTHER_BOT, STRANGER, FakeGitHub
 
 from modal_gpu_action import github
 from modal_gpu_action.comment_sections import Section, compose_comment, marker, parse_comment
@@ -34,13 +34,14 @@ class FakeClock:
         self.elapsed = 0.0
         self.sleeps: list[float] = []
 
-    def sleep(self, seconds: float) -> None:
+    def wait(self, cancel: threading.Event, seconds: float) -> bool:
         self.sleeps.append(seconds)
         self.elapsed += seconds
+        return cancel.is_set()
 
     def timing(self, **options: Any) -> github.Timing:
         return github.Timing(
-            sleep=self.sleep,
+            wait=self.wait,
             clock=lambda: self.elapsed,
             now=lambda: 1_800_000_000 + self.elapsed,
             random=lambda: 0.5,
@@ -103,9 +104,12 @@ def publish(
     settings: Settings,
     part: Section,
     timing: github.Timing = FAST,
+    deadline: github.Deadline | None = None,
 ) -> tuple[github.PublishResult, str]:
     out = io.StringIO()
-    result = github.publish_comment(context, settings, section=part, timing=timing, stream=out)
+    result = github.publish_comment(
+        context, settings, section=part, timing=timing, stream=out, deadline=deadline
+    )
     return result, out.getvalue()
 
 
@@ -159,25 +163,75 @@ def test_the_marker_is_found_on_the_second_page_of_150_comments(
     assert pages and pages == ["1", "2"] * (len(pages) // 2)  # every read took both pages
 
 
-def test_a_marker_pasted_by_someone_without_write_access_is_ignored(
-    fake: FakeGitHub, tmp_path: Path
+PAT_USER = {"login": "ci-robot", "id": 4004, "type": "User"}  # a personal access token's user
+
+
+def github_url(fake: FakeGitHub, comment_id: int) -> str:
+    return f"{fake.host}/{fake.full_name}/pull/{PR}#issuecomment-{comment_id}"
+
+
+def foreign_marker_comments(fake: FakeGitHub, *others: dict[str, Any]) -> list[Any]:
+    """Comments that start with our marker line, written by others than the token."""
+    body = compose_comment("GPU tests/gpu", {"A100": section("A100", "failed")})
+    return [
+        fake.add_comment(PR, body.replace("failed", "forged"), user=STRANGER),
+        fake.add_comment(PR, body, user=MAINTAINER, association="MEMBER"),
+        fake.add_comment(PR, body, user=OTHER_BOT, association="NONE"),
+        *(fake.add_comment(PR, body, user=user, association="MEMBER") for user in others),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("token_user", "others"),
+    [(BOT, ()), (PAT_USER, (BOT,))],
+    ids=["GITHUB_TOKEN", "personal access token"],
+)
+def test_foreign_marker_comments_are_never_edited_or_deleted_and_ours_is_updated(
+    fake: FakeGitHub, tmp_path: Path, token_user: dict[str, Any], others: tuple[Any, ...]
 ) -> None:
+    fake.state.as_user = token_user
     context, settings = setup(fake, tmp_path)
-    forged = fake.add_comment(PR, compose_comment("GPU tests/gpu", {"L4": section()}))
-    kept = fake.add_comment(
-        PR,
-        compose_comment("GPU tests/gpu", {"A100": section("A100")}),
-        user=MAINTAINER,
-        association="MEMBER",
+    foreign = foreign_marker_comments(fake, *others)
+    ours = fake.add_comment(
+        PR, compose_comment("GPU tests/gpu", {"T4": section("T4")}), user=token_user
     )
 
     result, _ = publish(context, settings, section("L4", "failed"))
 
     assert result.warnings == []
+    assert result.comment_url == github_url(fake, ours.id)
     bodies = {c.id: c.body for c in fake.comments_on(PR)}
-    assert bodies[forged.id] == forged.body  # untouched
-    assert set(parse_comment(bodies[kept.id])) == {"A100", "L4"}  # a maintainer's counts
-    assert len(bodies) == 2
+    assert {c.id: c.body for c in foreign} == {c.id: bodies[c.id] for c in foreign}  # untouched
+    assert set(parse_comment(bodies[ours.id])) == {"T4", "L4"}  # theirs not merged in
+    assert len(bodies) == len(foreign) + 1
+    assert fake.calls("issues/delete-comment") == fake.calls("issues/create-comment") == []
+    edited = {int(e.path.rsplit("/", 1)[1]) for e in fake.calls("issues/update-comment")}
+    assert edited == {ours.id}
+    # Who the token is was asked once, whatever the number of reads.
+    assert len(fake.calls("users/get-authenticated")) == 1
+    assert len(fake.calls("issues/list-comments")) >= 2
+
+
+def test_a_github_app_token_writes_its_own_comment_and_leaves_the_others(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    """GET /user refuses an app's installation token, as the workflow's GITHUB_TOKEN: the token
+    is taken for github-actions[bot] until the comment it creates shows its real login, which
+    the checks that follow then recognise (one comment, not one per check)."""
+    fake.state.as_user = APP_BOT
+    context, settings = setup(fake, tmp_path)
+    foreign = foreign_marker_comments(fake)
+
+    result, _ = publish(context, settings, section("L4", "failed"))
+
+    assert result.warnings == []
+    assert [e.status for e in fake.calls("users/get-authenticated")] == [403]
+    created = [c for c in fake.comments_on(PR) if c.user["login"] == APP_BOT["login"]]
+    assert len(created) == 1 and result.comment_url == github_url(fake, created[0].id)
+    assert set(parse_comment(created[0].body)) == {"L4"}
+    bodies = {c.id: c.body for c in fake.comments_on(PR)}
+    assert {c.id: c.body for c in foreign} == {c.id: bodies[c.id] for c in foreign}
+    assert fake.calls("issues/delete-comment") == []
 
 
 def test_different_comment_keys_keep_different_comments(fake: FakeGitHub, tmp_path: Path) -> None:
@@ -539,6 +593,104 @@ def test_an_unreachable_api_becomes_a_warning(tmp_path: Path, fake: FakeGitHub) 
     assert clock.elapsed <= 10
 
 
+# --- time: one deadline for all publishing, and the run's cancel ------------------------------
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("stall", ["silent", "trickle"])
+def test_an_api_that_never_answers_costs_the_deadline_and_no_more(
+    fake: FakeGitHub, tmp_path: Path, stall: str
+) -> None:
+    context, settings = setup(fake, tmp_path)
+    # A header line every 0.1 s: no read of the socket ever waits long enough to time out.
+    fake.stall(stall, interval=0.1)
+    timing = replace(FAST, request_seconds=0.6)
+    deadline = github.Deadline(seconds=2.0)
+    started = time.monotonic()
+
+    result, log = publish(context, settings, section(), timing, deadline)
+    label = github.remove_label(
+        context, settings, timing=timing, stream=io.StringIO(), deadline=deadline
+    )
+
+    assert time.monotonic() - started < 2.0 + 1.0  # the deadline, and some scheduling
+    assert result.comment_url is None
+    assert "could not write the PR comment: GitHub's API did not answer within" in log
+    assert "did not answer within" in label[0]
+    assert len(fake.calls("issues/list-comments")) >= 2  # a request's own limit, then a retry
+    assert fake.calls("issues/remove-label")  # the label's share of the deadline was left
+    assert fake.labels_on(PR) == [LABEL, "other"]
+
+
+def test_a_cancel_stops_the_comment_at_once_and_the_label_still_goes(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    context, settings = setup(fake, tmp_path)
+    fake.stall("silent", "issues/list-comments")
+    deadline = github.Deadline(threading.Event())  # 60 s
+    published: list[tuple[github.PublishResult, str]] = []
+    writer = threading.Thread(
+        target=lambda: published.append(publish(context, settings, section(), FAST, deadline))
+    )
+    writer.start()
+    wait_for(lambda: fake.calls("issues/list-comments"))
+
+    deadline.cancel.set()
+    cancelled_at = time.monotonic()
+    writer.join(5)
+    removed = github.remove_label(context, settings, timing=FAST, deadline=deadline)
+
+    assert time.monotonic() - cancelled_at < 1.0
+    [(result, _)] = published
+    assert result.comment_url is None
+    assert result.warnings == ["the run was cancelled: the PR comment was left as it was"]
+    assert removed == [] and fake.labels_on(PR) == ["other"]
+    assert fake.comments_on(PR) == []
+
+
+def test_a_cancelled_run_skips_the_comment(fake: FakeGitHub, tmp_path: Path) -> None:
+    context, settings = setup(fake, tmp_path)
+    cancel = threading.Event()
+    cancel.set()
+    result, _ = publish(context, settings, section(), FAST, github.Deadline(cancel))
+    assert result.warnings == ["the run was cancelled: the PR comment was skipped"]
+    assert fake.exchanges == []
+
+
+@pytest.mark.parametrize("when", ["before", "during"])
+def test_after_a_cancel_the_label_gets_a_few_seconds_not_the_deadline(
+    fake: FakeGitHub, tmp_path: Path, when: str
+) -> None:
+    context, settings = setup(fake, tmp_path)
+    fake.stall("silent", "issues/remove-label")
+    timing = replace(FAST, cancel_seconds=0.5)
+    deadline = github.Deadline(threading.Event())  # 60 s, the request's own limit 15 s
+    if when == "before":
+        deadline.cancel.set()
+    else:
+        threading.Thread(
+            target=lambda: (
+                wait_for(lambda: fake.calls("issues/remove-label")),
+                deadline.cancel.set(),
+            ),
+            daemon=True,
+        ).start()
+    started = time.monotonic()
+
+    warnings = github.remove_label(
+        context, settings, timing=timing, stream=io.StringIO(), deadline=deadline
+    )
+
+    assert time.monotonic() - started < 0.5 + 0.5
+    assert "could not remove the label" in warnings[0] and "did not answer" in warnings[0]
+
+
 def test_the_token_is_never_printed(fake: FakeGitHub, tmp_path: Path) -> None:
     context, settings = setup(fake, tmp_path)
     fake.inject(
@@ -564,12 +716,115 @@ def test_no_token_is_a_warning(fake: FakeGitHub, tmp_path: Path) -> None:
 # --- events ------------------------------------------------------------------------------------
 
 
-def test_pull_request_target_is_refused_with_the_reason(fake: FakeGitHub, tmp_path: Path) -> None:
+REPOSITORY = "octo-org/gpu-project"
+
+
+def run_of(trigger: str | None, head: str | None = REPOSITORY, **extra: Any) -> dict[str, Any]:
+    """A `workflow_run` payload: the run that triggered it was `trigger` in `head`."""
+    run: dict[str, Any] = {"head_sha": HEAD, "pull_requests": [], **extra}
+    if trigger is not None:
+        run["event"] = trigger
+    if head is not None:
+        run["head_repository"] = {"full_name": head}
+    return {"action": "completed", "workflow_run": run}
+
+
+ON_PULL_REQUEST = {"issue": {"number": PR, "pull_request": {"url": "https://x"}}}
+ON_ISSUE = {"issue": {"number": 3}}
+PULL = {"action": "labeled", "number": PR, "pull_request": {"number": PR, "head": {"sha": HEAD}}}
+
+
+@pytest.mark.parametrize(
+    ("event", "payload", "inputs", "why"),
+    [
+        ("pull_request_target", PULL, {}, ""),
+        ("workflow_run", run_of("pull_request", "fork-owner/gpu-project"), {}, "after a 'pull_"),
+        ("workflow_run", run_of("pull_request", pull_requests=[{"number": PR}]), {}, "'pull_"),
+        ("workflow_run", run_of("pull_request_target"), {}, "after a 'pull_request_target'"),
+        ("workflow_run", run_of("workflow_run"), {}, "after a 'workflow_run' run"),
+        ("workflow_run", run_of("push", "fork-owner/gpu-project"), {}, "a run of fork-owner/"),
+        ("workflow_run", run_of(None, None), {}, "after an unknown run"),
+        ("workflow_run", None, {}, "cannot be read"),
+        ("issue_comment", ON_PULL_REQUEST, {}, f"a comment on pull request #{PR}"),
+        ("issue_comment", ON_ISSUE, {"INPUT_PR_NUMBER": str(PR)}, "'pr-number' names"),
+        ("issue_comment", None, {}, "cannot be read"),
+        ("check_suite", {"check_suite": {"head_sha": HEAD, "pull_requests": []}}, {}, ""),
+        ("check_run", {"check_run": {"head_sha": HEAD, "pull_requests": []}}, {}, ""),
+    ],
+)
+def test_events_that_hold_secrets_while_they_may_run_a_pull_requests_code_are_refused(
+    fake: FakeGitHub,
+    tmp_path: Path,
+    event: str,
+    payload: dict[str, Any] | None,
+    inputs: dict[str, str],
+    why: str,
+) -> None:
+    path = tmp_path / "privileged.json"
+    path.write_text("{not json" if payload is None else json.dumps(payload), encoding="utf-8")
+    env = {"GITHUB_EVENT_NAME": event, "GITHUB_EVENT_PATH": str(path), **inputs}
+
     with pytest.raises(SettingsError) as refused:
-        setup(fake, tmp_path, GITHUB_EVENT_NAME="pull_request_target")
+        setup(fake, tmp_path, **env)
+
     message = str(refused.value)
+    assert message.startswith(f"refusing to run on '{event}'") and why in message
     assert "secrets" in message and "on: pull_request" in message
-    assert "allow-pull-request-target: true" in message
+    assert "input 'allow-pull-request-target: true'" in message and "\n" not in message
+    settings = load_settings({}, environment(fake, tmp_path, **env), workspace=tmp_path)
+    assert github.privileged_event(environment(fake, tmp_path, **env), settings) == message
+    allowed = {**env, "INPUT_ALLOW_PULL_REQUEST_TARGET": "true"}
+    if payload is not None:
+        assert setup(fake, tmp_path, **allowed)[0].event_name == event
+
+
+@pytest.mark.parametrize(
+    ("event", "payload"),
+    [
+        ("pull_request", PULL),
+        ("pull_request_review", PULL),
+        ("workflow_run", run_of("push")),
+        ("workflow_run", run_of("schedule", REPOSITORY.upper())),
+        ("workflow_run", run_of("workflow_dispatch")),
+        ("issue_comment", ON_ISSUE),  # a plain issue: the repository's own code runs
+        ("push", {}),
+        ("workflow_dispatch", {}),
+    ],
+)
+def test_events_that_run_the_repositorys_own_code_or_get_no_secrets_are_accepted(
+    fake: FakeGitHub, tmp_path: Path, event: str, payload: dict[str, Any]
+) -> None:
+    path = tmp_path / "accepted.json"
+    path.write_text(json.dumps(payload), encoding="utf-8")
+    env = environment(fake, tmp_path, GITHUB_EVENT_NAME=event, GITHUB_EVENT_PATH=str(path))
+    settings = load_settings({}, env, workspace=tmp_path)
+    assert github.privileged_event(env, settings) is None
+    assert github.read_context(env, settings).event_name == event
+
+
+def test_an_allowed_workflow_run_finds_its_pull_request(fake: FakeGitHub, tmp_path: Path) -> None:
+    allow = {"INPUT_ALLOW_PULL_REQUEST_TARGET": "true", "GITHUB_EVENT_NAME": "workflow_run"}
+    same_repo = tmp_path / "same.json"
+    into = [  # GitHub lists the other repositories' pull requests of the commit too
+        {"number": 99, "base": {"repo": {"url": "https://api.github.com/repos/up/stream"}}},
+        {"number": PR, "base": {"repo": {"url": f"https://api.github.com/repos/{REPOSITORY}"}}},
+    ]
+    same_repo.write_text(json.dumps(run_of("pull_request", pull_requests=into)))
+    fork = tmp_path / "fork.json"
+    fork.write_text(json.dumps(run_of("pull_request", "fork-owner/gpu-project")))
+
+    numbered, settings = setup(fake, tmp_path, GITHUB_EVENT_PATH=str(same_repo), **allow)
+    looked_up, _ = setup(fake, tmp_path, GITHUB_EVENT_PATH=str(fork), **allow)
+
+    assert (numbered.pr_number, numbered.sha, numbered.find_pull_from_commit) == (PR, HEAD, False)
+    assert (looked_up.pr_number, looked_up.sha, looked_up.find_pull_from_commit) == (
+        None,
+        HEAD,
+        True,
+    )
+    # A fork's pull request is not in the payload: found from the commit, like `push`.
+    assert github.remove_label(looked_up, settings, timing=FAST, stream=io.StringIO()) == []
+    assert fake.labels_on(PR) == ["other"]
 
 
 def test_pull_request_target_runs_when_allowed(fake: FakeGitHub, tmp_path: Path) -> None:
@@ -652,7 +907,11 @@ def test_read_context_defaults_and_payload(fake: FakeGitHub, tmp_path: Path) -> 
     comment_event = tmp_path / "comment.json"
     comment_event.write_text(json.dumps({"issue": {"number": 5, "pull_request": {}}}))
     on_comment, _ = setup(
-        fake, tmp_path, GITHUB_EVENT_NAME="issue_comment", GITHUB_EVENT_PATH=str(comment_event)
+        fake,
+        tmp_path,
+        GITHUB_EVENT_NAME="issue_comment",
+        GITHUB_EVENT_PATH=str(comment_event),
+        INPUT_ALLOW_PULL_REQUEST_TARGET="true",
     )
     assert on_comment.pr_number == 5
 

@@ -29,6 +29,7 @@ from modal_mock_server import (
     since,
     why_unavailable,
 )
+from test_project_files import TOKEN, hostile_project
 
 PROJECTS = Path(__file__).parent / "fixtures" / "modal_projects"
 SECRET = "s3cr3t-VALUE"  # 12 characters: tests/fixtures/modal_projects/uv_project checks the length
@@ -130,6 +131,25 @@ def test_uv_project_runs_in_the_container_from_declarations_only(
     assert SECRET not in mock.state_path.read_text()
 
 
+def test_the_container_holds_the_project_and_nothing_else(mock: ModalMock, tmp_path: Path) -> None:
+    """A pull request's links to .git/config (the checkout's token), to the runner's files and
+    folders, a dangling one and one to an ignored .env: none is in the container, nor .git or the
+    ignored files; the links inside the project are there as links, the tracked build outputs
+    too. The project's own tests (upload_project/tests/test_upload.py) look from inside."""
+    folder = hostile_project(project(tmp_path, "upload_project"), tmp_path / "outside")
+    result, junit = run(mock, folder)
+
+    assert result.returncode == 0, result.output
+    outcome = cases(junit)
+    assert len(outcome) == 5 and set(outcome.values()) == {"passed"}, outcome
+    assert "modal-gpu-action: uploading 7 files" in result.output
+    assert "modal-gpu-action: refused 'leak_config': link into .git" in result.output
+    assert "modal-gpu-action: refused 'leak_passwd': link to a path outside the project" in (
+        result.output
+    )
+    assert TOKEN not in result.output and "API_KEY=from-dotenv" not in result.output
+
+
 def test_requirements_project_with_a_fallback_gpu_list(mock: ModalMock, tmp_path: Path) -> None:
     folder = project(tmp_path, "requirements_project")
     before = mock.state()
@@ -180,8 +200,10 @@ def unsharded(mock: ModalMock, tmp_path_factory: pytest.TempPathFactory) -> Unsh
     tmp_path = tmp_path_factory.mktemp("unsharded")
     folder = project(tmp_path, "slow_project")
     summary, outputs = tmp_path / "summary.md", tmp_path / "outputs"
+    # As on GitHub: the project and the JUnit file inside the workspace.
     result, junit = run(
         mock, folder, "--pytest-args=-v", "--env", "SLEEP_SECONDS=4",
+        "--working-directory", folder.name, GITHUB_WORKSPACE=str(tmp_path),
         GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(summary), GITHUB_OUTPUT=str(outputs),
     )  # fmt: skip
     return Unsharded(result, junit, outputs)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_project_files import hostile_project
 
 from modal_gpu_action.backends import modal as modal_backend
 from modal_gpu_action.backends.modal import (
@@ -35,6 +36,7 @@ from modal_gpu_action.backends.modal_image import (
     REMOTE_PROJECT,
     build_recipe,
     dependency_key,
+    describe_steps,
     dump_toml,
     stage_build_files,
 )
@@ -183,9 +185,11 @@ def test_uv_project_layers_hold_uv_lock_and_the_dependency_tables_only(
     tmp_path: Path, built: Any
 ) -> None:
     folder = copy_project(tmp_path, "uv_project")
-    for junk in (".git/HEAD", ".venv/bin/python", "src/uvproj/__pycache__/x.pyc", "x.egg-info/a"):
-        (folder / junk).parent.mkdir(parents=True, exist_ok=True)
-        (folder / junk).write_text("junk")
+    (folder / ".gitignore").write_text(".env\n")
+    junk = (".env", ".venv/pyvenv.cfg", ".venv/bin/python", "src/uvproj/__pycache__/x.pyc")
+    for name in junk:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("junk")
     result = built(settings_for(folder, gpu="H100"))
 
     assert result.recipe.source == "uv.lock" and result.recipe.install_project
@@ -207,13 +211,83 @@ def test_uv_project_layers_hold_uv_lock_and_the_dependency_tables_only(
     project = [f for f in files if f.startswith(REMOTE_PROJECT)]
     assert project == [
         f"{REMOTE_PROJECT}/{p}"
-        for p in ("pyproject.toml", "src/uvproj/__init__.py", "tests/test_uvproj.py", "uv.lock")
+        for p in (
+            ".gitignore",
+            "pyproject.toml",
+            "src/uvproj/__init__.py",
+            "tests/test_uvproj.py",
+            "uv.lock",
+        )
     ]
     assert "/root/modal_gpu_action/runner.py" in files
     assert "/root/modal_gpu_action/sharding.py" in files
     assert "/root/modal_gpu_action/backends/modal_entry.py" in files
     assert result.options["module"] == "modal_gpu_action.backends.modal_entry"
     assert result.options["function"] == "run_shard"
+
+
+def test_the_mount_holds_exactly_the_listed_files_never_a_link(tmp_path: Path, built: Any) -> None:
+    folder = hostile_project(copy_project(tmp_path, "upload_project"), tmp_path / "outside")
+    result = built(settings_for(folder))
+
+    upload = result.recipe.upload
+    project = [f for f in mounted_files(result.chain) if f.startswith(REMOTE_PROJECT + "/")]
+    assert project == [f"{REMOTE_PROJECT}/{name}" for name in upload.files]
+    assert {link.path for link in upload.links} == {"alias.txt", "linked_data"}
+    # What the SDK would read for each mounted file: never a link's target.
+    sources = [
+        Path(local)
+        for mount in result.chain.mounts
+        for entry in mount._entries
+        for local, remote in entry.get_files_to_upload()
+        if str(remote).startswith(REMOTE_PROJECT + "/")
+    ]
+    assert sorted(sources) == sorted(folder / name for name in upload.files)
+    assert any(step.startswith("source: 7 files") and "6 refused" in step for step in
+               describe_steps(result.recipe))  # fmt: skip
+
+
+def test_a_dockerfile_context_holds_uploaded_files_only(tmp_path: Path, built: Any) -> None:
+    folder = copy_project(tmp_path, "dockerfile_project")
+    with (folder / "Dockerfile").open("a") as dockerfile:
+        dockerfile.write("COPY tools /opt/tools\n")
+    (folder / "tools" / "passwd").symlink_to("/etc/passwd")
+    (folder / "tools" / "skipped.sh").write_text("echo skipped\n")
+    (folder / ".dockerignore").write_text("tools/skipped.sh\n")
+    result = built(settings_for(folder, dockerfile="Dockerfile"))
+
+    (source,) = result.chain.sources
+    assert source["context"] == ["/tools/setup.sh"]
+    assert [p.relative_to(folder).as_posix() for p in result.recipe.dockerfile_files] == [
+        "tools/setup.sh",
+        "tools/skipped.sh",  # the key follows the COPY lines; .dockerignore is read by Modal
+        ".dockerignore",
+    ]
+
+
+@pytest.mark.parametrize("name", ["uv.lock", "requirements.txt", "pyproject.toml"])
+def test_a_dependency_file_that_links_out_of_the_project_is_refused(
+    tmp_path: Path, name: str
+) -> None:
+    folder = copy_project(
+        tmp_path, "uv_project" if name != "requirements.txt" else "requirements_project"
+    )
+    (tmp_path / "elsewhere").write_text("[project]\nname = 'x'\n")
+    (folder / name).unlink()
+    (folder / name).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(
+        SettingsError, match=f"{name} of the working directory .* is a link that leads outside"
+    ):
+        build_recipe(settings_for(folder))
+
+
+def test_a_requirements_file_may_not_include_git_config(tmp_path: Path) -> None:
+    folder = copy_project(tmp_path, "requirements_project")
+    (folder / ".git").mkdir()
+    (folder / ".git" / "config").write_text("[http]\n\textraheader = AUTHORIZATION: basic x\n")
+    (folder / "requirements.txt").write_text("-r .git/config\n")
+    with pytest.raises(SettingsError, match=r"in \.git"):
+        build_recipe(settings_for(folder))
 
 
 def test_uv_project_extras_and_groups_go_to_uv_sync(tmp_path: Path, built: Any) -> None:
@@ -418,9 +492,10 @@ print(json.dumps({"out": out, "modal": "modal" in sys.modules,
 
 
 def probe(folder: Path, what: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODAL_", "GITHUB_"))}
     completed = subprocess.run(
         [sys.executable, "-c", _PROBE, str(folder), what],
+        cwd=folder,  # the workspace: the working directory must be inside it
         capture_output=True,
         text=True,
         env=env,
@@ -453,7 +528,7 @@ def test_plan_command_prints_the_modal_plan_as_json(tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "modal_gpu_action", "plan", "--backend", "modal",
          "--working-directory", str(folder), "--gpu", "h100:2", "--shards", "2"],
-        capture_output=True, text=True, env=env, timeout=60, check=True,
+        cwd=folder, capture_output=True, text=True, env=env, timeout=60, check=True,
     )  # fmt: skip
     out = json.loads(completed.stdout)
     assert out["gpu-argument"] == "H100:2" and out["shards"] == 2
@@ -483,7 +558,9 @@ def test_missing_credentials_fail_before_importing_modal(tmp_path: Path) -> None
 def test_one_missing_credential_is_named(tmp_path: Path) -> None:
     folder = copy_project(tmp_path, "pyproject_project")
     settings = load_settings(
-        {"backend": "modal", "working-directory": str(folder)}, {"MODAL_TOKEN_ID": "ak-1"}
+        {"backend": "modal", "working-directory": str(folder)},
+        {"MODAL_TOKEN_ID": "ak-1"},
+        workspace=folder,
     )
     with pytest.raises(SettingsError, match="MODAL_TOKEN_SECRET is empty"):
         check_credentials(settings, environ={})
@@ -492,7 +569,9 @@ def test_one_missing_credential_is_named(tmp_path: Path) -> None:
 def test_credentials_are_masked_in_github_logs(tmp_path: Path) -> None:
     folder = copy_project(tmp_path, "pyproject_project")
     environ = {"MODAL_TOKEN_ID": "ak-123", "MODAL_TOKEN_SECRET": "as-456"}
-    settings = load_settings({"backend": "modal", "working-directory": str(folder)}, environ)
+    settings = load_settings(
+        {"backend": "modal", "working-directory": str(folder)}, environ, workspace=folder
+    )
     lines: list[str] = []
 
     class Stream:

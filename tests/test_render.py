@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
+import subprocess
+import sys
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -15,10 +19,12 @@ import cmarkgfm
 import pytest
 from cmarkgfm.cmark import Options
 
+from modal_gpu_action.annotations import annotation_commands
 from modal_gpu_action.render import (
     comment_marker,
     escape_block,
     escape_inline,
+    neutralise,
     render_comment,
     render_summary,
     run_url_from_env,
@@ -26,6 +32,7 @@ from modal_gpu_action.render import (
 from modal_gpu_action.results import Outcome, TestCase, TestReport, parse_junit
 
 REPORTS = Path(__file__).parent / "fixtures" / "reports"
+PROJECTS = Path(__file__).parent / "fixtures" / "projects"
 GOLDEN = Path(__file__).parent / "golden"
 FACTS = (("GPU", "NVIDIA H100 80GB HBM3 ×1"), ("Backend", "modal"), ("Cost", "$0.0123"))  # noqa: RUF001
 GITHUB_ENV = {
@@ -139,14 +146,28 @@ def assert_inert(root: Node, allowed_links: tuple[str, ...] = ()) -> None:
     assert prose  # something was rendered
 
 
+def misleading(char: str) -> bool:
+    """Whether `char` makes text read as something it is not: format characters (bidirectional
+    marks and overrides, zero-width characters, tags...) and the line and paragraph separators."""
+    return unicodedata.category(char) in ("Cf", "Zl", "Zp")
+
+
+def visible(text: str) -> str:
+    """What escape_block keeps of `text`: each misleading character shown as U+FFFD."""
+    return "".join("\ufffd" if misleading(char) else char for char in text)
+
+
 def shown(text: str) -> str:
     """What escape_inline keeps of `text`: one line, control characters replaced, trimmed."""
-    text = re.sub(r"[\n\r\t]", " ", text)
-    return re.sub(r"[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]", "\ufffd", text).strip()
+    text = re.sub(r"[\n\r\t\x85\u2028\u2029]", " ", text)
+    return visible(re.sub(r"[\x00-\x1f\x7f-\x9f]", "\ufffd", text)).strip()
 
 
 # --- escape_inline / escape_block: any text stays text -------------------------------------------
-TRICKY = "`*_[]()<>&!|\\#@:/.-=+~$^\"' \n\r\t\x00\u202eabcwgh1é名🔥"
+TRICKY = (
+    "`*_[]()<>&!|\\#@:/.-=+~$^\"' \n\r\t\x00\u202eabcwgh1é名🔥"
+    "\u200b\u200d\u200f\u2028\u2029\u2060\u2066\ufeff\x85\U000e0041"
+)
 HOSTILE = [
     "<script>alert(1)</script>",
     "</details><img src=x onerror=alert(1)>",
@@ -172,6 +193,9 @@ HOSTILE = [
     "back\\slash at the end\\",
     "line one\nline two\r\n\tthree",
     "\u202eevil bidi override",
+    "test passed: \u202etxt.exe\u202c \u2066isolate\u2069 \u200emark\u200f \u061carabic",
+    "zero\u200bwidth\u200cnon\u200djoiner\u2060joiner\ufeffbom \U000e0068\U000e0069tags",
+    "line\u2028separator\u2029paragraph\x85next",
 ]
 
 
@@ -203,6 +227,7 @@ def test_escape_inline_keeps_text_as_text_in_a_table_cell_and_a_paragraph(text: 
         "    indented\n\n\nblank lines\n<!-- comment -->\n-->",
         "ends with a fence\n```",
         "crlf\r\nand\rcr",
+        "def check():\n    access = 'user\u202e \u2066# admin\u2069 \u2066'  # trojan source\n",
         "",
         *random_texts(200, seed=2),
     ],
@@ -215,8 +240,86 @@ def test_escape_block_keeps_a_traceback_verbatim_inside_details(text: str) -> No
     [details] = root.find("details")
     [pre] = details.find("pre")
     expected = f"{text}\n".replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "\ufffd")
-    assert pre.text() == expected
+    assert pre.text() == visible(expected)
     assert root.find("p")[-1].text() == "after"  # nothing inside escaped the block
+
+
+def test_neutralise_shows_every_misleading_character_and_keeps_the_rest() -> None:
+    every = [chr(code) for code in range(0x110000) if misleading(chr(code))]
+    assert {"\u200e", "\u200f", "\u061c", "\u202a", "\u202e", "\u2066", "\u2069"} <= set(every)
+    assert {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u2028", "\u2029"} <= set(every)
+    assert neutralise("".join(every)) == "\ufffd" * len(every)
+    plain = "tests/test_gpu.py::test_matmul[float16-名前-🔥] café ☕ \t\n"
+    assert neutralise(plain) is plain
+
+
+# Our own WORD JOINERs (escape_inline's) follow `@`, `#` and `:` and sit in `www.` and `gh-1`.
+OUR_JOINERS = re.compile(r"(?<=[@#:])\u2060|(?<=www)\u2060(?=\\\.)|(?<=gh)\u2060(?=\\-)", re.I)
+
+
+def assert_nothing_misleading(markdown: str) -> None:
+    left = [char for char in OUR_JOINERS.sub("", markdown) if misleading(char)]
+    assert left == [], [unicodedata.name(char, hex(ord(char))) for char in left]
+
+
+TROJAN = (
+    "test passed: \u202etxt.exe\u202c\u200b\u200d\u2060\ufeff \u2066isolate\u2069 "
+    "\u200emark\u200f \u061carabic\u2028next line\u2029next paragraph \U000e0041"
+)
+
+
+def test_misleading_text_of_a_report_is_neutralised_in_summary_and_comment() -> None:
+    report = TestReport(
+        (
+            TestCase(
+                f"tests.test_{TROJAN}",
+                f"test_x[{TROJAN}]",
+                Outcome.FAILED,
+                2.0,
+                TROJAN,
+                f"E   {TROJAN}\n",
+                f"tests/{TROJAN}.py",
+                3,
+            ),
+            TestCase("tests", "test_skip", Outcome.SKIPPED, 1.0, f"needs {TROJAN}"),
+        )
+    )
+    summary = render_summary(report, facts=[("GPU", TROJAN)], title=f"GPU {TROJAN}")
+    comment = render_comment(report, key=TROJAN, facts=[("GPU", TROJAN)], title=TROJAN)
+    for markdown in (summary, comment):
+        assert_nothing_misleading(markdown)
+        assert "txt\\.exe" in markdown  # the text itself is still there, shown as it is
+        assert_inert(render_html(markdown)[0])
+
+
+def test_misleading_text_is_neutralised_in_annotations_too() -> None:
+    report = TestReport(
+        (TestCase(f"tests.{TROJAN}", "test_x", Outcome.FAILED, 1.0, TROJAN, "", f"{TROJAN}.py", 3),)
+    )
+    [line] = annotation_commands(report)
+    assert [char for char in line if misleading(char)] == []
+    assert "txt.exe" in line and "\ufffd" in line
+
+
+def test_misleading_text_from_a_real_run_is_neutralised_in_summary_and_comment(
+    tmp_path: Path,
+) -> None:
+    """End to end: the real `run` command on a project whose test fails with such a message."""
+    directory = Path(shutil.copytree(PROJECTS / "hostile_output", tmp_path / "project"))
+    summary, comment = directory / "summary.md", directory / "comment.md"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_"))}
+    env["MODAL_GPU_ACTION_PYTHON"] = sys.executable
+    command = [sys.executable, "-m", "modal_gpu_action", "run", "--backend", "local"]
+    command += ["--working-directory", str(directory), "--env", "API_KEY=not-a-real-key"]
+    command += ["--summary-file", str(summary), "--comment-file", str(comment)]
+    command += ["--junit-xml", str(directory / "out.xml")]
+    result = subprocess.run(
+        command, cwd=directory, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    for markdown in (summary.read_text(encoding="utf-8"), comment.read_text(encoding="utf-8")):
+        assert "test passed:\u2060 \ufffdtxt\\.exe\ufffd" in markdown
+        assert_nothing_misleading(markdown)
 
 
 # --- the comment marker and the run link ---------------------------------------------------------

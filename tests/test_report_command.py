@@ -106,3 +106,34 @@ def test_an_unreadable_or_refused_file_exits_2_naming_it(tmp_path: Path) -> None
         assert done.returncode == 2
         [line] = done.stderr.splitlines()
         assert line.startswith(f"error: {path}: {reason}")
+
+
+def test_a_file_that_is_no_junit_report_at_all_exits_2_naming_it(tmp_path: Path) -> None:
+    # As a missing or refused file: the report command reads files the user names. (In a run,
+    # the same files are one error case of a report that is still written: test_results.py.)
+    page, encoded, pipe = tmp_path / "page.xml", tmp_path / "encoded.xml", tmp_path / "pipe.xml"
+    page.write_text("<html><body><p>Nothing to see</p></body></html>", encoding="utf-8")
+    encoded.write_text('<?xml version="1.0" encoding="bogus"?><testsuite/>', encoding="utf-8")
+    os.mkfifo(pipe)  # nobody writes to it: reading it must not wait
+    for path, reason in (
+        (page, "not a JUnit XML report: its root is <html>"),
+        (encoded, "cannot be decoded: unknown encoding: bogus"),
+        (pipe, "is not a regular file"),
+    ):
+        done = report(path)
+        assert done.returncode == 2
+        [line] = done.stderr.splitlines()
+        assert line.startswith(f"error: {path}: {reason}")
+
+
+def test_a_report_past_the_size_cap_fails_and_says_so(tmp_path: Path) -> None:
+    padded = tmp_path / "junit.xml"
+    data = PASSING.read_bytes()
+    cap = 64 * 1024 * 1024
+    # A whole report, then NUL bytes up to past the cap (a sparse file: no 64 MiB on disk).
+    padded.write_bytes(data)
+    with padded.open("r+b") as handle:
+        handle.truncate(cap + 1000)
+    done = report(padded)
+    assert done.returncode == 1, done.stderr
+    assert f"The JUnit report is {cap + 1000:,} bytes, more than the {cap:,} bytes" in done.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import runpy
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from modal_gpu_action.results import (
     load_reports,
     merge,
     parse_junit,
+    read_junit,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,14 +247,31 @@ def test_a_missing_file_is_an_error_naming_it(tmp_path: Path) -> None:
     assert isinstance(raised.value, JUnitError)
 
 
-def test_a_directory_is_an_error_naming_it(tmp_path: Path) -> None:
+def only_error(report: TestReport) -> TestCase:
+    """The one case of a report that could not be used: an error saying why."""
+    [case] = report.cases
+    assert case.outcome is Outcome.ERROR
+    assert report.conclusion == "failed"
+    return case
+
+
+def test_a_directory_is_one_error_case_and_read_junit_refuses_it(tmp_path: Path) -> None:
+    case = only_error(parse_junit(tmp_path))
+    assert case.name == f"JUnit report {tmp_path}"
+    assert case.message == "The JUnit report was not used: is a directory, not a JUnit XML file"
     with pytest.raises(JUnitFileError, match="is a directory"):
-        parse_junit(tmp_path)
+        read_junit(tmp_path)
 
 
-def test_a_document_that_is_not_junit_is_refused() -> None:
+def test_a_document_that_is_not_junit_is_one_error_case_and_read_junit_refuses_it() -> None:
+    page = b"<html><body><testcase name='x'/></body></html>"
+    case = only_error(parse_junit(page, name="page.xml"))
+    assert case.name == "JUnit report page.xml"
+    assert case.message == (
+        "The JUnit report was not used: not a JUnit XML report: its root is <html>"
+    )
     with pytest.raises(JUnitFileError, match=r"not a JUnit XML report: its root is <html>"):
-        parse_junit(b"<html><body><testcase name='x'/></body></html>", name="page.xml")
+        read_junit(page, name="page.xml")
 
 
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
@@ -288,8 +307,104 @@ def test_an_external_entity_is_refused_and_never_read(tmp_path: Path) -> None:
     document = f"""<?xml version="1.0"?>
 <!DOCTYPE testsuite [<!ENTITY leak SYSTEM "{secret.as_uri()}">]>
 <testsuite><testcase name="x"><failure message="&leak;"/></testcase></testsuite>"""
+    case = only_error(parse_junit(document.encode()))
+    assert case.message.startswith("The JUnit report was not used: refused: the XML declares")
+    assert "TOKEN" not in repr(case)
     with pytest.raises(JUnitFileError, match="refused"):
-        parse_junit(document.encode())
+        read_junit(document.encode())
+
+
+def test_an_entity_declaration_is_one_error_case_without_expanding_anything() -> None:
+    started = time.perf_counter()
+    case = only_error(parse_junit(BILLION_LAUGHS, name="bomb.xml"))
+    assert time.perf_counter() - started < 1
+    assert case.name == "JUnit report bomb.xml"
+    assert "refused: the XML declares entities" in case.message
+    assert "lol" not in case.message.split("(", 1)[0]
+
+
+def test_a_missing_file_is_one_error_case(tmp_path: Path) -> None:
+    case = only_error(parse_junit(tmp_path / "junit.xml"))
+    assert case.message == "The JUnit report was not used: no such file"
+
+
+def test_a_pipe_or_a_device_is_refused_without_waiting_on_it(tmp_path: Path) -> None:
+    pipe = tmp_path / "junit.xml"
+    os.mkfifo(pipe)  # nobody ever writes to it: reading it would block forever
+    link = tmp_path / "zero.xml"
+    link.symlink_to("/dev/zero")  # reading it would never end
+    started = time.perf_counter()
+    for path in (pipe, link):
+        case = only_error(parse_junit(path))
+        assert case.message == (
+            "The JUnit report was not used: is not a regular file (a pipe, a socket or a device)"
+        )
+    assert time.perf_counter() - started < 1
+
+
+def test_a_link_to_a_report_is_read(tmp_path: Path) -> None:
+    link = tmp_path / "shard.xml"
+    link.symlink_to(CORPUS / "jest" / "jest-junit.xml")  # artifacts come as links at times
+    assert (
+        parse_junit(link).totals.tests
+        == parse_junit(CORPUS / "jest" / "jest-junit.xml").totals.tests
+    )
+
+
+@pytest.mark.parametrize("encoding", ["bogus", "shift_jis", "utf-7", "rot13", "idna", "undefined"])
+def test_an_encoding_that_cannot_be_decoded_is_one_error_case(encoding: str) -> None:
+    document = f'<?xml version="1.0" encoding="{encoding}"?><testsuite><testcase name="a"/>'
+    case = only_error(parse_junit(f"{document}</testsuite>".encode()))
+    assert case.message.startswith("The JUnit report was not used: cannot be decoded: ")
+
+
+def test_a_report_past_the_size_cap_keeps_the_cases_within_it_and_says_so(
+    junit_from_pytest: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    data = junit_from_pytest("mixed", "xunit1").read_bytes()
+    ends = complete_case_ends(data)
+    cap = ends[5] + 10  # within the seventh case
+    full = parse_junit(data)
+    for source in (data, junit_from_pytest("mixed", "xunit1")):
+        report = parse_junit(source, max_bytes=cap)
+        assert report.cases[:6] == full.cases[:6]
+        [damage] = report.cases[6:]
+        assert damage.outcome is Outcome.ERROR
+        assert damage.message == (
+            f"The JUnit report is {len(data):,} bytes, more than the {cap:,} bytes that are read:"
+            f" kept the 6 complete test cases in its first {cap:,} bytes; whatever came after was"
+            " not read."
+        )
+    # A whole report padded past the cap after its end: the cases are all there, and the cap
+    # is still said.
+    padded = data + b" " * 1000
+    report = parse_junit(padded, max_bytes=len(data) + 10)
+    assert report.cases[:-1] == full.cases
+    assert report.cases[-1].message.startswith(f"The JUnit report is {len(padded):,} bytes")
+    assert parse_junit(data, max_bytes=len(data)) == full
+
+
+HOSTILE_DOCUMENTS = [
+    b"",
+    b"\x00\x00\x00",
+    b"\xff\xfe<\x00t\x00",
+    b"<testsuite>" + b"<a>" * 50_000 + b"</a>" * 50_000 + b"</testsuite>",
+    b'<testsuite><testcase name="x">' + b"<failure>" * 5_000 + b"</testcase></testsuite>",
+    b'<testsuite><testcase><testcase name="inner"/></testcase></testsuite>',
+    b'<testsuite><testcase line="99999999999999999999" time="1e999"/></testsuite>',
+    b'<x:testsuite xmlns:x="urn:x"><x:testcase name="a"/></x:testsuite>',
+    b'<!DOCTYPE testsuite [<!ENTITY % p SYSTEM "file:///etc/passwd"> %p;]><testsuite/>',
+    b'<!DOCTYPE testsuite [<!ATTLIST testcase name CDATA "dflt">]><testsuite><testcase/></testsuite>',
+    b'<?xml version="1.0" encoding="utf-32"?><testsuite/>',
+    b"<html><body><p>Nothing to see</p></body></html>",
+    b"<testsuites>" + b"<testcase name='x'/>" * 10 + b"junk after",
+]
+
+
+@pytest.mark.parametrize("document", HOSTILE_DOCUMENTS, ids=range(len(HOSTILE_DOCUMENTS)))
+def test_parse_junit_never_raises_for_what_a_report_holds(document: bytes) -> None:
+    report = parse_junit(document, name="junit.xml")
+    assert all(isinstance(case, TestCase) for case in report.cases)
 
 
 def test_an_external_dtd_is_not_fetched(tmp_path: Path) -> None:

@@ -158,7 +158,11 @@ def test_sigint_then_sigterm_cancels_and_keeps_what_finished(tmp_path: Path) -> 
     command = [sys.executable, "-m", "modal_gpu_action", "run", "--backend", "local"]
     command += ["--working-directory", str(directory), "--junit-xml", str(directory / "out.xml")]
     process = subprocess.Popen(
-        command, env=environment(HANG_PID_FILE=str(pid_file)), stdout=subprocess.PIPE, text=True
+        command,
+        cwd=directory,
+        env=environment(HANG_PID_FILE=str(pid_file)),
+        stdout=subprocess.PIPE,
+        text=True,
     )
     wait_for_file(pid_file)
     process.send_signal(signal.SIGINT)

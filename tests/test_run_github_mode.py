@@ -1,6 +1,7 @@
 """The whole action in GitHub mode (`python -m modal_gpu_action` with INPUT_* variables) against the
-fake GitHub API: the comment, the label removed whatever happened, and faults that never hide the
-tests' result."""
+fake GitHub API: the comment, the label removed whatever happened, faults that never hide the
+tests' result, an API that never answers, a cancel while publishing, comments that are not ours
+and events that would hand the secrets to a pull request."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from github_api.server import BOT, MAINTAINER, OTHER_BOT, STRANGER
 from processes import wait_for_file
+
+from modal_gpu_action.comment_sections import Section, compose_comment, parse_comment
 
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"
 PR, HEAD, LABEL = 7, "a" * 40, "gpu-tests"
@@ -31,15 +36,24 @@ def workspace(tmp_path: Path, name: str) -> Path:
     return target
 
 
-def environment(fake: Any, tmp_path: Path, directory: Path, **inputs: str) -> dict[str, str]:
+PULL_REQUEST_PAYLOAD = {
+    "action": "labeled",
+    "number": PR,
+    "pull_request": {"number": PR, "head": {"sha": HEAD}},
+}
+
+
+def environment(
+    fake: Any,
+    tmp_path: Path,
+    directory: Path,
+    *,
+    payload: dict[str, Any] | None = None,
+    **inputs: str,
+) -> dict[str, str]:
     event = tmp_path / "event.json"
     event_name = inputs.pop("event", "pull_request")
-    payload = {
-        "action": "labeled",
-        "number": PR,
-        "pull_request": {"number": PR, "head": {"sha": HEAD}},
-    }
-    event.write_text(json.dumps(payload))
+    event.write_text(json.dumps(PULL_REQUEST_PAYLOAD if payload is None else payload))
     (tmp_path / "summary.md").touch()
     (tmp_path / "output.txt").touch()
     env = {
@@ -125,14 +139,90 @@ def test_bad_input_after_the_event_was_read_removes_the_label(fake: Any, tmp_pat
     assert fake.labels_on(PR) == ["bug"]
 
 
-def test_pull_request_target_is_refused_and_the_label_still_goes(fake: Any, tmp_path: Path) -> None:
+PRIVILEGED = {
+    "pull_request_target": PULL_REQUEST_PAYLOAD,
+    # A fork's pull request: GitHub lists no pull request in the payload, only the commit.
+    "workflow_run": {
+        "action": "completed",
+        "workflow_run": {
+            "event": "pull_request",
+            "head_sha": HEAD,
+            "head_repository": {"full_name": "fork-owner/gpu-project"},
+            "pull_requests": [],
+        },
+    },
+    "issue_comment": {
+        "action": "created",
+        "issue": {"number": PR, "pull_request": {"url": "https://api.github.com/pulls/7"}},
+        "comment": {"body": "/run-gpu-tests"},
+    },
+}
+
+
+@pytest.mark.parametrize("event", sorted(PRIVILEGED))
+def test_events_that_hand_the_secrets_to_a_pull_request_are_refused_and_the_label_still_goes(
+    fake: Any, tmp_path: Path, event: str
+) -> None:
     directory = workspace(tmp_path, "passing")
-    env = environment(fake, tmp_path, directory, event="pull_request_target")
+    env = environment(fake, tmp_path, directory, event=event, payload=PRIVILEGED[event])
     result = action(env, directory)
-    assert result.returncode == 2
-    assert "pull_request_target" in result.stderr and "allow-pull-request-target" in result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: refusing to run on '{event}'")
+    assert "input 'allow-pull-request-target: true'" in line
     assert fake.labels_on(PR) == ["bug"]
     assert fake.comments_on(PR) == []
+    assert outputs(tmp_path) == ""  # no test ran
+
+
+@pytest.mark.parametrize("event", sorted(PRIVILEGED))
+def test_events_that_hand_the_secrets_to_a_pull_request_run_when_opted_in(
+    fake: Any, tmp_path: Path, event: str
+) -> None:
+    directory = workspace(tmp_path, "passing")
+    env = environment(
+        fake,
+        tmp_path,
+        directory,
+        event=event,
+        payload=PRIVILEGED[event],
+        allow_pull_request_target="true",
+    )
+    result = action(env, directory)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert fake.labels_on(PR) == ["bug"]
+    assert "passed" in fake.comments_on(PR)[0].body
+
+
+def test_a_workflow_run_after_a_push_and_a_comment_on_an_issue_need_no_opt_in(
+    fake: Any, tmp_path: Path
+) -> None:
+    directory = workspace(tmp_path, "passing")
+    after_push = {
+        "action": "completed",
+        "workflow_run": {
+            "event": "push",
+            "head_sha": HEAD,
+            "head_repository": {"full_name": fake.full_name},
+            "pull_requests": [],
+        },
+    }
+    on_issue = {"action": "created", "issue": {"number": 3}, "comment": {"body": "/run"}}
+
+    pushed = action(
+        environment(fake, tmp_path, directory, event="workflow_run", payload=after_push),
+        directory,
+    )
+    commented = action(
+        environment(fake, tmp_path, directory, event="issue_comment", payload=on_issue),
+        directory,
+    )
+
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    assert commented.returncode == 0, commented.stdout + commented.stderr
+    assert "No pull request for this run" in commented.stdout
+    assert len(fake.comments_on(PR)) == 1  # the pushed commit's pull request, found by its sha
+    assert fake.labels_on(PR) == ["bug"]
 
 
 def test_cancelled_run_removes_the_label(fake: Any, tmp_path: Path) -> None:
@@ -151,7 +241,89 @@ def test_cancelled_run_removes_the_label(fake: Any, tmp_path: Path) -> None:
     out, _ = process.communicate(timeout=30)
     assert process.returncode == 3, out
     assert fake.labels_on(PR) == ["bug"]
-    assert "cancelled" in fake.comments_on(PR)[0].body
+    # No comment: the label must go before GitHub's SIGKILL, 10 s after its SIGINT.
+    assert fake.comments_on(PR) == []
+    assert "the run was cancelled: the PR comment was skipped" in out
+    assert "cancelled" in outputs(tmp_path)
+
+
+def test_sigint_while_publishing_skips_the_comment_and_exits_within_seconds(
+    fake: Any, tmp_path: Path
+) -> None:
+    fake.stall("silent", "issues/list-comments")  # the comment's first request never ends
+    directory = workspace(tmp_path, "passing")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modal_gpu_action"],
+        cwd=directory,
+        env=environment(fake, tmp_path, directory),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not fake.calls("issues/list-comments"):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.02)
+
+    process.send_signal(signal.SIGINT)
+    signalled = time.monotonic()
+    out, _ = process.communicate(timeout=30)
+
+    assert time.monotonic() - signalled < 3.5  # GitHub's SIGKILL comes 10 s after SIGINT
+    assert process.returncode == 0, out  # the tests had passed: their exit code stands
+    assert "the run was cancelled: the PR comment was left as it was" in out
+    assert fake.comments_on(PR) == []
+    assert fake.labels_on(PR) == ["bug"]
+    assert "conclusion<<" in outputs(tmp_path)
+    assert "passed" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("stall", ["silent", "trickle"])
+def test_an_api_that_never_answers_cannot_hold_the_job_past_the_deadline(
+    fake: Any, tmp_path: Path, stall: str
+) -> None:
+    # Trickled header lines come faster than any read of the socket times out.
+    fake.stall(stall, interval=1.0)
+    directory = workspace(tmp_path, "failing")
+    env = environment(fake, tmp_path, directory)
+    env["MODAL_GPU_ACTION_PUBLISH_SECONDS"] = "3"
+    started = time.monotonic()
+
+    result = action(env, directory)
+
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1, result.stdout + result.stderr  # the tests' exit code
+    assert elapsed < 3 + 12, elapsed  # the deadline, plus starting Python and pytest
+    assert "conclusion<<" in outputs(tmp_path) and "failed" in outputs(tmp_path)
+    assert "failed" in (tmp_path / "summary.md").read_text()
+    assert "::warning title=PR comment::could not write the PR comment" in result.stdout
+    assert "did not answer within" in result.stdout
+    assert fake.calls("issues/remove-label")  # attempted, in the label's share of the time
+    assert fake.comments_on(PR) == []
+
+
+def test_marker_comments_of_others_are_never_touched_and_ours_is_updated(
+    fake: Any, tmp_path: Path
+) -> None:
+    key = "GPU tests/gpu"  # the default comment key: workflow/job
+    part = Section(key="T4", conclusion="failed", tests=1, failed=1, body="### T4: failed")
+    forged = compose_comment(key, {"this machine": part})
+    others = [
+        fake.add_comment(PR, forged, user=STRANGER),
+        fake.add_comment(PR, forged, user=MAINTAINER, association="MEMBER"),
+        fake.add_comment(PR, forged, user=OTHER_BOT),
+    ]
+    ours = fake.add_comment(PR, compose_comment(key, {"T4": part}), user=BOT)
+    directory = workspace(tmp_path, "passing")
+
+    result = action(environment(fake, tmp_path, directory), directory)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    comments = {c.id: c for c in fake.comments_on(PR)}
+    assert [comments[c.id].body for c in others] == [forged] * 3
+    assert set(parse_comment(comments[ours.id].body)) == {"T4", "this machine"}
+    assert len(comments) == 4
+    assert fake.calls("issues/delete-comment") == []
+    assert f"issuecomment-{ours.id}" in outputs(tmp_path)
 
 
 def test_a_read_only_token_is_a_warning_and_the_tests_decide_the_exit_code(

@@ -527,3 +527,174 @@ def test_the_tail_leaves_out_pytests_own_frames() -> None:
     assert summarise_tail([str(n) for n in range(100)]).splitlines() == [
         str(n) for n in range(50, 100)
     ]
+
+
+# --- hostile reports: what the tests leave behind is read back capped, and never fatally ---------
+
+REWRITES = {
+    # mode of tests/fixtures/projects/hostile_junit/conftest.py: why pytest's file is not used
+    "entity": "it declares a document type (entities), as pytest never does",
+    "html": "its root element is <html>, not <testsuites>",
+    "big": "it is 200,7",  # ...38 bytes, more than the 50,000 read
+    "directory": "it is a directory, not a regular file",
+    "devzero": "it is a symbolic link",
+}
+
+
+@pytest.mark.parametrize("mode", REWRITES)
+def test_a_rewritten_junit_file_gives_way_to_the_record_with_an_error_saying_why(
+    tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(runner.MAX_JUNIT_BYTES_ENV, "50000")  # "big" pads the file to 200 kB
+    started = time.monotonic()
+    result = quiet(request_for(project(tmp_path, "hostile_junit"), env={"HOSTILE_JUNIT": mode}))
+    assert time.monotonic() - started < 30  # /dev/zero was not read to its end
+    assert (result.exit_code, result.problem) == (1, None)
+    found = cases(result.junit_xml)
+    assert {key: outcome(case) for key, case in found.items()} == {
+        "tests.test_hostile::test_one": "passed",
+        "tests.test_hostile::test_two": "passed",
+        "tests.test_hostile::test_three": "failure",
+        "modal-gpu-action::pytest's JUnit report": "error",
+    }
+    error = found["modal-gpu-action::pytest's JUnit report"].find("error")
+    assert error is not None
+    assert error.get("message", "").startswith(
+        f"pytest's JUnit report was not used: {REWRITES[mode]}"
+    )
+    assert "the conftest" not in result.junit_xml  # the entity was never expanded
+
+
+def test_the_junit_cap_can_be_lowered_but_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    for value, cap in [("", 64 << 20), ("1000", 1000), (str(1 << 40), 64 << 20), ("-5", 64 << 20)]:
+        monkeypatch.setenv(runner.MAX_JUNIT_BYTES_ENV, value)
+        assert runner._junit_cap() == cap
+
+
+def test_a_pipe_in_place_of_pytests_junit_file_is_not_waited_on(tmp_path: Path) -> None:
+    pipe = tmp_path / "junit.xml"
+    os.mkfifo(pipe)  # nobody writes to it
+    xml = runner._choose_junit(pipe, [], "", "")
+    [error] = [case.find("error") for case in cases(xml).values()]
+    assert error is not None
+    assert error.get("message", "").startswith(
+        "pytest's JUnit report was not used: it is a pipe, a socket or a device"
+    )
+
+
+def progress_lines(tests: int) -> list[dict[str, object]]:
+    records: list[dict[str, object]] = [
+        {"e": "configure", "junit_prefix": ""},
+        {"e": "sessionstart"},
+    ]
+    for n in range(tests):
+        nodeid = f"tests/test_a.py::test_{n}"
+        records.append({"e": "start", "nodeid": nodeid, "location": ["tests/test_a.py", n, nodeid]})
+        records += [
+            {"e": "report", "nodeid": nodeid, "when": when, "outcome": "passed", "duration": 0.1}
+            for when in ("setup", "call", "teardown")
+        ]
+    records.append({"e": "start", "nodeid": "tests/test_a.py::test_running"})
+    return records
+
+
+def test_a_progress_record_past_its_cap_keeps_both_ends_and_says_what_is_missing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "progress.jsonl"
+    written = progress_lines(1_000)
+    path.write_text("".join(json.dumps(record) + "\n" for record in written))
+    size = path.stat().st_size
+    records = runner.read_progress(path, max_bytes=20_000)
+    [note] = [record for record in records if record["e"] == "note"]
+    index = records.index(note)
+    assert records[:index] == written[:index]  # the first half: whole lines only
+    assert records[index + 1 :] == written[len(written) - len(records) + index + 1 :]
+    assert records[0]["e"] == "configure" and records[-1]["e"] == "start"
+    assert note["message"].startswith(
+        f"The action's record of the run is {size:,} bytes, more than the 20,000 that are read"
+    )
+    assert runner._in_flight(records) == "tests/test_a.py::test_running"
+    xml = synthesize_junit(records, unfinished_reason="it crashed")
+    found = cases(xml)
+    assert outcome(found["modal-gpu-action::record of the run"]) == "error"
+    assert outcome(found["tests.test_a::test_running"]) == "error"
+    assert len(found) < 1_000  # the middle is missing, and the note says so
+    assert runner.read_progress(path) == written  # within the default cap: everything
+
+
+def test_a_progress_record_that_is_no_file_is_one_note(tmp_path: Path) -> None:
+    (tmp_path / "dir").mkdir()
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "link").symlink_to("/dev/zero")
+    for name, why in [
+        ("dir", "it is a directory, not a regular file"),
+        ("pipe", "it is a pipe, a socket or a device, not a regular file"),
+        ("link", "it is a symbolic link"),
+    ]:
+        [note] = runner.read_progress(tmp_path / name)
+        assert note["message"] == f"The action's record of the run was not read: {why}."
+    assert runner.read_progress(tmp_path / "missing") == []
+
+
+def test_records_of_the_wrong_shape_are_left_out_never_fatal(tmp_path: Path) -> None:
+    nodeid = "tests/t.py::test_x"
+    records: list[dict[str, object]] = [
+        {"e": "configure", "junit_prefix": ["not", "a", "string"]},
+        {"e": "start", "nodeid": nodeid, "junit": "nope", "location": {"a": 1}},
+        {"e": "start", "nodeid": 42},
+        {"e": "report", "nodeid": nodeid, "when": "call", "outcome": "failed", "duration": "x"},
+        {"e": "report", "nodeid": nodeid, "when": "call", "outcome": "passed", "duration": 1e999},
+        {"e": "report", "nodeid": nodeid, "when": "x", "outcome": "skipped", "properties": "k=v"},
+        {
+            "e": "report",
+            "nodeid": nodeid,
+            "when": "teardown",
+            "outcome": "passed",
+            "properties": [["k"]],
+            "location": [None, "x"],
+        },
+        {"e": "note", "name": None, "message": ["x"], "detail": 5},
+    ]
+    path = tmp_path / "progress.jsonl"
+    lines = [json.dumps(record) for record in records]
+    path.write_text("\n".join(["[" * 100_000, "{", "5", *lines, '{"e": "start"']))
+    assert runner.read_progress(path) == records
+    found = cases(synthesize_junit(records))
+    assert sorted(found) == ["modal-gpu-action::None", "tests.t::test_x"]
+    assert found["tests.t::test_x"].get("time") == "0.000"
+
+
+def test_the_output_kept_in_memory_stays_bounded(tmp_path: Path) -> None:
+    # 20,000 lines, then one of 4 MB: only the last lines are kept, each cut short.
+    result = quiet(request_for(project(tmp_path, "hostile_junit"), env={"HOSTILE_JUNIT": "flood"}))
+    lines = result.output_tail.split("\n")
+    assert len(lines) == runner.TAIL_LINES
+    assert max(map(len, lines)) == runner.MAX_LINE_CHARS
+    assert outcome(cases(result.junit_xml)["tests.test_hostile::test_three"]) == "failure"
+
+
+# --- the same, end to end through the real `run` command --------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["entity", "html", "big", "directory"])
+def test_a_run_whose_junit_file_was_rewritten_still_writes_every_report(
+    tmp_path: Path, mode: str
+) -> None:
+    directory = project(tmp_path, "hostile_junit")
+    summary, comment, junit = (directory / name for name in ("s.md", "c.md", "out.xml"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_"))}
+    env |= {"MODAL_GPU_ACTION_PYTHON": sys.executable, runner.MAX_JUNIT_BYTES_ENV: "50000"}
+    command = [sys.executable, "-m", "modal_gpu_action", "run", "--backend", "local"]
+    command += ["--working-directory", str(directory), "--env", f"HOSTILE_JUNIT={mode}"]
+    command += ["--summary-file", str(summary), "--comment-file", str(comment)]
+    command += ["--junit-xml", str(junit)]
+    done = subprocess.run(
+        command, cwd=directory, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "4 tests: 2 passed, 1 failed, 1 errors" in done.stdout
+    for markdown in (summary.read_text(encoding="utf-8"), comment.read_text(encoding="utf-8")):
+        assert "pytest's JUnit report was not used" in markdown.replace("\\", "")
+    assert len(cases(junit.read_text(encoding="utf-8"))) == 4

@@ -1,3 +1,5 @@
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,110 @@ def test_every_input_has_a_description_and_kebab_case_name() -> None:
     for spec in INPUTS:
         assert spec.name == spec.name.lower() and "_" not in spec.name
         assert spec.description.endswith(".")
+
+
+# -- every path input stays inside the workspace and the project ---------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """A workspace with a project, a .git folder holding a checkout's token, and beside the
+    workspace a folder of the runner's that no input may reach."""
+    outside = tmp_path / "outside"
+    (outside / "etc").mkdir(parents=True)
+    for name in ("durations.xml", "Dockerfile", "requirements.txt"):
+        (outside / name).write_text("outside\n")
+    root = tmp_path / "workspace"
+    (root / ".git").mkdir(parents=True)
+    (root / ".git" / "config").write_text("extraheader = AUTHORIZATION: basic token\n")
+    (root / "tests").mkdir()
+    (root / "tests" / "test_a.py").write_text("def test_a(): pass\n")
+    (root / "durations.xml").write_text("<testsuites/>\n")
+    (root / "to_etc").symlink_to(outside / "etc")
+    (root / "durations_link.xml").symlink_to(outside / "durations.xml")
+    (root / "Dockerfile.link").symlink_to(outside / "Dockerfile")
+    (root / "requirements_link.txt").symlink_to("../outside/requirements.txt")
+    (root / "config_link").symlink_to(".git/config")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"working_directory": "../.."}, "'../..' for input 'working-directory': expected a path inside the workspace"),
+        ({"working_directory": "/etc"}, "'/etc' for input 'working-directory': expected a path inside the workspace"),
+        ({"working_directory": "to_etc"}, "'to_etc' for input 'working-directory': expected a path inside the workspace"),
+        ({"working_directory": ".git"}, "'.git' for input 'working-directory': expected a path outside .git"),
+        ({"shard_durations": "../outside/durations.xml"}, "for input 'shard-durations': expected a path inside the workspace"),
+        ({"shard_durations": "durations_link.xml"}, "for input 'shard-durations': expected a path inside the workspace"),
+        ({"shard_durations": ".git/config"}, "for input 'shard-durations': expected a path outside .git"),
+        ({"shard_durations": "config_link"}, "for input 'shard-durations': expected a path outside .git"),
+        ({"dockerfile": "../outside/Dockerfile"}, "for input 'dockerfile': expected a path inside the working directory"),
+        ({"dockerfile": "Dockerfile.link"}, "for input 'dockerfile': expected a path inside the working directory"),
+        ({"requirements": "requirements_link.txt"}, "for input 'requirements': expected a path inside the working directory"),
+        ({"requirements": "tests/test_a.py\n/etc/passwd"}, "'/etc/passwd' for input 'requirements': expected a path inside"),
+        ({"requirements": ".git/config"}, "for input 'requirements': expected a path outside .git"),
+    ],
+)  # fmt: skip
+def test_path_inputs_that_leave_the_workspace_or_enter_git_are_refused(
+    workspace: Path, flags: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load(workspace, **flags)
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_path_inputs_inside_the_workspace_are_resolved(workspace: Path) -> None:
+    (workspace / "inner").symlink_to("durations.xml")
+    settings = load(workspace, shard_durations="inner")
+    assert settings.shard_durations == workspace / "durations.xml"
+    assert settings.working_directory == workspace
+
+
+def test_the_workspace_is_github_workspace_else_the_current_folder(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    environ = {"GITHUB_WORKSPACE": str(workspace)}
+    with pytest.raises(SettingsError, match="expected a path inside the workspace"):
+        load_settings({"working-directory": ".."}, environ)
+    monkeypatch.chdir(workspace / "tests")
+    assert load_settings({"test-path": "."}, {}).working_directory == workspace / "tests"
+    with pytest.raises(SettingsError, match="expected a path inside the workspace"):
+        load_settings({"working-directory": ".."}, {})
+
+
+def test_a_message_naming_a_path_from_the_pull_request_stays_on_one_line(workspace: Path) -> None:
+    odd = workspace / "odd\n::error::forged"
+    odd.mkdir()
+    (workspace / "plain").symlink_to(odd / "missing.xml")
+    with pytest.raises(SettingsError) as raised:
+        load(workspace, shard_durations="plain")
+    assert "\n" not in str(raised.value)
+    assert "odd\\n::error::forged" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--working-directory", "../.."], "'working-directory'"),
+        (["--shard-durations", "durations_link.xml"], "'shard-durations'"),
+        (["--dockerfile", "Dockerfile.link"], "'dockerfile'"),
+        (["--requirements", "requirements_link.txt"], "'requirements'"),
+    ],
+)
+def test_the_command_refuses_them_with_exit_code_2_before_anything_runs(
+    workspace: Path, args: list[str], named: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_", "MODAL_"))}
+    completed = subprocess.run(
+        ["uv", "run", "--project", str(REPO), "--frozen", "--quiet", "modal-gpu-action", "plan",
+         "--backend", "modal", *args],
+        cwd=workspace, env={**env, "GITHUB_WORKSPACE": str(workspace)},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 2, completed.stdout + completed.stderr
+    assert f"for input {named}: expected a path inside" in completed.stderr
+    assert completed.stdout == ""

@@ -2,7 +2,9 @@
 
 GitHub shows at most 10 error annotations per step, so past `limit` the rest are counted in one
 `::notice::`. Values are escaped as @actions/core does (`escapeData`, `escapeProperty`): a test's
-message cannot end the command or start another one. File paths are as the JUnit report gives
+message cannot end the command or start another one; and, as in the markdown, characters that
+mislead the eye (bidirectional overrides, zero-width characters) are shown as U+FFFD
+(`render.neutralise`). File paths are as the JUnit report gives
 them (pytest: relative to its rootdir); `path_prefix` (the working directory, relative to the
 repository) makes them relative to the repository, where GitHub looks for them.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import posixpath
 
+from modal_gpu_action.render import neutralise
 from modal_gpu_action.results import Outcome, TestCase, TestReport
 from modal_gpu_action.workflow import command
 
@@ -36,14 +39,15 @@ def annotation_commands(report: TestReport, *, limit: int = 10, path_prefix: str
 
 def _error_command(case: TestCase, path_prefix: str) -> str:
     verb = "errored" if case.outcome is Outcome.ERROR else "failed"
-    properties = {"file": posixpath.normpath(posixpath.join(path_prefix, case.file or ""))}
+    file = posixpath.normpath(posixpath.join(path_prefix, case.file or ""))
+    properties = {"file": neutralise(file)}
     if case.line is not None:
         properties["line"] = str(case.line)
-    properties["title"] = f"{case.id or '(unnamed test)'} {verb}"
+    properties["title"] = neutralise(f"{case.id or '(unnamed test)'} {verb}")
     message = case.message or _last_line(case.detail) or f"The test {verb}."
     if len(message) > _MESSAGE_CHARS:
         message = message[: _MESSAGE_CHARS - 1] + "…"
-    return command("error", message, **properties)
+    return command("error", neutralise(message), **properties)
 
 
 def _last_line(text: str) -> str:

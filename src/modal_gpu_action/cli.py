@@ -17,11 +17,22 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modal_gpu_action import __version__
 from modal_gpu_action.exit_codes import BAD_INPUT, FAILED, PASSED
-from modal_gpu_action.settings import INPUTS, SettingsError, load_label_settings, load_settings
-from modal_gpu_action.workflow import command, in_github_actions
+from modal_gpu_action.output_files import write_output
+from modal_gpu_action.settings import (
+    INPUTS,
+    SettingsError,
+    load_label_settings,
+    load_settings,
+    output_path,
+)
+from modal_gpu_action.workflow import command, commands_stopped, in_github_actions, one_line
+
+if TYPE_CHECKING:
+    from modal_gpu_action.results import TestReport
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _error(message: str) -> None:
     if in_github_actions():
         print(command("error", message, title="modal-gpu-action"), flush=True)
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    # One line whatever the message holds (paths come from the checkout): never a command.
+    print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,28 +117,47 @@ def _flags(namespace: argparse.Namespace) -> dict[str, str | None]:
 
 
 def _report(namespace: argparse.Namespace) -> int:
-    from modal_gpu_action.render import render_comment, render_summary, run_url_from_env
+    from modal_gpu_action.render import render_summary
     from modal_gpu_action.results import JUnitError, load_reports
 
+    workspace = Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd())
+    files = _output_files(namespace, workspace)
     try:
         report = load_reports(namespace.junit_xml)
     except JUnitError as error:
         _error(str(error))
         return BAD_INPUT
     summary = render_summary(report, title=namespace.title)
-    if namespace.summary_file:
-        namespace.summary_file.write_text(summary, encoding="utf-8")
+    try:
+        _write_report_files(namespace, report, summary, files, workspace)
+    except OSError as error:
+        _error(str(error))
+        return BAD_INPUT
+    return FAILED if report.totals.failed or report.totals.errors else PASSED
+
+
+def _write_report_files(
+    namespace: argparse.Namespace,
+    report: TestReport,
+    summary: str,
+    files: dict[str, Path | None],
+    workspace: Path,
+) -> None:
+    from modal_gpu_action.render import render_comment, run_url_from_env
+
+    if files["summary-file"]:
+        write_output(files["summary-file"], summary, workspace=workspace)
     else:
-        sys.stdout.write(summary)
-    if namespace.comment_file:
+        with commands_stopped(in_github_actions()):  # test ids and messages in it
+            sys.stdout.write(summary)
+    if files["comment-file"]:
         comment = render_comment(
             report,
             key=namespace.comment_key,
             title=namespace.title,
             run_url=run_url_from_env(os.environ),
         )
-        namespace.comment_file.write_text(comment, encoding="utf-8")
-    return FAILED if report.totals.failed or report.totals.errors else PASSED
+        write_output(files["comment-file"], comment, workspace=workspace)
 
 
 def _run(namespace: argparse.Namespace) -> int:
@@ -135,6 +166,7 @@ def _run(namespace: argparse.Namespace) -> int:
     flags = _flags(namespace)
     try:
         settings = load_settings(flags, os.environ)
+        files = _output_files(namespace, settings.workspace)
     except SettingsError:
         if in_github_actions():
             # When the label's own inputs are the bad ones, there is nothing to remove it with.
@@ -144,9 +176,20 @@ def _run(namespace: argparse.Namespace) -> int:
     return run(
         settings,
         environ=os.environ,
-        summary_file=namespace.summary_file,
-        comment_file=namespace.comment_file,
+        summary_file=files["summary-file"],
+        comment_file=files["comment-file"],
     )
+
+
+def _output_files(namespace: argparse.Namespace, workspace: Path) -> dict[str, Path | None]:
+    """`--summary-file` and `--comment-file`, checked like every output (output_files.py)."""
+    return {
+        name: None if given is None else output_path(given, name, workspace.resolve(), os.environ)
+        for name, given in (
+            ("summary-file", namespace.summary_file),
+            ("comment-file", namespace.comment_file),
+        )
+    }
 
 
 def _plan(namespace: argparse.Namespace) -> int:

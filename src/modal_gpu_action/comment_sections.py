@@ -68,7 +68,7 @@ class Section:
     """One job's part of the comment: its table row and its markdown body.
 
     `body` is the job's report as markdown, already escaped by `render` (without the marker line).
-    `run_url`, `sha` and `written_at` are filled in by `github.publish_comment` when left empty.
+    `run_url`, `sha` and `written_at` are filled in by `github_comment.publish` when left empty.
     """
 
     key: str

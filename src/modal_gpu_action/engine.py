@@ -23,7 +23,9 @@ from modal_gpu_action.annotations import annotation_commands
 from modal_gpu_action.backends.base import Backend, BackendResult, InfrastructureError
 from modal_gpu_action.comment_sections import SECTION_LIMIT
 from modal_gpu_action.exit_codes import FAILED, INFRASTRUCTURE, PASSED
-from modal_gpu_action.junit_writer import write_junit_xml
+from modal_gpu_action.junit_writer import to_junit_xml
+from modal_gpu_action.output_files import write_output
+from modal_gpu_action.redaction import redact_report
 from modal_gpu_action.render import render_comment, render_summary, run_url_from_env
 from modal_gpu_action.results import TestReport, merge, parse_junit
 from modal_gpu_action.runner import RunResult
@@ -31,6 +33,7 @@ from modal_gpu_action.settings import Settings, SettingsError
 from modal_gpu_action.workflow import (
     append_summary,
     command,
+    commands_stopped,
     in_github_actions,
     mask,
     write_outputs,
@@ -89,22 +92,32 @@ def _run(
     if github_mode:
         mask(settings.secret_values(), stream)
     context = None
+    publishing = None  # one deadline on all publishing, with the run's cancel event
     if github_mode:
         import modal_gpu_action.github as github
 
-        event = environ.get("GITHUB_EVENT_NAME", "")
-        if event == "pull_request_target" and not settings.allow_pull_request_target:
-            remove_label_after_bad_input(settings, environ)
-            raise SettingsError(github.PULL_REQUEST_TARGET_REFUSED)
+        publishing = github.Deadline.for_run(cancel, environ)
+        # Events that hold the secrets while they may run a pull request's code.
+        refusal = github.privileged_event(environ, settings)
+        if refusal:
+            remove_label_after_bad_input(settings, environ, cancel)
+            raise SettingsError(refusal)
         if settings.comment != "off" or settings.remove_label:
             try:
                 context = github.read_context(environ, settings)
             except SettingsError:
-                remove_label_after_bad_input(settings, environ)
+                remove_label_after_bad_input(settings, environ, cancel)
                 raise
     try:
         outcome = execute(settings, cancel, stream=stream)
+        # Before anything is rendered or written: a test can print a secret it was given.
+        outcome = dataclasses.replace(
+            outcome, report=redact_report(outcome.report, settings.secret_values())
+        )
         key = section_key(settings, outcome)
+        # Written first: a file that cannot be written (a full disk, a link the tests put there)
+        # becomes an entry in the report that is still rendered and published.
+        outcome = _write_junit(outcome, settings)
         summary = render_summary(
             outcome.report, facts=outcome.facts, title=f"{TITLE} on {key}", status=outcome.status
         )
@@ -117,28 +130,39 @@ def _run(
             status=outcome.status,
             limit_chars=SECTION_LIMIT,  # room for a matrix comment's table and other sections
         )
-        write_junit_xml(outcome.report, settings.junit_xml)
-        if summary_file:
-            summary_file.write_text(summary, encoding="utf-8")
-        if comment_file:
-            comment_file.write_text(comment, encoding="utf-8")
-        print(_one_screen(outcome, settings), file=stream, flush=True)
+        for path, text, name in (
+            (summary_file, summary, "summary-file"),
+            (comment_file, comment, "comment-file"),
+        ):
+            if path is not None:
+                _write_or_warn(path, text, settings.workspace, name, stream)
+        with commands_stopped(github_mode, stream):  # test ids and messages in it
+            print(_one_screen(outcome, settings), file=stream, flush=True)
         values = _outputs(outcome, settings)
         if github_mode:
             if settings.job_summary and environ.get("GITHUB_STEP_SUMMARY"):
-                append_summary(Path(environ["GITHUB_STEP_SUMMARY"]), summary)
+                try:
+                    append_summary(Path(environ["GITHUB_STEP_SUMMARY"]), summary)
+                except OSError as error:
+                    _warn(f"the job summary was not written: {error}", stream)
             if settings.annotations:
                 prefix = _relative_to_workspace(settings.working_directory, environ)
                 for line in annotation_commands(outcome.report, path_prefix=prefix):
                     print(line, file=stream, flush=True)
         output_file = Path(environ["GITHUB_OUTPUT"]) if environ.get("GITHUB_OUTPUT") else None
         if github_mode and output_file:
-            write_outputs(output_file, values)  # before the network: nothing lost if it fails
+            try:
+                write_outputs(output_file, values)  # before the network: nothing lost if it fails
+            except OSError as error:
+                _warn(f"the step's outputs were not written: {error}", stream)
         if context is not None and settings.comment != "off":
             import modal_gpu_action.github as github
 
             published = github.publish_comment(
-                context, settings, section=github.section_for(key, outcome, comment)
+                context,
+                settings,
+                section=github.section_for(key, outcome, comment),
+                deadline=publishing,
             )
             if published.comment_url and github_mode and output_file:
                 write_outputs(output_file, {"comment-url": published.comment_url})
@@ -147,7 +171,30 @@ def _run(
         if context is not None and settings.remove_label:
             import modal_gpu_action.github as github
 
-            github.remove_label(context, settings)
+            github.remove_label(context, settings, deadline=publishing)
+
+
+def _write_junit(outcome: Outcome, settings: Settings) -> Outcome:
+    """Write the merged JUnit file; when it cannot be, the report says so as an error entry."""
+    try:
+        write_output(settings.junit_xml, to_junit_xml(outcome.report), workspace=settings.workspace)
+    except OSError as error:
+        report = outcome.report.with_extra_error(
+            "modal-gpu-action", "junit-xml", f"the merged JUnit file was not written: {error}", ""
+        )
+        return dataclasses.replace(outcome, report=report)
+    return outcome
+
+
+def _write_or_warn(path: Path, text: str, workspace: Path, name: str, stream: TextIO) -> None:
+    try:
+        write_output(path, text, workspace=workspace)
+    except OSError as error:
+        _warn(f"the {name} was not written: {error}", stream)
+
+
+def _warn(message: str, stream: TextIO) -> None:
+    print(command("warning", message, title="modal-gpu-action"), file=stream, flush=True)
 
 
 def section_key(settings: Settings, outcome: Outcome) -> str:
@@ -167,9 +214,12 @@ def _relative_to_workspace(directory: Path, environ: Mapping[str, str]) -> str:
     )
 
 
-def remove_label_after_bad_input(settings: Settings, environ: Mapping[str, str]) -> None:
+def remove_label_after_bad_input(
+    settings: Settings, environ: Mapping[str, str], cancel: threading.Event | None = None
+) -> None:
     """The label goes whatever happened, a refused input or event included: left on the PR it
-    would keep asking for a run that cannot happen. Best effort: warnings only."""
+    would keep asking for a run that cannot happen. Best effort: warnings only, within the
+    publishing deadline (a few seconds once `cancel` is set)."""
     if not settings.remove_label:
         return
     import modal_gpu_action.github as github
@@ -180,7 +230,7 @@ def remove_label_after_bad_input(settings: Settings, environ: Mapping[str, str])
         context = github.read_context(environ, permissive)
     except SettingsError:
         return
-    github.remove_label(context, permissive)
+    github.remove_label(context, permissive, deadline=github.Deadline.for_run(cancel, environ))
 
 
 def execute(settings: Settings, cancel: threading.Event, *, stream: TextIO = sys.stdout) -> Outcome:

@@ -1,14 +1,13 @@
 """The merged report as one JUnit XML file (pytest's xunit2 shape), for artifacts and other tools.
 
 Written from `TestReport`, not by splicing the shards' files, so entries the engine adds (a crash,
-a timeout, a report cut short) are in the file too.
+a timeout, a report cut short) are in the file too. output_files.write_output writes it.
 """
 
 from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 from modal_gpu_action.results import Outcome, TestReport
 
@@ -57,8 +56,3 @@ def to_junit_xml(report: TestReport, *, suite_name: str = "modal-gpu-action") ->
         result.text = _clean(case.detail) or None
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
-
-
-def write_junit_xml(report: TestReport, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_junit_xml(report), encoding="utf-8")

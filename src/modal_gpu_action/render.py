@@ -3,12 +3,16 @@
 Test names, messages and tracebacks come from the pull request's code, so every piece of them
 goes through one of two escapers before it reaches the markdown:
 - `escape_inline`: one line of plain text, safe in a paragraph, heading, list item or table cell.
-  Markdown punctuation is backslash-escaped, `<`, `>` and `&` become entities, line breaks become
-  spaces, and a WORD JOINER (U+2060, invisible) follows every `@`, `#` and `:` and sits inside
-  `www.` and `GH-1`, so GitHub builds no @mention, issue reference, emoji image or link from it. (An entity such as `&#64;` would not do: GitHub looks for mentions
-  in the rendered text, where the entity is an `@` again.)
+  Markdown punctuation is backslash-escaped, `<`, `>` and `&` become entities, line breaks
+  (U+2028 and U+2029 too) become spaces, other control characters U+FFFD, and a WORD JOINER
+  (U+2060, invisible) follows every `@`, `#` and `:` and sits inside `www.` and `GH-1`, so GitHub
+  builds no @mention, issue reference, emoji image or link from it. (An entity such as `&#64;`
+  would not do: GitHub looks for mentions in the rendered text, where the entity is an `@` again.)
 - `escape_block`: a fenced code block whose fence is longer than any backtick run in the text,
   so nothing inside can close it; GitHub neither links nor mentions inside code.
+Both first pass the text through `neutralise`, as annotations.py does: every character that makes
+text read as something it is not (bidirectional marks and overrides, zero-width characters, the
+line and paragraph separators: `_MISLEADING`) is shown as U+FFFD, the replacement character.
 Nothing is ever put in a link or image target except the run URL, built from GitHub's own
 environment variables and checked.
 
@@ -45,17 +49,35 @@ _REPLACEMENTS = (
     ("@", "@" + _WJ),
     (":", ":" + _WJ),
 )
-# Line breaks become spaces; other control characters and bidirectional overrides (which can
-# make a name read as something else) become a visible replacement character.
-_CONTROL = re.compile("[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
-_CONTROL_SHOWN = {"\n": " ", "\r": " ", "\t": " "}
+# Line breaks become spaces; other control characters become a visible replacement character.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_SHOWN = dict.fromkeys("\n\r\t\x85\u2028\u2029", " ")
+# Characters that make text read as something it is not ("Trojan Source" and its kin): every
+# Unicode format character (category Cf) - the bidirectional marks U+200E, U+200F and U+061C,
+# the embeddings, overrides and isolates U+202A-U+202E and U+2066-U+2069, the zero-width
+# U+200B-U+200D, U+2060 and U+FEFF, the soft hyphen, invisible operators, tag characters - and
+# the line and paragraph separators U+2028 and U+2029.
+_MISLEADING = re.compile(
+    "[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    "\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f]"
+)
 _LINK_WORDS = re.compile(r"(?<=www)(?=\.)|(?<=\bgh)(?=-[0-9])", re.IGNORECASE)
+
+
+def neutralise(text: str) -> str:
+    """`text` with every character that misleads the eye (`_MISLEADING`: bidirectional marks
+    and overrides, zero-width characters, U+2028/U+2029) shown as U+FFFD: what the tests
+    wrote is shown as what it is. For any test-derived text that people read."""
+    return _MISLEADING.sub("\ufffd", text) if _MISLEADING.search(text) else text
 
 
 def escape_inline(text: str) -> str:
     """`text` as one line of inert markdown: no markup, HTML, mention, reference or link."""
     if _CONTROL.search(text):
         text = _CONTROL.sub(lambda match: _CONTROL_SHOWN.get(match[0], "\ufffd"), text)
+    text = neutralise(text)  # before the word joiners of our own are added below
     lowered = text.lower()
     if "www." in lowered or "gh-" in lowered:
         text = _LINK_WORDS.sub(_WJ, text)
@@ -66,7 +88,8 @@ def escape_inline(text: str) -> str:
 
 
 def escape_block(text: str) -> str:
-    """`text` verbatim in a fenced code block; put it between blank lines."""
+    """`text` verbatim in a fenced code block (but `neutralise`d); put it between blank lines."""
+    text = neutralise(text)
     fence = "`" * max(3, _longest_backtick_run(text) + 1)
     return f"{fence}text\n{text}\n{fence}"
 

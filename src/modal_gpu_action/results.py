@@ -2,12 +2,19 @@
 
 Contract (other modules rely on it; keep the names):
 - `Outcome`, `TestCase`, `Totals`, `TestReport` below.
-- `parse_junit(source: str | Path | bytes, *, name: str = "") -> TestReport`: one file or XML text;
-  refuses entity expansion and external entities (`JUnitFileError`); a truncated/empty document
-  keeps every complete case and adds one ERROR case saying the report was cut short.
-- `load_reports(paths) -> TestReport`: parse several files (shards) and merge; missing/unreadable
-  file -> `JUnitFileError` naming it.
+- `parse_junit(source: str | Path | bytes, *, name: str = "") -> TestReport`: one file or XML text.
+  Never raises for what the source is or holds (the tests wrote it): a truncated/empty document
+  keeps every complete case and adds one ERROR case saying the report was cut short; a source
+  that cannot be used at all is a report of one ERROR case saying why: missing, not a regular
+  file (a directory, a pipe, a device), entities declared (refused before any is expanded:
+  XML bombs, external entities), a root other than <testsuites>/<testsuite>.
+- `read_junit(...)`: the same, but a source that cannot be used at all raises `JUnitFileError`
+  naming it (the `report` command's exit 2 for a file that is no JUnit report).
+- `load_reports(paths) -> TestReport`: `read_junit` on several files (shards), merged.
 - `merge(reports) -> TestReport`.
+
+Size: at most `max_bytes` (MAX_JUNIT_BYTES, 64 MiB) of a report are read; a longer one keeps the
+complete cases of its first 64 MiB and adds one ERROR case giving its size and the cap.
 
 Parsing: defusedxml's expat parser (which refuses entity declarations before expanding any)
 feeds ElementTree's C TreeBuilder, and each `<testcase>` is read as it closes, junitparser reading
@@ -35,7 +42,9 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -148,16 +157,38 @@ class JUnitFileError(JUnitError):
         super().__init__(f"{self.path}: {reason}")
 
 
-def parse_junit(source: str | Path | bytes, *, name: str = "") -> TestReport:
-    """One JUnit document: a path (str or Path) or the XML itself (bytes)."""
+MAX_JUNIT_BYTES = 64 * 1024 * 1024
+
+
+def parse_junit(
+    source: str | Path | bytes, *, name: str = "", max_bytes: int = MAX_JUNIT_BYTES
+) -> TestReport:
+    """One JUnit document: a path (str or Path) or the XML itself (bytes). Never raises for what
+    it is or holds: a source that cannot be used is a report of one ERROR case saying why."""
+    try:
+        return read_junit(source, name=name, max_bytes=max_bytes)
+    except JUnitFileError as error:
+        return TestReport(sources=(error.path,)).with_extra_error(
+            "", f"JUnit report {error.path}", f"The JUnit report was not used: {error.reason}"
+        )
+
+
+def read_junit(
+    source: str | Path | bytes, *, name: str = "", max_bytes: int = MAX_JUNIT_BYTES
+) -> TestReport:
+    """`parse_junit`, except that a source that cannot be used at all (missing, unreadable, not
+    a regular file, entities declared, not a JUnit report) raises JUnitFileError naming it."""
     if isinstance(source, bytes):
-        return _parse(source, name or "<JUnit XML>")
-    return _parse(_read(source), name or str(source))
+        data = source if len(source) <= max_bytes else source[:max_bytes]
+        return _parse(data, name or "<JUnit XML>", len(source), max_bytes)
+    data, size = _read(source, max_bytes)
+    return _parse(data, name or str(source), size, max_bytes)
 
 
 def load_reports(paths: Sequence[str | Path]) -> TestReport:
-    """Parse every file (one per shard) and merge them into one report."""
-    return merge(parse_junit(path) for path in paths)
+    """Read every file (one per shard) and merge them into one report; JUnitFileError names
+    the first file that cannot be used."""
+    return merge(read_junit(path) for path in paths)
 
 
 def merge(reports: Iterable[TestReport]) -> TestReport:
@@ -170,15 +201,30 @@ def merge(reports: Iterable[TestReport]) -> TestReport:
     )
 
 
-def _read(path: str | Path) -> bytes:
+def _read(path: str | Path, max_bytes: int) -> tuple[bytes, int]:
+    """At most `max_bytes` of the file, and its size. A link is followed (shards come as
+    artifacts), but only to a regular file: a pipe or a device could block or never end."""
     try:
-        return Path(path).read_bytes()
+        # O_NONBLOCK: opening a pipe that nobody writes to returns at once (and is refused).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise JUnitFileError(path, "no such file") from None
-    except IsADirectoryError:
-        raise JUnitFileError(path, "is a directory, not a JUnit XML file") from None
     except OSError as exc:
         raise JUnitFileError(path, f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise JUnitFileError(path, "is a directory, not a JUnit XML file")
+        if not stat.S_ISREG(mode):
+            raise JUnitFileError(path, "is not a regular file (a pipe, a socket or a device)")
+        with open(fd, "rb", closefd=False) as handle:
+            data = handle.read(max_bytes + 1)
+        size = max(os.fstat(fd).st_size, len(data))
+    except OSError as exc:
+        raise JUnitFileError(path, f"cannot be read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    return (data if len(data) <= max_bytes else data[:max_bytes]), size
 
 
 # Where expat stops when the document simply ends early (pytest or the machine killed mid-write).
@@ -197,7 +243,8 @@ _CUT_SHORT_CODES = frozenset(
 _PYTEST_SUITE = re.compile(rb'<testsuites?\s[^>]*name="pytest(?: tests)?"')
 
 
-def _parse(data: bytes, label: str) -> TestReport:
+def _parse(data: bytes, label: str, size: int, cap: int) -> TestReport:
+    """The report in `data`: the first `cap` bytes of a source of `size` bytes."""
     cases: list[TestCase] = []
     suite_times: list[float] = []
     zero_based_lines = _PYTEST_SUITE.search(data, 0, 4096) is not None
@@ -228,18 +275,35 @@ def _parse(data: bytes, label: str) -> TestReport:
             f"refused: the XML declares entities ({exc}); an entity can expand into a huge "
             "document or read local files, and JUnit XML never needs one",
         ) from None
+    except (LookupError, ValueError) as exc:  # the declared encoding: unknown, or multi-byte
+        raise JUnitFileError(label, f"cannot be decoded: {exc}") from None
     except ParseError as exc:
         # An unclosed suite's time was never read: the wall time falls back to the cases' sum.
         report = TestReport(tuple(cases), _wall_time(suite_times, cases), (label,))
-        return report.with_extra_error("", f"JUnit report {label}", *_damage(data, exc, cases))
+        damage = _too_big(size, cap, cases) if size > cap else _damage(data, exc, cases)
+        return report.with_extra_error("", f"JUnit report {label}", *damage)
     if root.tag not in ("testsuites", "testsuite"):
-        raise JUnitFileError(label, f"not a JUnit XML report: its root is <{root.tag}>")
-    return TestReport(tuple(cases), _wall_time(suite_times, cases), (label,))
+        raise JUnitFileError(label, f"not a JUnit XML report: its root is <{root.tag[:100]}>")
+    report = TestReport(tuple(cases), _wall_time(suite_times, cases), (label,))
+    if size > cap:  # the cap fell after the root's end: whatever followed was not read either
+        report = report.with_extra_error("", f"JUnit report {label}", *_too_big(size, cap, cases))
+    return report
+
+
+def _too_big(size: int, cap: int, cases: list[TestCase]) -> tuple[str, str]:
+    message = (
+        f"The JUnit report is {size:,} bytes, more than the {cap:,} bytes that are read: kept the"
+        f" {_kept(cases)} in its first {cap:,} bytes; whatever came after was not read."
+    )
+    return (
+        message,
+        f"At most {cap:,} bytes of a JUnit report are read, so that no report can exhaust memory.",
+    )
 
 
 def _damage(data: bytes, exc: ParseError, cases: list[TestCase]) -> tuple[str, str]:
     """Message and detail for a report that ends early or is not well-formed."""
-    kept = f"{len(cases):,} complete test case{'' if len(cases) == 1 else 's'}"
+    kept = _kept(cases)
     if not data.strip():
         message = "The JUnit report was cut short: the file is empty."
     elif exc.code in _CUT_SHORT_CODES:
@@ -247,6 +311,10 @@ def _damage(data: bytes, exc: ParseError, cases: list[TestCase]) -> tuple[str, s
     else:
         message = f"The JUnit report is not well-formed XML; kept the {kept} before the damage."
     return message, f"XML parse error: {exc}"
+
+
+def _kept(cases: list[TestCase]) -> str:
+    return f"{len(cases):,} complete test case{'' if len(cases) == 1 else 's'}"
 
 
 def _wall_time(suite_times: list[float], cases: list[TestCase]) -> float:

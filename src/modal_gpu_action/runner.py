@@ -47,12 +47,14 @@ import argparse
 import collections
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -62,6 +64,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Literal, TextIO, Union
+from xml.parsers import expat
 
 TAIL_LINES = 50
 DEFAULT_KILL_GRACE_SECONDS = 5.0
@@ -71,6 +74,12 @@ PROGRESS_PLUGIN = "_modal_gpu_action_progress"
 SHARDING_PLUGIN = "_modal_gpu_action_sharding"
 MAX_LINE_CHARS = 4000  # of one streamed line kept in the tail
 MAX_REPORT_TEXT = 20000  # of one failure's text kept in the crash record
+# What is read back of the files the tests could rewrite or fill (a conftest can): past the cap,
+# pytest's JUnit file is replaced by the report synthesised from the progress record; of a
+# larger progress record, its first and last halves are read. Both say so in an error case.
+MAX_JUNIT_BYTES = 64 * 1024 * 1024
+MAX_PROGRESS_BYTES = 64 * 1024 * 1024
+MAX_JUNIT_BYTES_ENV = "MODAL_GPU_ACTION_MAX_JUNIT_BYTES"  # a lower cap, in bytes (tests use it)
 
 PYTEST_EXIT_MEANINGS = {
     0: "all tests passed",
@@ -591,21 +600,87 @@ def _write_line(out: TextIO | None, line: str) -> bool:
 # --- the crash record, read back and turned into JUnit ------------------------------------------
 
 
-def read_progress(path: Path) -> list[dict[str, Any]]:
-    """The records the progress plugin wrote; a line cut short by a kill is skipped."""
+def read_progress(path: Path, max_bytes: int = MAX_PROGRESS_BYTES) -> list[dict[str, Any]]:
+    """The records the progress plugin wrote; a line cut short by a kill is skipped. Of a file
+    larger than `max_bytes`, its first and last halves are read (the session's start, its end
+    and the test that was running), with a `note` record between them saying what is missing;
+    a link, a directory or a pipe in its place (the tests can put one there) is one `note`."""
     try:
-        data = path.read_bytes()
-    except OSError:
+        with _open_plain_file(path) as handle:
+            data = handle.read(max_bytes + 1)
+            if len(data) <= max_bytes:
+                return _records(data)
+            half = max_bytes // 2
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(size - half, half))
+            end = handle.read(half)
+    except FileNotFoundError:
         return []
+    except OSError as error:
+        return [_note(_RECORD, f"The action's record of the run was not read: {_why(error)}.")]
+    start = data[:half]
+    start = start[: start.rfind(b"\n") + 1]  # whole lines only
+    end = end[end.find(b"\n") + 1 :] if b"\n" in end else b""
+    missing = size - len(start) - len(end)
+    note = _note(
+        _RECORD,
+        f"The action's record of the run is {size:,} bytes, more than the {max_bytes:,} that"
+        f" are read: the tests recorded in the {missing:,} bytes between its first and its last"
+        " part are missing from this report when it comes from the record.",
+    )
+    return [*_records(start), note, *_records(end)]
+
+
+def _records(data: bytes) -> list[dict[str, Any]]:
     records = []
-    for line in data.decode("utf-8", "replace").splitlines():
+    for line in data.decode("utf-8", "replace").split("\n"):
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # cut short by a kill; or written by the tests
             continue
         if isinstance(record, dict):
             records.append(record)
     return records
+
+
+def _note(name: str, message: str, detail: str = "") -> dict[str, Any]:
+    """A record of ours, not the plugin's: synthesize_junit turns it into an error case."""
+    return {"e": "note", "name": name, "message": message, "detail": detail}
+
+
+_RECORD = "record of the run"
+
+
+class _Refused(OSError):
+    """A file the tests replaced or filled: what it is, for people."""
+
+
+def _open_plain_file(path: Path) -> IO[bytes]:
+    """`path` opened for reading when it is a regular file. The tests can put anything there:
+    a link could stand for any file of this machine, and a pipe or a device blocks or never
+    ends, so those are _Refused. FileNotFoundError when there is nothing."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise _Refused(error.errno, "it is a symbolic link") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a pipe, a socket or a device"
+            raise _Refused(errno.EINVAL, f"it is {kind}, not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _why(error: OSError) -> str:
+    if isinstance(error, _Refused):
+        return str(error.strerror)
+    return f"it cannot be read ({error.strerror or error})"
 
 
 def _in_flight(records: list[dict[str, Any]]) -> str | None:
@@ -624,21 +699,76 @@ def _in_flight(records: list[dict[str, Any]]) -> str | None:
 
 
 def _choose_junit(path: Path, records: list[dict[str, Any]], reason: str, tail: str) -> str:
-    """pytest's XML when it parses; else the one synthesised from the crash record; else
-    whatever pytest left (possibly half a file, possibly "")."""
+    """pytest's XML when it is a whole JUnit report; else the one synthesised from the crash
+    record; else whatever pytest left (possibly half a file, possibly "").
+
+    The tests can rewrite pytest's file. One that is no regular file, is larger than the cap
+    (`_junit_cap`), declares a document type (entities), has another root element or cannot be
+    decoded is not used: the record stands in, with an error case saying why and what it was.
+    """
+    cap = _junit_cap()
+    text = ""
     try:
-        text = path.read_bytes().decode("utf-8", "replace")
-    except OSError:
-        text = ""
-    if text.strip():
-        try:
-            ET.fromstring(text.encode("utf-8"))
-            return text
-        except ET.ParseError:
-            pass
-    if records or not text.strip():
+        with _open_plain_file(path) as handle:
+            data = handle.read(cap + 1)
+            if len(data) > cap:
+                size = max(os.fstat(handle.fileno()).st_size, len(data))
+                raise _Refused(errno.EFBIG, f"it is {size:,} bytes, more than the {cap:,} read")
+        if data.strip() and _whole_junit(data):
+            return data.decode("utf-8", "replace")
+        text = data.decode("utf-8", "replace")
+    except FileNotFoundError:
+        pass  # pytest wrote none: it crashed, was stopped or never started
+    except OSError as error:
+        note = _note(
+            "pytest's JUnit report",
+            f"pytest's JUnit report was not used: {_why(error)}. The results come from the"
+            " action's record of the run instead.",
+            "A conftest or a test can rewrite the file pytest writes; the action's pytest plugin"
+            " records each test's outcome as it ends, and that record stands in for the file.",
+        )
+        return synthesize_junit([*records, note], unfinished_reason=reason, output_tail=tail)
+    if any(record.get("e") != "note" for record in records) or not text.strip():
         return synthesize_junit(records, unfinished_reason=reason, output_tail=tail)
     return text
+
+
+def _junit_cap() -> int:
+    """MAX_JUNIT_BYTES, or the lower cap that MODAL_GPU_ACTION_MAX_JUNIT_BYTES asks for."""
+    text = os.environ.get(MAX_JUNIT_BYTES_ENV, "").strip()
+    if text.isdigit() and 0 < int(text) < MAX_JUNIT_BYTES:
+        return int(text)
+    return MAX_JUNIT_BYTES
+
+
+def _whole_junit(data: bytes) -> bool:
+    """True for a well-formed JUnit document, False for one cut short or damaged (pytest killed
+    while writing it). _Refused for what pytest never writes: a document type declaration (its
+    entities could expand into gigabytes or read local files), another root element, an
+    encoding that cannot be decoded. Nothing is built or expanded: expat only checks."""
+    parser = expat.ParserCreate()
+    roots: list[str] = []
+
+    def doctype(*_: object) -> None:
+        raise _Refused(errno.EINVAL, "it declares a document type (entities), as pytest never does")
+
+    def start(name: str, attributes: object) -> None:
+        if not roots:
+            roots.append(name)
+            if name not in ("testsuites", "testsuite"):
+                raise _Refused(
+                    errno.EINVAL, f"its root element is <{name[:100]}>, not <testsuites>"
+                )
+
+    parser.StartDoctypeDeclHandler = doctype
+    parser.StartElementHandler = start
+    try:
+        parser.Parse(data, True)
+    except expat.ExpatError:
+        return False
+    except (LookupError, ValueError) as error:  # the declared encoding: unknown, or multi-byte
+        raise _Refused(errno.EINVAL, f"its encoding cannot be decoded ({error})") from None
+    return True
 
 
 _XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -668,7 +798,9 @@ def synthesize_junit(
 ) -> str:
     """JUnit XML (pytest's xunit1 shape) from the crash record. Finished tests keep their
     outcome; the test still running when pytest died is an error carrying `unfinished_reason`
-    and the output tail. Collection errors are errors, as pytest writes them."""
+    and the output tail. Collection errors are errors, as pytest writes them. Each `note`
+    record (`_note`: a file of the run that was not used) is an error case of its own.
+    The tests can write to the record too: a field of the wrong type is left out, never fatal."""
     cases: dict[str, dict[str, Any]] = {}
     for record in records:
         event, nodeid = record.get("e"), record.get("nodeid")
@@ -679,26 +811,34 @@ def synthesize_junit(
             case["reports"].append(record)
         elif event == "collecterror":
             case["collect"] = record
-    prefix = next(
-        (str(r.get("junit_prefix") or "") for r in records if r.get("e") == "configure"), ""
-    )
+    prefix = next((r.get("junit_prefix") for r in records if r.get("e") == "configure"), "")
+    prefix = prefix if isinstance(prefix, str) else ""
 
     suite = ET.Element("testsuite", name="pytest")
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     total_time = 0.0
     for nodeid, case in cases.items():
-        names = case["record"].get("junit") or junit_names(nodeid, prefix)
+        names = case["record"].get("junit")
+        if not (_is_list_of(names, str) and len(names) == 2):
+            names = junit_names(nodeid, prefix)
         element = ET.SubElement(
             suite, "testcase", classname=_xml_text(names[0]), name=_xml_text(names[1])
         )
-        location = case["record"].get("location") or next(
-            (r.get("location") for r in case["reports"] if r.get("location")), None
+        location = next(
+            (
+                r["location"]
+                for r in (case["record"], *case["reports"])
+                if _is_list_of(r.get("location"), (str, int, type(None)))
+                and r["location"]
+                and isinstance(r["location"][0], str)
+            ),
+            None,
         )
         if location:
             element.set("file", _xml_text(location[0]))
-            if len(location) > 1 and location[1] is not None:
+            if len(location) > 1 and isinstance(location[1], int):
                 element.set("line", str(location[1]))
-        duration = sum(float(r.get("duration") or 0.0) for r in case["reports"])
+        duration = sum(_seconds(r.get("duration")) for r in case["reports"])
         total_time += duration
         element.set("time", f"{duration:.3f}")
         kinds = []
@@ -708,10 +848,10 @@ def synthesize_junit(
             )
         for report in case["reports"]:
             kinds += _report_children(element, report)
-        properties = next(
-            (r["properties"] for r in reversed(case["reports"]) if r.get("properties")), None
+        properties: Any = next(
+            (r["properties"] for r in reversed(case["reports"]) if r.get("properties")), []
         )
-        if properties:
+        if properties and _is_list_of(properties, list) and all(len(p) == 2 for p in properties):
             holder = ET.Element("properties")
             for key, value in properties:
                 ET.SubElement(holder, "property", name=_xml_text(key), value=_xml_text(value))
@@ -730,6 +870,14 @@ def synthesize_junit(
         totals["failures"] += "failure" in kinds
         totals["errors"] += "error" in kinds
         totals["skipped"] += "skipped" in kinds and "failure" not in kinds and "error" not in kinds
+    for note in records:
+        if note.get("e") == "note":
+            element = ET.SubElement(
+                suite, "testcase", classname="modal-gpu-action", name=_xml_text(note.get("name"))
+            )
+            _child(element, "error", str(note.get("message")), note.get("detail"))
+            totals["tests"] += 1
+            totals["errors"] += 1
     for key, value in totals.items():
         suite.set(key, str(value))
     suite.set("time", f"{total_time:.3f}")
@@ -743,6 +891,16 @@ def synthesize_junit(
     )
     root.append(suite)
     return '<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="unicode")
+
+
+def _is_list_of(value: Any, kind: type | tuple[type, ...]) -> bool:
+    return isinstance(value, list) and all(isinstance(item, kind) for item in value)
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e9:
+        return float(value)
+    return 0.0
 
 
 def _report_children(element: ET.Element, report: dict[str, Any]) -> list[str]:

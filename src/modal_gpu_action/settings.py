@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from modal_gpu_action.gpu import GpuSpec, GpuSpecError, parse_gpu_spec
+from modal_gpu_action.output_files import OutputPathError, allowed_roots, check_output_path
 
 
 class SettingsError(ValueError):
@@ -171,7 +172,7 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec(
         "allow-pull-request-target",
         "false",
-        "Allow running the PR's code from a `pull_request_target` workflow (it runs with your secrets: read the security notes first).",
+        "Allow events that hold your secrets while they may run a PR's code: `pull_request_target`, `issue_comment` on a PR, `workflow_run` after a PR's or a fork's run, `check_run`, `check_suite` (read the security notes first).",
     ),
 )
 INPUT_NAMES = frozenset(spec.name for spec in INPUTS)
@@ -224,6 +225,9 @@ class Settings:
     remove_label: str = ""
     pr_number: int | None = None
     allow_pull_request_target: bool = False
+    # GITHUB_WORKSPACE, else the current directory: what relative paths are relative to, and
+    # the checkout that outputs may not be written through (output_files.py).
+    workspace: Path = field(default_factory=Path.cwd)
 
     def secret_values(self) -> list[str]:
         """Everything that must be masked in logs."""
@@ -282,13 +286,13 @@ def load_settings(
         python_version=_python_version(raw["python-version"]),
         timeout_seconds=_timeout_minutes(raw["timeout-minutes"]) * 60,
         shards=shards,
-        shard_durations=_optional_file(raw, "shard-durations", base),
+        shard_durations=_optional_file(raw, "shard-durations", base, "the workspace"),
         env=_env_lines(raw["env"]),
         fail_on_empty=_boolean(raw, "fail-on-empty"),
         image=raw["image"].strip(),
-        dockerfile=_optional_file(raw, "dockerfile", working_directory),
+        dockerfile=_optional_file(raw, "dockerfile", working_directory, "the working directory"),
         requirements=tuple(
-            _existing_file(item, "requirements", working_directory)
+            _existing_file(item, "requirements", working_directory, "the working directory")
             for item in _items(raw["requirements"])
         ),
         extras=_items(raw["extras"]),
@@ -301,9 +305,9 @@ def load_settings(
         modal_token_secret=raw["modal-token-secret"].strip()
         or environ.get("MODAL_TOKEN_SECRET", ""),
         retries=_integer(raw, "retries", 0, 10),
-        junit_xml=base / raw["junit-xml"].strip()
-        if raw["junit-xml"].strip()
-        else base / _DEFAULTS["junit-xml"],
+        junit_xml=output_path(
+            raw["junit-xml"].strip() or _DEFAULTS["junit-xml"], "junit-xml", base, environ
+        ),
         job_summary=_boolean(raw, "job-summary"),
         annotations=_boolean(raw, "annotations"),
         github_token=raw["github-token"].strip() or environ.get("GITHUB_TOKEN", ""),
@@ -314,7 +318,23 @@ def load_settings(
         remove_label=raw["remove-label"].strip(),
         pr_number=_integer(raw, "pr-number", 1, None) if raw["pr-number"].strip() else None,
         allow_pull_request_target=_boolean(raw, "allow-pull-request-target"),
+        workspace=base,
     )
+
+
+def output_path(
+    text: str | Path, input_name: str, workspace: Path, environ: Mapping[str, str]
+) -> Path:
+    """Where to write an output: inside the workspace in GitHub Actions, never through a link."""
+    try:
+        return check_output_path(
+            text,
+            input_name=input_name,
+            workspace=workspace,
+            roots=allowed_roots(environ, workspace),
+        )
+    except OutputPathError as error:
+        raise SettingsError(str(error)) from None
 
 
 # What removing the label needs; the rest may be the bad input that stopped the run.
@@ -364,11 +384,34 @@ def _items(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in re.split(r"[,\n]", text) if item.strip())
 
 
+def shown(path: str | Path) -> str:
+    """A path for a one-line message: quoted, with control characters (a newline in a folder name
+    a pull request chose) escaped."""
+    return repr(str(path))
+
+
+def _inside(text: str, name: str, base: Path, where: str) -> Path:
+    """`base / text` resolved through every link, which must stay inside `base` and outside any
+    .git folder (the checkout's credentials are in .git/config)."""
+    path = (base / text).resolve()
+    if not path.is_relative_to(base):
+        raise SettingsError(
+            f"invalid value {text!r} for input '{name}': expected a path inside {where}"
+            f" {shown(base)} (it resolves to {shown(path)}, through links if any)"
+        )
+    if ".git" in path.relative_to(base).parts:
+        raise SettingsError(
+            f"invalid value {text!r} for input '{name}': expected a path outside .git"
+            f" (it resolves to {shown(path)})"
+        )
+    return path
+
+
 def _working_directory(text: str, base: Path) -> Path:
-    path = (base / (text.strip() or ".")).resolve()
+    path = _inside(text.strip() or ".", "working-directory", base, "the workspace")
     if not path.is_dir():
         raise SettingsError(
-            f"invalid value {text!r} for input 'working-directory': {path} is not a folder"
+            f"invalid value {text!r} for input 'working-directory': {shown(path)} is not a folder"
         )
     return path
 
@@ -380,11 +423,11 @@ def _test_path(text: str, working_directory: Path) -> str:
     if not path.is_relative_to(working_directory):
         raise SettingsError(
             f"invalid value {text!r} for input 'test-path': it must be inside the working"
-            f" directory {working_directory}"
+            f" directory {shown(working_directory)}"
         )
     if not path.exists():
         raise SettingsError(
-            f"invalid value {text!r} for input 'test-path': {path} does not exist"
+            f"invalid value {text!r} for input 'test-path': {shown(path)} does not exist"
             " (paths are relative to 'working-directory')"
         )
     relative = path.relative_to(working_directory).as_posix()
@@ -438,8 +481,11 @@ def _shards(text: str, backend: str) -> int | None:
 
 
 def _env_lines(text: str) -> dict[str, str]:
+    """`KEY=VALUE` per line. Lines end at `\n` (a `\r` before it is dropped) and nowhere else:
+    str.splitlines would also end one at U+2028, U+0085, `\x1c`..., which a value may hold."""
     env: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         key, sep, value = line.partition("=")
@@ -454,13 +500,15 @@ def _env_lines(text: str) -> dict[str, str]:
     return env
 
 
-def _existing_file(text: str, name: str, base: Path) -> Path:
-    path = (base / text).resolve()
+def _existing_file(text: str, name: str, base: Path, where: str) -> Path:
+    path = _inside(text, name, base, where)
     if not path.is_file():
-        raise SettingsError(f"invalid value {text!r} for input '{name}': {path} is not a file")
+        raise SettingsError(
+            f"invalid value {text!r} for input '{name}': {shown(path)} is not a file"
+        )
     return path
 
 
-def _optional_file(raw: Mapping[str, str], name: str, base: Path) -> Path | None:
+def _optional_file(raw: Mapping[str, str], name: str, base: Path, where: str) -> Path | None:
     text = raw[name].strip()
-    return _existing_file(text, name, base) if text else None
+    return _existing_file(text, name, base, where) if text else None

@@ -1,11 +1,19 @@
 """GitHub Actions workflow commands and files: outputs, step summary, masks, log groups.
 
 Kept here so every module writes them the same way (and nothing else prints `::` commands).
+
+Text from the tests (their output, ids, messages, paths in the checkout) is the pull request's:
+GitHub would obey a `::add-mask::`, `::error::` or `::stop-commands::` line in it. Such text is
+printed only inside `commands_stopped()` (GitHub ignores every command there but the one that
+ends the block, whose token the tests never see), or through `one_line()` as part of a line that
+starts with our own text.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import sys
 import uuid
 from collections.abc import Iterator, Mapping
@@ -43,6 +51,32 @@ OUTPUTS: tuple[OutputSpec, ...] = (
 
 def in_github_actions(environ: Mapping[str, str] = os.environ) -> bool:
     return environ.get("GITHUB_ACTIONS") == "true"
+
+
+_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """`text` as part of one log line: control characters and line breaks shown as escapes, so
+    text from the checkout cannot start a line of its own (a workflow command)."""
+    escaped = _LINE_BREAKING.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return escaped.replace("##[", "## [")  # the runner's older command syntax, anywhere in a line
+
+
+@contextmanager
+def commands_stopped(enabled: bool, stream: TextIO = sys.stdout) -> Iterator[None]:
+    """While inside, GitHub processes no workflow command in the log (`::stop-commands::TOKEN`);
+    the token is random per block, so the text inside cannot end the block itself."""
+    if not enabled:
+        yield
+        return
+    token = secrets.token_hex(16)
+    print(f"::stop-commands::{token}", file=stream, flush=True)
+    try:
+        yield
+    finally:
+        stream.flush()
+        print(f"::{token}::", file=stream, flush=True)
 
 
 def escape_data(text: str) -> str:

@@ -46,6 +46,7 @@ OPERATIONS = (
     "issues/delete-comment",
     "issues/remove-label",
     "repos/list-pull-requests-associated-with-commit",
+    "users/get-authenticated",
 )
 # Answers GitHub gives to any operation (bad credentials, no permission, no such object) that
 # the description lists for some operations only: where it does not, the body must be its
@@ -254,7 +255,13 @@ class Validator:
                 if ref in seen:
                     raise ValueError(f"recursive schema {ref}: not supported here")
                 return self._inline(self._resolve(value), (*seen, ref))
-            return {key: self._inline(item, seen) for key, item in value.items()}
+            # A discriminator's mapping names components by `$ref`, which the inlined schema no
+            # longer has: its `oneOf` alone decides (GET /user: private-user or public-user).
+            return {
+                key: self._inline(item, seen)
+                for key, item in value.items()
+                if not (key == "discriminator" and isinstance(item, dict) and "mapping" in item)
+            }
         if isinstance(value, list):
             return [self._inline(item, seen) for item in value]
         return value

@@ -11,6 +11,13 @@ Faults are injected per operation (`inject`): their responses are validated too 
 description documents their status; GitHub's description documents no 5xx and no 429, so those
 injected responses are exempt (and only those).
 
+Who the token is: `state.as_user` writes the comments; `GET /user` answers its profile for a
+user's token and 403 "Resource not accessible by integration" for a bot's (an installation token:
+the workflow's GITHUB_TOKEN or a GitHub App's), as GitHub does.
+
+A server that is there but does not answer (`stall`): requests are accepted and read, then never
+answered ("silent") or answered one header line every few seconds, never finishing ("trickle").
+
 Mount it below a path (`prefix="/api/v3"`) to stand for GitHub Enterprise Server.
 """
 
@@ -33,9 +40,12 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 from github_api.description import MISSING, Validator
 
 DOCS = "https://docs.github.com/rest"
-BOT = {"login": "github-actions[bot]", "id": 41898282, "type": "Bot"}
+BOT = {"login": "github-actions[bot]", "id": 41898282, "type": "Bot"}  # the GITHUB_TOKEN
+APP_BOT = {"login": "gpu-ci-app[bot]", "id": 3003, "type": "Bot"}  # a GitHub App's token
+OTHER_BOT = {"login": "dependabot[bot]", "id": 49699333, "type": "Bot"}
 MAINTAINER = {"login": "maintainer", "id": 1001, "type": "User"}
 STRANGER = {"login": "drive-by", "id": 2002, "type": "User"}
+STALLS = ("silent", "trickle")
 
 
 @dataclass
@@ -83,6 +93,7 @@ class Answer:
     headers: dict[str, str]
     body: Any
     injected: bool
+    stall: str = ""  # "silent" or "trickle": the handler never finishes the answer
 
 
 @dataclass
@@ -116,6 +127,9 @@ class FakeGitHub:
         self.violations: list[str] = []
         self.exchanges: list[Exchange] = []
         self.faults: list[Fault] = []
+        self.stalls: dict[str, str] = {}  # operation id ("*": every one) -> stall mode
+        self.stall_interval = 5.0
+        self.stopping = threading.Event()  # set when the server stops: stalled answers end
         self.lock = threading.RLock()
         self._random = random.Random(seed)
         self._local = threading.local()
@@ -137,6 +151,7 @@ class FakeGitHub:
         try:
             yield self
         finally:
+            self.stopping.set()
             server.shutdown()
             server.server_close()
             self._thread.join(5)
@@ -200,6 +215,16 @@ class FakeGitHub:
         with self.lock:
             self.faults.append(Fault(operation_id, status, headers or {}, body, times))
 
+    def stall(self, mode: str, *operation_ids: str, interval: float = 5.0) -> None:
+        """Accept the requests of these operations (of all without any) and never answer them
+        ("silent"), or send a status line and then one header line every `interval` seconds,
+        never ending the headers ("trickle"). A stalled request is recorded with status 0."""
+        assert mode in STALLS, mode
+        with self.lock:
+            self.stall_interval = interval
+            for operation_id in operation_ids or ("*",):
+                self.stalls[operation_id] = mode
+
     def calls(self, operation_id: str) -> list[Exchange]:
         with self.lock:
             return [e for e in self.exchanges if e.operation_id == operation_id]
@@ -239,6 +264,11 @@ class FakeGitHub:
                 method, path, route.operation_id, 401, {"message": "Bad credentials"}
             )
         with self.lock:
+            stall = self.stalls.get(route.operation_id) or self.stalls.get("*")
+        if stall:
+            self._record(method, path, route.operation_id, 0, None, injected=True)
+            return Answer(0, {}, None, True, stall=stall)
+        with self.lock:
             for fault in self.faults:
                 if fault.operation_id == route.operation_id and fault.times > 0:
                     fault.times -= 1
@@ -252,7 +282,8 @@ class FakeGitHub:
                         injected=True,
                     )
             params = {k: unquote(v) for k, v in route.params.items()}
-            if (params["owner"], params["repo"]) != (self.state.owner, self.state.repo):
+            repository = (params.get("owner"), params.get("repo"))
+            if "owner" in params and repository != (self.state.owner, self.state.repo):
                 return self._record(method, path, route.operation_id, 404, _not_found())
             if method != "GET" and self.state.read_only:
                 return self._record(
@@ -395,6 +426,19 @@ class FakeGitHub:
         numbers = self.state.commit_pulls.get(params["commit_sha"], [])
         return 200, [self._pull_json(self.state.pulls[n]) for n in numbers], {}
 
+    def _op_users_get_authenticated(
+        self, params: dict[str, str], query: dict[str, list[str]], data: Any
+    ) -> tuple[int, Any, dict[str, str]]:
+        user = self.state.as_user
+        if user["type"] == "Bot":  # an installation token has no user behind it
+            refused = {
+                "message": "Resource not accessible by integration",
+                "documentation_url": f"{DOCS}/users/users#get-the-authenticated-user",
+                "status": "403",
+            }
+            return 403, refused, {}
+        return 200, self._private_user_json(user), {}
+
     # --- JSON as GitHub shapes it -----------------------------------------------------------
 
     def _create_comment(
@@ -433,6 +477,16 @@ class FakeGitHub:
             "user_view_type": "public",
             "site_admin": False,
         }
+
+    def _private_user_json(self, user: dict[str, Any]) -> dict[str, Any]:
+        """`GET /user` for a user's token: the profile, private fields included."""
+        public = self._user_json(user)
+        fixed = {f".{name}": value for name, value in public.items()}
+        schema = self.validator.schema("private-user")
+        answer: dict[str, Any] = self.validator.instance(
+            schema, lambda where: fixed.get(where, MISSING)
+        )
+        return {**public, **answer}
 
     def _comment_json(self, comment: Comment) -> dict[str, Any]:
         repo_api = f"{self.api_url}/repos/{self.full_name}"
@@ -527,6 +581,9 @@ class _Handler(BaseHTTPRequestHandler):
             with self.fake.lock:
                 self.fake.violations.append(f"the fake server failed:\n{traceback.format_exc()}")
             answer = Answer(500, {}, {"message": "Server Error"}, injected=True)
+        if answer.stall:
+            self._stall(answer.stall)
+            return
         status = answer.status
         payload = b"" if status == 204 or answer.body is None else json.dumps(answer.body).encode()
         out_headers = {
@@ -544,5 +601,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if payload:
             self.wfile.write(payload)
+
+    def _stall(self, mode: str) -> None:
+        """Hold the request until the server stops (or the client goes): no answer at all, or
+        one header line every `stall_interval` seconds and never the end of the headers."""
+        self.close_connection = True
+        stopping, interval = self.fake.stopping, self.fake.stall_interval
+        if mode == "silent":
+            stopping.wait()
+            return
+        try:
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            self.wfile.flush()
+            line = 0
+            while not stopping.wait(interval):
+                line += 1
+                self.wfile.write(f"X-Still-Thinking-{line}: yes\r\n".encode())
+                self.wfile.flush()
+        except OSError:  # the client gave up
+            pass
 
     do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _serve

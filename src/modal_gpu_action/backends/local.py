@@ -15,6 +15,7 @@ MODAL_GPU_ACTION_PYTHON overrides it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -44,8 +45,43 @@ from modal_gpu_action.runner import (
     run_tests,
 )
 from modal_gpu_action.settings import Settings
+from modal_gpu_action.workflow import commands_stopped, in_github_actions
 
 PYTHON_ENV = "MODAL_GPU_ACTION_PYTHON"
+
+# Never handed to the tests: the action's credentials, and the files through which a step talks
+# to the runner (a test that wrote to them could set the step's outputs or the job's env and
+# PATH). The `env` input adds to what is left.
+WITHHELD_VARIABLES = frozenset(
+    {
+        "GITHUB_TOKEN",
+        "GH_TOKEN",
+        "MODAL_TOKEN_ID",
+        "MODAL_TOKEN_SECRET",
+        "GITHUB_OUTPUT",
+        "GITHUB_ENV",
+        "GITHUB_PATH",
+        "GITHUB_STATE",
+        "GITHUB_STEP_SUMMARY",
+        "ACTIONS_RUNTIME_TOKEN",
+        "ACTIONS_RUNTIME_URL",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        "ACTIONS_CACHE_URL",
+        "ACTIONS_RESULTS_URL",
+    }
+)
+# The step's inputs (the GitHub token among them) and its saved state.
+WITHHELD_PREFIXES = ("INPUT_", "STATE_")
+
+
+def test_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment pytest starts from: this one without WITHHELD_VARIABLES/_PREFIXES."""
+    return {
+        key: value
+        for key, value in environ.items()
+        if key not in WITHHELD_VARIABLES and not key.startswith(WITHHELD_PREFIXES)
+    }
 
 
 def resolve_devices(environ: Mapping[str, str]) -> list[str]:
@@ -71,6 +107,20 @@ def resolve_devices(environ: Mapping[str, str]) -> list[str]:
         return []
     lines = done.stdout.decode("utf-8", "replace").splitlines()
     return [line.strip() for line in lines if line.strip().isdigit()]
+
+
+def hide_this_process_from_the_tests() -> None:
+    """The tests run as our user, who could read the tokens from /proc/<our pid>/environ (the
+    environment we were started with, whatever we remove from it since). A process that is not
+    "dumpable" has its /proc files owned by root and cannot be traced by its user's processes.
+    Linux only; a user who can become root (sudo) still can: see README.md."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_dumpable = 4
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_dumpable, 0, 0, 0, 0)
 
 
 def plan_requests(base: RunRequest, shards: int | None, devices: Sequence[str]) -> list[RunRequest]:
@@ -153,8 +203,15 @@ class LocalBackend:
     def run(self, requests: Sequence[RunRequest]) -> BackendResult:
         if not requests:
             raise InfrastructureError("nothing to run: no shard requests")
+        hide_this_process_from_the_tests()
         started = time.monotonic()
-        with ThreadPoolExecutor(len(requests), thread_name_prefix="shard") as pool:
+        out = sys.stdout if self.stream == "stdout" else self.stream
+        with (
+            commands_stopped(
+                in_github_actions(self.environ) and out is not None, out or sys.stdout
+            ),
+            ThreadPoolExecutor(len(requests), thread_name_prefix="shard") as pool,
+        ):
             futures = [pool.submit(self._run_one, request) for request in requests]
             outcomes = [future.result() for future in futures]
         wall = time.monotonic() - started
@@ -180,7 +237,7 @@ class LocalBackend:
                 request,
                 stream=self.stream,
                 cancel_event=self.cancel_event,
-                base_env=self.environ,
+                base_env=test_environment(self.environ),
                 kill_grace_seconds=self.kill_grace_seconds,
             )
         except RunnerError as error:

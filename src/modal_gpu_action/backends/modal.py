@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -46,18 +46,19 @@ from modal_gpu_action.backends.base import (
 )
 from modal_gpu_action.backends.modal_image import (
     REMOTE_PROJECT,
-    SOURCE_IGNORE,
     Recipe,
     build_recipe,
     dependency_key,
     describe_steps,
+    dockerignore_files,
     requirements_commands,
     stage_build_files,
 )
 from modal_gpu_action.gpu import GpuChoice, GpuSpec
+from modal_gpu_action.project_files import ProjectFiles
 from modal_gpu_action.runner import GpuFacts, RunRequest, RunResult, synthesize_junit
 from modal_gpu_action.settings import Settings, SettingsError
-from modal_gpu_action.workflow import group, in_github_actions, mask
+from modal_gpu_action.workflow import commands_stopped, group, in_github_actions, mask
 
 NAME = "modal"
 APP_NAME = "modal-gpu-action"
@@ -67,6 +68,9 @@ APP_NAME = "modal-gpu-action"
 CONTAINER_GRACE_SECONDS = 120
 MAX_FUNCTION_TIMEOUT_SECONDS = 24 * 3600  # Modal's longest
 POLL_SECONDS = 0.1
+PLAN_PATHS = 20  # how many uploaded paths `plan` shows
+PLAN_REFUSALS = 50  # how many refused paths `plan` shows
+LOG_REFUSALS = 10  # how many refused paths a run prints
 
 CREDENTIALS_HELP = (
     "The usual cause: GitHub does not pass secrets to workflows triggered by pull requests from"
@@ -99,6 +103,7 @@ def plan(settings: Settings) -> dict[str, Any]:
         "retries": settings.retries,
         "project": str(settings.working_directory),
         "project-in-container": REMOTE_PROJECT,
+        "upload": describe_upload(recipe.upload),
         "install-project": recipe.install_project,
         "dependency-source": recipe.source,
         "dependency-key": dependency_key(recipe),
@@ -111,6 +116,47 @@ def plan(settings: Settings) -> dict[str, Any]:
         "price-per-second-usd": price,
         "max-cost-usd": None if price is None else round(price * container_limit * count, 4),
     }
+
+
+def describe_upload(upload: ProjectFiles) -> dict[str, Any]:
+    """What of the project goes to the container, for `plan`: counts, size, the first paths, and
+    what was refused and why (paths as JSON strings, so any character in them is escaped)."""
+    return {
+        "rules": upload.rules,
+        "files": len(upload.files),
+        "bytes": upload.size,
+        "first-paths": list(upload.files[:PLAN_PATHS]),
+        "links": [{"path": link.path, "target": link.target} for link in upload.links],
+        "refused": [
+            {"path": refusal.path, "reason": refusal.reason}
+            for refusal in upload.refused[:PLAN_REFUSALS]
+        ],
+        "refused-count": len(upload.refused),
+        "left-out": list(upload.left_out[:PLAN_REFUSALS]),
+        "left-out-count": len(upload.left_out),
+        "notes": list(upload.notes),
+    }
+
+
+def upload_summary(upload: ProjectFiles) -> list[str]:
+    """Lines for the log before a run: counts, then refused paths in ascii() form (a path from the
+    pull request can hold a newline or `::`; escaped and quoted, it can start no line)."""
+    lines = [
+        f"modal-gpu-action: uploading {len(upload.files)} files ({upload.size} bytes) and"
+        f" {len(upload.links)} links of the project ({upload.rules} rules); refused"
+        f" {len(upload.refused)}, left out {len(upload.left_out)} untracked caches"
+    ]
+    lines += [
+        f"modal-gpu-action: refused {refusal.path!a}: {refusal.reason}"
+        for refusal in upload.refused[:LOG_REFUSALS]
+    ]
+    if len(upload.refused) > LOG_REFUSALS:
+        lines.append(
+            f"modal-gpu-action: ... and {len(upload.refused) - LOG_REFUSALS} more (`plan` lists"
+            " them)"
+        )
+    lines += [f"modal-gpu-action: note: {ascii(note)[1:-1]}" for note in upload.notes]
+    return lines
 
 
 def container_timeout(settings: Settings) -> int:
@@ -166,14 +212,29 @@ def build_image(recipe: Recipe, staging: Path) -> Any:
     import modal
 
     base = recipe.base
+    only_the_upload = upload_filter(recipe.upload)
     if base.kind == "debian_slim":
         image = modal.Image.debian_slim(python_version=base.python_version)
     elif base.kind == "registry":
         image = modal.Image.from_registry(base.image, add_python=base.add_python)
     else:
         assert base.dockerfile is not None
+        # The COPY lines' context: the uploaded files only (never a link's target), less what
+        # the project's .dockerignore leaves out, as Modal would read it.
+        context_ignore: Callable[[Path], bool] = only_the_upload
+        ignore_files = dockerignore_files(base.dockerfile, recipe.upload)
+        if ignore_files:
+            text = (recipe.project_dir / ignore_files[0]).read_text("utf-8", errors="replace")
+            docker_ignored = modal.FilePatternMatcher(*text.splitlines())
+
+            def context_ignore(path: Path) -> bool:
+                return only_the_upload(path) or bool(docker_ignored(path))
+
         image = modal.Image.from_dockerfile(
-            base.dockerfile, context_dir=recipe.project_dir, add_python=base.add_python
+            base.dockerfile,
+            context_dir=recipe.project_dir,
+            add_python=base.add_python,
+            ignore=context_ignore,
         )
     if recipe.source == "uv.lock":
         image = image.uv_sync(
@@ -190,11 +251,33 @@ def build_image(recipe: Recipe, staging: Path) -> Any:
     if recipe.packages:
         image = image.uv_pip_install(*recipe.packages)
     # Added when a container starts, never built into a layer: a commit that only changes code
-    # reuses every cached layer above.
+    # reuses every cached layer above. Exactly the listed files (project_files.py); the links
+    # among them are recreated in the container (modal_entry.make_links).
     image = image.add_local_dir(
-        recipe.project_dir, REMOTE_PROJECT, copy=False, ignore=list(SOURCE_IGNORE)
+        recipe.project_dir, REMOTE_PROJECT, copy=False, ignore=only_the_upload
     )
     return image.add_local_python_source("modal_gpu_action", copy=False)
+
+
+def upload_filter(upload: ProjectFiles) -> Callable[[Path], bool]:
+    """Modal's `ignore` for the project folder: True for everything but the listed files and
+    their folders. As a Modal pattern matcher that allows pruning, Modal's walker does not enter
+    the folders that hold nothing to upload (.venv, ignored data); a plain callable otherwise
+    (the same files, found by walking everything)."""
+    import modal
+
+    base = getattr(modal.file_pattern_matcher, "_AbstractPatternMatcher", None)
+    if base is None:
+        return upload.ignores
+
+    class _UploadFilter(base):  # type: ignore[misc, valid-type]
+        def __call__(self, path: Path) -> bool:
+            return upload.ignores(path)
+
+        def can_prune_directories(self) -> bool:
+            return True
+
+    return _UploadFilter()
 
 
 def build_app(settings: Settings, recipe: Recipe, staging: Path) -> tuple[Any, Any]:
@@ -281,7 +364,10 @@ class ModalBackend:
             setup = {
                 modal_entry.SETUP_PROJECT: REMOTE_PROJECT,
                 modal_entry.SETUP_INSTALL: recipe.install_project,
+                modal_entry.SETUP_LINKS: [[link.path, link.target] for link in recipe.upload.links],
             }
+            for line in upload_summary(recipe.upload):
+                print(line, file=self.stream, flush=True)
             with modal.enable_output():
                 self._session(modal, client, app, function, setup, shards, interrupter)
         return self._result(shards, time.monotonic() - started)
@@ -309,7 +395,10 @@ class ModalBackend:
         github = in_github_actions(self.environ)
         gpu = self.settings.gpu
         with contextlib.ExitStack() as running:
-            with group(f"Modal: image and app (GPU {gpu})", github, self.stream):
+            with (
+                group(f"Modal: image and app (GPU {gpu})", github, self.stream),
+                commands_stopped(github, self.stream),  # the build runs the project's steps
+            ):
                 try:
                     with interrupter.armed():
                         running.enter_context(app.run(client=client))
@@ -324,7 +413,12 @@ class ModalBackend:
             # Leaving `running` stops the app; its last logs arrive before the group ends. On a
             # cancel, it is left with KeyboardInterrupt: Modal's SDK then records the app as
             # aborted ("App aborted") instead of completed, and does not raise it again.
-            with group(title, github, self.stream), contextlib.suppress(KeyboardInterrupt), running:
+            with (
+                group(title, github, self.stream),
+                commands_stopped(github, self.stream),  # the tests' output
+                contextlib.suppress(KeyboardInterrupt),
+                running,
+            ):
                 self._run_shards(function, setup, shards, interrupter)
                 if self.cancel_event.is_set():
                     raise KeyboardInterrupt

@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import importlib.util
+import itertools
 import os
 import shutil
 import signal
@@ -30,6 +31,7 @@ from typing import Any
 # Set in the setup dict by backends/modal.py; the keys are the contract between the two sides.
 SETUP_PROJECT = "project"  # the project's folder in the container
 SETUP_INSTALL = "install_project"  # True: `pip install --no-deps -e` it first
+SETUP_LINKS = "links"  # [[path, target], ...]: the project's links, recreated first
 INSTALL_TAIL_LINES = 30
 
 
@@ -45,6 +47,8 @@ def run_shard(request: dict[str, Any], setup: dict[str, Any]) -> dict[str, Any]:
         return _error(
             f"pytest is not installed in the image's Python ({sys.executable})", "", started
         )
+    for link_problem in make_links(str(setup[SETUP_PROJECT]), setup.get(SETUP_LINKS) or []):
+        print(f"{prefix}modal-gpu-action: warning: {link_problem}", file=sys.stderr, flush=True)
     if setup.get(SETUP_INSTALL):
         # The `env` input applies to the install too (a private index, offline wheels).
         problem, tail = install_project(str(setup[SETUP_PROJECT]), prefix, request.get("env"))
@@ -63,6 +67,46 @@ def run_shard(request: dict[str, Any], setup: dict[str, Any]) -> dict[str, Any]:
             guard.kill_now()
             raise
     return {"result": result.to_dict(), "seconds": round(time.monotonic() - started, 3)}
+
+
+def make_links(project: str, links: list[list[str]]) -> list[str]:
+    """Recreate the project's links under `project`: only the uploaded files travel (never a link,
+    whose target Modal would read on the runner), and the client allowed only links that resolve
+    inside the project to something uploaded. Checked again here: a relative link, placed and
+    pointing inside `project`, in a folder that is not itself a link. Returns the problems, one
+    line each (the tests that need a link then fail and say so)."""
+    root = os.path.realpath(project)
+    problems: list[str] = []
+    for item in links:
+        # (list, tuple), not list | tuple: this runs on the image's Python, 3.9 included.
+        if not (isinstance(item, (list, tuple)) and len(item) == 2):
+            problems.append(f"link entry {item!a} is not [path, target]")
+            continue
+        path, target = str(item[0]), str(item[1])
+        place = os.path.normpath(os.path.join(root, path))
+        parent = os.path.dirname(place)
+        lands = os.path.normpath(os.path.join(parent, target))
+        steps = target.split("/")
+        climbs = len(steps) - len(list(itertools.dropwhile(lambda step: step == "..", steps)))
+        if (
+            os.path.isabs(path)
+            or os.path.isabs(target)
+            or ".." in steps[climbs:]  # the client writes (../)*name/name: `..` only leads
+            or ".git" in path.split("/")
+            or not place.startswith(root + os.sep)
+            or not (lands == root or lands.startswith(root + os.sep))
+        ):
+            problems.append(f"link {path!a} -> {target!a} not made: it leaves the project")
+            continue
+        try:
+            os.makedirs(parent, exist_ok=True)
+            if os.path.realpath(parent) != parent:
+                problems.append(f"link {path!a} not made: its folder is a link")
+                continue
+            os.symlink(target, place)
+        except OSError as error:
+            problems.append(f"link {path!a} -> {target!a} not made: {error}")
+    return problems
 
 
 def install_project(

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from modal_gpu_action.settings import Settings, SettingsError
+from modal_gpu_action.project_files import ProjectFiles, list_project_files, resolve_inside
+from modal_gpu_action.settings import Settings, SettingsError, shown
 
 RECIPE_VERSION = 1  # bump when the way layers are built changes: the key changes with it
 
@@ -31,31 +32,6 @@ REMOTE_PROJECT = "/root/project"
 REMOTE_REQUIREMENTS = "/.requirements"
 UV_IMAGE = "ghcr.io/astral-sh/uv:latest"  # what Modal's own uv_sync/uv_pip_install copy uv from
 UV_BINARY = "/.uv/uv"
-
-# Never uploaded with the project's source (dockerignore syntax, relative to the project folder).
-SOURCE_IGNORE: tuple[str, ...] = (
-    ".git",
-    ".venv",
-    "venv",
-    ".tox",
-    ".nox",
-    "build",
-    "dist",
-    "**/__pycache__",
-    "**/*.pyc",
-    "**/.pytest_cache",
-    "**/.mypy_cache",
-    "**/.ruff_cache",
-    "**/.ipynb_checkpoints",
-    "**/node_modules",
-    "**/*.egg-info",
-    "**/.DS_Store",
-)
-# The same, as folder names, for walking a folder ourselves (Dockerfile COPY sources).
-_SKIPPED_DIRS = frozenset(
-    {".git", ".venv", "venv", ".tox", ".nox", "__pycache__", ".pytest_cache", ".mypy_cache"}
-    | {".ruff_cache", ".ipynb_checkpoints", "node_modules"}
-)
 
 # Registry images whose name says they carry Python (and pip); the others get Modal's standalone
 # Python (`add_python=`). Modal cannot tell offline either; `plan` shows the choice.
@@ -96,6 +72,7 @@ class Recipe:
     project_dir: Path
     base: Base
     source: DependencySource
+    upload: ProjectFiles  # what of the project folder goes to the container (project_files.py)
     extras: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     uv_pyproject: str = ""  # pyproject.toml's dependency tables, re-written (uv.lock projects)
@@ -122,8 +99,9 @@ def build_recipe(settings: Settings) -> Recipe:
     project = settings.working_directory
     notes: list[str] = []
     base = _base(settings, notes)
-    pyproject = _read_pyproject(project / "pyproject.toml")
-    uv_lock = project / "uv.lock"
+    upload = list_project_files(project)
+    pyproject = _read_pyproject(_project_file(project, "pyproject.toml"))
+    uv_lock = _project_file(project, "uv.lock")
     extras, groups = settings.extras, settings.groups
     _check_extras_and_groups(pyproject, extras, groups)
 
@@ -132,7 +110,7 @@ def build_recipe(settings: Settings) -> Recipe:
     uv_pyproject, dependencies, packages = "", [], list(settings.extra_packages)
     requirements: tuple[Path, ...] = ()
     requirement_files: tuple[Path, ...] = ()
-    if pyproject is not None and uv_lock.is_file():
+    if pyproject is not None and uv_lock is not None:
         source = "uv.lock"
         if settings.requirements:
             notes.append("input 'requirements' is not used: the project has a uv.lock")
@@ -140,8 +118,9 @@ def build_recipe(settings: Settings) -> Recipe:
         declared = _uv_declared(pyproject, extras, groups)
     else:
         requirements = settings.requirements
-        if not requirements and (project / "requirements.txt").is_file():
-            requirements = (project / "requirements.txt",)
+        default_requirements = _project_file(project, "requirements.txt")
+        if not requirements and default_requirements is not None:
+            requirements = (default_requirements,)
         if requirements:
             source = "requirements"
             requirement_files, declared = _read_requirements(requirements, project)
@@ -164,7 +143,7 @@ def build_recipe(settings: Settings) -> Recipe:
             if extras or groups:
                 raise SettingsError(
                     "input 'extras'/'groups' needs a pyproject.toml in the working directory"
-                    f" {project}"
+                    f" {shown(project)}"
                 )
     declared += settings.extra_packages
     pytest_added = "pytest" not in {_normalized_name(r) for r in declared}
@@ -176,7 +155,7 @@ def build_recipe(settings: Settings) -> Recipe:
                 f"invalid value {package!r} for input 'extra-packages': expected requirements"
                 " such as `pytest-xdist` or `numpy>=2`, not options"
             )
-    dockerfile_files = _dockerfile_copies(base.dockerfile, project) if base.dockerfile else ()
+    dockerfile_files = _dockerfile_copies(base.dockerfile, upload) if base.dockerfile else ()
     if any(path == project for path in dockerfile_files):
         notes.append(
             "the Dockerfile copies the whole project into a layer: every commit rebuilds it"
@@ -186,6 +165,7 @@ def build_recipe(settings: Settings) -> Recipe:
         project_dir=project,
         base=base,
         source=source,
+        upload=upload,
         extras=extras,
         groups=groups,
         uv_pyproject=uv_pyproject,
@@ -195,7 +175,7 @@ def build_recipe(settings: Settings) -> Recipe:
         dependencies=tuple(dependencies),
         packages=tuple(dict.fromkeys(packages)),
         pytest_added=pytest_added,
-        install_project=_is_package(project, pyproject),
+        install_project=_is_package(upload, pyproject),
         dockerfile_files=tuple(p for p in dockerfile_files if p != project),
         notes=tuple(notes),
     )
@@ -271,10 +251,7 @@ def describe_steps(recipe: Recipe) -> list[str]:
     if recipe.packages:
         added = " (pytest added: the project does not declare it)" if recipe.pytest_added else ""
         steps.append(f"packages: uv pip install {' '.join(recipe.packages)}{added}")
-    steps.append(
-        f"source: the project folder at {REMOTE_PROJECT}, added at container start (not a layer;"
-        " .git, .venv, caches and build outputs left out)"
-    )
+    steps.append(describe_upload(recipe.upload))
     steps.append(
         "project: installed at container start without dependencies (pip install --no-deps -e .)"
         if recipe.install_project
@@ -387,9 +364,11 @@ def _dockerfile_instructions(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def _dockerfile_copies(dockerfile: Path, context: Path) -> tuple[Path, ...]:
+def _dockerfile_copies(dockerfile: Path, upload: ProjectFiles) -> tuple[Path, ...]:
     """Files of the build context that the Dockerfile's COPY/ADD lines take (the project folder
-    itself, when one copies it whole). Follows Docker's rules closely enough for a cache key."""
+    itself, when one copies it whole), among the files that are uploaded (project_files.py): the
+    context holds nothing else. Follows Docker's rules closely enough for a cache key."""
+    context = upload.root
     found: list[Path] = []
     text = dockerfile.read_text(encoding="utf-8", errors="replace")
     for instruction, args in _dockerfile_instructions(text):
@@ -409,44 +388,99 @@ def _dockerfile_copies(dockerfile: Path, context: Path) -> tuple[Path, ...]:
             if "://" in source:
                 continue
             pattern = source.lstrip("/") or "."
-            matches = [context] if pattern in (".", "./") else sorted(context.glob(pattern))
-            for match in matches:
-                if match == context:
-                    found.append(context)
-                found.extend(_walk_files(match))
-    dockerignore = context / ".dockerignore"
-    if dockerignore.is_file():
-        found.append(dockerignore)
+            if pattern in (".", "./"):
+                found.append(context)
+                found.extend(context / f for f in upload.files)
+                continue
+            if ".." in PurePosixPath(pattern).parts:
+                continue  # outside the context: Modal refuses it
+            for match in sorted(context.glob(pattern)):
+                relative = match.relative_to(context).as_posix()
+                if upload.holds(relative):
+                    found.append(match)
+                else:
+                    found.extend(context / f for f in upload.files_under(relative))
+    for ignore_file in dockerignore_files(dockerfile, upload):
+        found.append(upload.root / ignore_file)
     return tuple(dict.fromkeys(found))
 
 
-def _walk_files(path: Path) -> Iterator[Path]:
-    if path.is_file():
-        yield path
-    elif path.is_dir():
-        for child in sorted(path.iterdir()):
-            if child.is_dir() and child.name in _SKIPPED_DIRS:
-                continue
-            yield from _walk_files(child)
+def dockerignore_files(dockerfile: Path, upload: ProjectFiles) -> list[str]:
+    """The .dockerignore that Modal would read for `dockerfile` (`<name>.dockerignore` or
+    `.dockerignore` beside it, else the context's), when it is an uploaded file; at most one."""
+    beside = dockerfile.parent.relative_to(upload.root).as_posix()
+    beside = "" if beside == "." else beside + "/"
+    for name in (
+        f"{beside}{dockerfile.name}.dockerignore",
+        f"{beside}.dockerignore",
+        ".dockerignore",
+    ):
+        if upload.holds(name):
+            return [name]
+    return []
 
 
-def _read_pyproject(path: Path) -> dict[str, Any] | None:
+def describe_upload(upload: ProjectFiles) -> str:
+    """The `source:` step of the image, in one line."""
+    rules = (
+        "what git tracks and the untracked files it does not ignore"
+        if upload.rules == "git"
+        else "the files its .gitignore files do not ignore (no git repository to ask)"
+    )
+    extra = [f"{len(upload.links)} link{'s' if len(upload.links) != 1 else ''} recreated"]
+    if upload.refused:
+        extra.append(f"{len(upload.refused)} refused (see upload.refused)")
+    if upload.left_out:
+        extra.append(f"{len(upload.left_out)} untracked caches left out")
+    return (
+        f"source: {len(upload.files)} files ({_size(upload.size)}) of the project folder at"
+        f" {REMOTE_PROJECT}, added at container start (not a layer): {rules}, never .git;"
+        f" {', '.join(extra)}"
+    )
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count} B"
+    if count < 1024 * 1024:
+        return f"{count / 1024:.1f} KiB"
+    return f"{count / (1024 * 1024):.1f} MiB"
+
+
+def _project_file(project: Path, name: str) -> Path | None:
+    """`project/name` when it is a file (pyproject.toml, uv.lock, requirements.txt); a
+    SettingsError when it is a link that leads out of the project or into .git: what the image
+    is built from is the project's, never another file of this machine."""
+    path = project / name
     if not path.is_file():
+        return None
+    resolved, problem = resolve_inside(path, project)
+    if problem is not None:
+        where = "outside the working directory" if problem == "outside" else "into .git"
+        raise SettingsError(
+            f"{name} of the working directory {shown(project)} is a link that leads {where}:"
+            " refused (the image is built from the project's own files only)"
+        )
+    return resolved
+
+
+def _read_pyproject(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
         return None
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise SettingsError(f"cannot read {path}: {error}") from None
+        raise SettingsError(f"cannot read {shown(path)}: {' '.join(str(error).split())}") from None
 
 
-def _is_package(project: Path, pyproject: Mapping[str, Any] | None) -> bool:
+def _is_package(upload: ProjectFiles, pyproject: Mapping[str, Any] | None) -> bool:
     if pyproject is not None:
         package = pyproject.get("tool", {}).get("uv", {}).get("package")
         if isinstance(package, bool):
             return package
         if "build-system" in pyproject:
             return True
-    return (project / "setup.py").is_file() or (project / "setup.cfg").is_file()
+    return upload.holds("setup.py") or upload.holds("setup.cfg")
 
 
 def dependency_tables(pyproject: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -539,17 +573,18 @@ def _read_requirements(files: Iterable[Path], project: Path) -> tuple[tuple[Path
     names: list[str] = []
 
     def read(path: Path, given_as: str) -> None:
-        path = path.resolve()
+        path, problem = resolve_inside(path, project)
         if path in seen:
             return
-        if not path.is_relative_to(project):
+        if problem is not None:
+            where = "outside the working directory" if problem == "outside" else "in .git"
             raise SettingsError(
-                f"invalid value {given_as!r} for input 'requirements': {path} is outside the"
-                f" working directory {project}"
+                f"invalid value {given_as!r} for input 'requirements': {shown(path)} is {where}"
+                f" {shown(project)}: expected a file of the project"
             )
         if not path.is_file():
             raise SettingsError(
-                f"invalid value {given_as!r} for input 'requirements': {path} is not a file"
+                f"invalid value {given_as!r} for input 'requirements': {shown(path)} is not a file"
             )
         seen.append(path)
         for number, line in _requirement_lines(path):
@@ -561,7 +596,7 @@ def _read_requirements(files: Iterable[Path], project: Path) -> tuple[tuple[Path
             target = editable.group(2).strip() if editable else line
             if _is_local(target):
                 raise SettingsError(
-                    f"{path.name} line {number} installs a local folder ({line!r}): the image is"
+                    f"{shown(path.name)} line {number} installs a local folder ({line!r}): the image is"
                     " built from dependency declarations only and the project is installed at"
                     " container start; remove the line, or list a requirements file without it"
                     " in input 'requirements'"

@@ -1,0 +1,272 @@
+"""The PR comment of GitHub mode: this job's section of it, which comments are ours, whether
+`comment-on` wants it written, and writing it so that the jobs of a matrix converge on one
+comment. Its format (sections, markers, size) is `comment_sections`; every API call goes
+through `github_requests.Api`.
+
+The comment. `comment: sticky` keeps one comment per key (`comment-key`, default the workflow's
+name and the job id), found by its hidden marker line on any page of the PR's comments and
+edited in place; `new` keeps one comment per workflow run attempt instead (the matrix jobs of a
+run still share it). Only comments written by the token's own login are ours: it is looked up
+once per publication with `GET /user` (a personal access token's user); installation tokens,
+which `GET /user` refuses (403 "Resource not accessible by integration"), write as
+`github-actions[bot]` - the workflow's GITHUB_TOKEN does - unless a comment created with the
+token shows another login (a GitHub App's token writes as `APP-SLUG[bot]`, so before its first
+comment of a run, its earlier runs' comments are not recognised: a new comment is written). A
+marker line in anybody else's comment, another bot's or a maintainer's, is never edited, merged
+or deleted.
+
+The jobs of a matrix share the key, so they share the comment: each job owns the section of its
+key (the GPU or `matrix-key`) and rebuilds the whole comment from the sections already in it (see
+`comment_sections`). GitHub has no conditional update, so concurrent jobs converge by checking:
+after each write a job waits a random 1-2.5 s (at least twice its slowest request, so a slow API
+gets longer waits), re-reads, and rewrites (merging what it finds) when
+its section is missing or another job's write replaced it, until it has seen its section in place
+twice in a row (or `max_writes` writes, or the time budget, run out: a warning). Comments that
+a race duplicated are merged into the oldest and deleted.
+
+`comment-on`:
+- `always`: create or update the comment on every run.
+- `failure`: create the comment only when this job did not pass; an existing comment is always
+  updated, so a fixed failure never leaves a stale red comment behind.
+- `change`: when the comment already records this job's section, update only if the conclusion or
+  any count (tests, passed, failed, errors, skipped) differs (a new duration alone is no change);
+  when the comment exists without this job's section, add it (keeping the table complete); when
+  there is no comment yet, create one only when this job did not pass (a first green run is not
+  news). With `comment: new`, "already records" means the latest comment of an earlier run.
+Only creating a comment notifies people; edits do not.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+from typing import Protocol
+
+from github import GithubException
+from github.IssueComment import IssueComment
+
+from modal_gpu_action.comment_sections import (
+    COMMENT_LIMIT,
+    Section,
+    clean_key,
+    compose_comment,
+    marker,
+    marker_line,
+    merge,
+    parse_comment,
+    strip_marker,
+)
+from modal_gpu_action.github_context import GitHubContext
+from modal_gpu_action.github_requests import Api, Log, Timing, pull_number
+from modal_gpu_action.settings import Settings
+
+
+class _Totals(Protocol):
+    @property
+    def tests(self) -> int: ...
+    @property
+    def passed(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def errors(self) -> int: ...
+    @property
+    def skipped(self) -> int: ...
+    @property
+    def xfailed(self) -> int: ...
+    @property
+    def xpassed(self) -> int: ...
+
+
+class _Report(Protocol):
+    @property
+    def totals(self) -> _Totals: ...
+    @property
+    def wall_time(self) -> float: ...
+
+
+class _Outcome(Protocol):
+    @property
+    def report(self) -> _Report: ...
+    @property
+    def status(self) -> str: ...
+
+
+def section_for(key: str, outcome: _Outcome, comment: str) -> Section:
+    """This job's section: its row from the outcome (xpassed count as passed, xfailed as skipped,
+    as in the outputs) and its body from the rendered comment (its marker line dropped)."""
+    totals = outcome.report.totals
+    return Section(
+        key=clean_key(key),
+        conclusion=outcome.status,
+        tests=totals.tests,
+        passed=totals.passed + totals.xpassed,
+        failed=totals.failed,
+        errors=totals.errors,
+        skipped=totals.skipped + totals.xfailed,
+        duration=outcome.report.wall_time,
+        body=strip_marker(comment),
+    )
+
+
+def publish(
+    api: Api,
+    context: GitHubContext,
+    settings: Settings,
+    section: Section,
+    timing: Timing,
+    log: Log,
+) -> str | None:
+    number = pull_number(api, context)
+    if number is None:
+        log.info("No pull request for this run: no PR comment.")
+        return None
+    base_key = context.comment_key
+    key = base_key if settings.comment == "sticky" else _run_key(base_key, context)
+    own = replace(
+        section,
+        key=clean_key(section.key),
+        body=strip_marker(section.body),
+        run_url=section.run_url or context.run_url,
+        sha=section.sha or context.sha,
+        written_at=section.written_at or timing.now(),
+        shortened=False,
+        writer=secrets.token_hex(6),
+    )
+    comments = api.list_comments(number)
+    mine = _ours(comments, key, api.login())
+    if settings.comment == "sticky":
+        baseline = merge(*(parse_comment(c.body) for c in mine)).get(own.key)
+    else:
+        mine_ids = {c.id for c in mine}
+        earlier = [
+            c for c in _ours_of_runs(comments, base_key, api.login()) if c.id not in mine_ids
+        ]
+        baseline = parse_comment(earlier[-1].body).get(own.key) if earlier else None
+    reason = _skip_reason(settings.comment_on, own, baseline, exists=bool(mine))
+    if reason:
+        log.info(f"PR comment not written: {reason} (comment-on: {settings.comment_on}).")
+        return None
+    return _converge(api, number, key, own, mine, timing, log)
+
+
+def _skip_reason(comment_on: str, own: Section, baseline: Section | None, *, exists: bool) -> str:
+    if comment_on == "failure" and own.passing and not exists:
+        return "the tests passed and there is no comment to update"
+    if comment_on == "change":
+        if baseline is not None and baseline.same_result(own):
+            return "the results are the same as the comment's"
+        if baseline is None and not exists and own.passing:
+            return "the tests passed and there is no earlier result to compare with"
+    return ""
+
+
+def _converge(
+    api: Api,
+    number: int,
+    key: str,
+    own: Section,
+    state: list[IssueComment],
+    timing: Timing,
+    log: Log,
+) -> str | None:
+    """Write this job's section and check, re-reading, that it stays in the one comment."""
+    url: str | None = None
+    expected: Section | None = None
+    confirmed = writes = 0
+    while True:
+        sections = merge(*(parse_comment(c.body) for c in state))
+        current = sections.get(own.key)
+        if (
+            current is not None
+            and current.writer != own.writer
+            and round(current.written_at * 1000) >= round(own.written_at * 1000)
+        ):
+            log.warn(
+                f"another job wrote the section {own.key!r} after this one; give the jobs"
+                " different matrix-key values so each keeps its own section"
+            )
+            return state[0].html_url if state else url
+        if expected is not None and len(state) == 1 and current == expected:
+            confirmed += 1
+            url = state[0].html_url
+            if confirmed >= timing.confirmations:
+                log.info(f"PR comment: {url}")
+                return url
+        else:
+            confirmed = 0
+            if writes >= timing.max_writes:
+                log.warn(
+                    f"other jobs kept rewriting the PR comment: gave up after {writes} writes;"
+                    " the section of this job may be missing"
+                )
+                return url
+            sections[own.key] = own
+            body = compose_comment(key, sections, own_key=own.key)
+            if len(body) > COMMENT_LIMIT:
+                log.warn(
+                    f"the comment would hold {len(body):,} characters, more than GitHub's"
+                    f" {COMMENT_LIMIT:,}, even with every section shortened"
+                )
+                return url
+            expected = parse_comment(body)[own.key]
+            url = _write(api, number, body, state)
+            writes += 1
+        low, high = timing.settle
+        # Wait well beyond the slowest request seen: another job's read-then-write must have
+        # landed before this one checks (a slow API gets longer waits).
+        wait = max(low + (high - low) * timing.random(), 2 * api.slowest)
+        if not api.pause(wait):
+            if confirmed == 0:
+                log.warn(
+                    "ran out of time before checking that the PR comment kept this job's section"
+                )
+            return url
+        state = _ours(api.list_comments(number), key, api.login())
+
+
+def _write(api: Api, number: int, body: str, state: list[IssueComment]) -> str:
+    if not state:
+        created = api.call("create the comment", lambda: api.issue(number).create_comment(body))
+        api.wrote_as(created.user.login if created.user is not None else "")
+        return created.html_url
+    canonical, *duplicates = state
+    if canonical.body != body:
+        try:
+            api.call("update the comment", lambda: canonical.edit(body))
+        except GithubException as error:
+            if error.status != 404:  # deleted meanwhile: the next read shows what to do
+                raise
+    for duplicate in duplicates:
+        try:
+            api.call("delete a duplicate comment", duplicate.delete)
+        except GithubException as error:
+            if error.status != 404:
+                raise
+    return canonical.html_url
+
+
+def _ours(comments: list[IssueComment], key: str, login: str) -> list[IssueComment]:
+    """Our comments with this exact key, oldest first."""
+    line = marker(key)
+    return [c for c in comments if _by(c, login) and marker_line(c.body or "") == line]
+
+
+def _run_key(base_key: str, context: GitHubContext) -> str:
+    """The key of `comment: new`: one comment per run attempt, shared by its matrix jobs."""
+    return f"{base_key} run {context.run_id or 0}.{context.run_attempt or 1}"
+
+
+def _ours_of_runs(comments: list[IssueComment], base_key: str, login: str) -> list[IssueComment]:
+    """Our `comment: new` comments of any run, oldest first."""
+    start = marker(f"{base_key} run X")[: -len("X -->")]
+    return [
+        c for c in comments if _by(c, login) and (marker_line(c.body or "") or "").startswith(start)
+    ]
+
+
+def _by(comment: IssueComment, login: str) -> bool:
+    """Written by this login (ours), not by another bot, a maintainer or a passer-by."""
+    user = comment.user
+    author = getattr(user, "login", None) if user is not None else None
+    return isinstance(author, str) and author.lower() == login.lower()

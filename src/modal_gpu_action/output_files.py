@@ -1,0 +1,110 @@
+"""Files the action writes (the merged JUnit, `--summary-file`, `--comment-file`): never through a
+link or into a folder the checkout provides.
+
+The checkout is the pull request's: it can commit `gpu-test-results.xml -> .../site-packages/x.pth`
+or make `reports/` a link to anywhere, and a write that followed either would turn PR text into
+code that later steps run. So an output path
+
+- lies inside the workspace (in GitHub Actions also `RUNNER_TEMP`, which the checkout cannot
+  reach); outside GitHub Actions any absolute path is allowed, the current directory standing in
+  for the workspace;
+- passes through no symbolic link inside the workspace, and is not itself a link or a folder;
+- is written to a new temporary file beside it, then renamed over it: a link put there while the
+  tests ran is replaced, never followed.
+
+`check_output_path` runs with the other input checks, before any test runs (exit 2);
+`write_output` checks again when the tests are over, since the tests ran in between.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from modal_gpu_action.workflow import one_line
+
+
+class OutputPathError(ValueError):
+    """An output path that would escape the workspace or follow a link (a bad input: exit 2)."""
+
+
+def allowed_roots(environ: Mapping[str, str], workspace: Path) -> list[Path] | None:
+    """Where outputs may go: the workspace (and RUNNER_TEMP) in GitHub Actions; None (anywhere)
+    on a command line outside it."""
+    if environ.get("GITHUB_ACTIONS") != "true":
+        return None
+    roots = [workspace]
+    if environ.get("RUNNER_TEMP"):
+        roots.append(Path(environ["RUNNER_TEMP"]))
+    return [Path(os.path.abspath(root)) for root in roots]
+
+
+def check_output_path(
+    text: str | Path, *, input_name: str, workspace: Path, roots: Sequence[Path] | None
+) -> Path:
+    """The absolute path to write `input_name` to; OutputPathError (exit 2) when it is unsafe."""
+    given = str(text)
+    # Lexical: `..` cannot climb out through a link, since no link is followed below.
+    path = Path(os.path.abspath(workspace / given))
+    where = f"invalid value {one_line(given)!r} for input '{input_name}'"
+    if roots is not None and not any(path.is_relative_to(root) for root in roots):
+        accepted = " or ".join(str(root) for root in roots)
+        raise OutputPathError(f"{where}: expected a path inside {one_line(accepted)}")
+    problem = _unsafe(path, Path(os.path.abspath(workspace))) or _unwritable(path)
+    if problem:
+        raise OutputPathError(f"{where}: {problem}")
+    return path
+
+
+def write_output(path: Path, text: str, *, workspace: Path) -> None:
+    """Write `text` to `path` atomically, refusing links; raises OSError (with the reason) when
+    it cannot, e.g. a full disk or a link the tests put on the way."""
+    # A link the tests put at the path itself is harmless: the rename below replaces it.
+    problem = _unsafe(path, Path(os.path.abspath(workspace)), link_at_path_ok=True)
+    if problem:
+        raise OSError(f"{one_line(str(path))}: {problem}")
+    _make_folders(path.parent)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)  # replaces a link itself, never its target
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _unsafe(path: Path, workspace: Path, *, link_at_path_ok: bool = False) -> str | None:
+    """Why writing `path` could follow a link or clobber a folder; None when it cannot."""
+    if path.is_symlink():
+        if not link_at_path_ok:
+            return "it is a symbolic link; remove it or choose another path"
+    elif path.exists() and not path.is_file():
+        return "it is a folder or a special file, not a regular file"
+    # Every existing folder on the way, from the workspace down, must be a real folder.
+    start = workspace if path.is_relative_to(workspace) else None
+    for parent in reversed(path.parents):
+        if start is None or not parent.is_relative_to(start) or parent == start:
+            continue
+        if parent.is_symlink():
+            return f"its folder {one_line(str(parent))} is a symbolic link"
+        if parent.exists() and not parent.is_dir():
+            return f"{one_line(str(parent))} is not a folder"
+    return None
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why `path` cannot be created (missing folders are created, in a folder we may write)."""
+    existing = next(p for p in path.parents if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        return f"{one_line(str(existing))} is not a folder this user can write to"
+    return None
+
+
+def _make_folders(folder: Path) -> None:
+    """Create the missing folders (never through a link: _unsafe checked the existing ones)."""
+    folder.mkdir(parents=True, exist_ok=True)
