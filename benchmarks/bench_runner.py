@@ -6,8 +6,9 @@
 Each repetition runs, in a rotating order so that none always goes first:
   plain    python -m pytest -q -p no:cacheprovider TESTS
   junit    the same with --junitxml (pytest's own cost of the report the runner asks for)
-  runner   runner.run_tests on the same suite, output streamed into memory: GPU probe, plugin
-           copies, the progress record, the JUnit read back (the whole call, timed from outside)
+  runner   container.run.run_tests on the same suite, output streamed into memory: GPU probe,
+           the plugins' copy, the progress record, the JUnit read back (the whole call, timed
+           from outside)
 and reports the medians. The overhead is the median of the per-repetition differences
 runner - plain (drifts of the machine cancel out); target: under max(1 s, 5% of plain).
 Without --suite it generates TESTS quick tests (20 per file) in a temporary folder.
@@ -28,7 +29,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from modal_gpu_action.runner import RunRequest, probe_gpu, run_tests
+from modal_gpu_action.container.probe import probe_gpu
+from modal_gpu_action.container.protocol import RunRequest
+from modal_gpu_action.container.run import run_tests
 
 HERE = Path(__file__).resolve().parent
 

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from modal_gpu_action.backends.modal import upload_filter
+from modal_gpu_action.backends.modal_app import upload_filter
 from modal_gpu_action.project_files import list_project_files
 
 OLD_SOURCE_IGNORE = (

@@ -15,6 +15,7 @@ import selectors
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -146,22 +147,15 @@ def since(before: Mapping[str, Any], after: Mapping[str, Any]) -> Since:
     )
 
 
+def client_command(*args: str) -> list[str]:
+    """`python ARGS` in this checkout's environment with the 1.5.4 client laid over it."""
+    return ["uv", "run", "--project", str(REPO), "--frozen", "--quiet", "--with", MODAL_CLIENT,
+            "python", *args]  # fmt: skip
+
+
 def cli_command(*args: str) -> list[str]:
     """`modal-gpu-action ARGS` under the 1.5.4 client, from this checkout."""
-    return [
-        "uv",
-        "run",
-        "--project",
-        str(REPO),
-        "--frozen",
-        "--quiet",
-        "--with",
-        MODAL_CLIENT,
-        "python",
-        "-m",
-        "modal_gpu_action",
-        *args,
-    ]
+    return client_command("-m", "modal_gpu_action", *args)
 
 
 @dataclass
@@ -186,8 +180,11 @@ def run_cli(
     cwd: Path,
     timeout: float = 120.0,
     on_line: Callable[[float, str, subprocess.Popen[bytes]], None] | None = None,
+    on_start: Callable[[subprocess.Popen[bytes], float], None] | None = None,
 ) -> Run:
-    """Run the CLI, reading its output (stderr merged) line by line as it comes."""
+    """Run the CLI, reading its output (stderr merged) line by line as it comes. `on_line` is
+    called with each line; `on_start`, in a thread of its own, with the process and the time it
+    started (for what waits on something other than the output)."""
     started = time.monotonic()
     process = subprocess.Popen(
         cli_command(*args),
@@ -199,6 +196,8 @@ def run_cli(
         start_new_session=True,  # its group is killed whole if a test gives up on it
     )
     assert process.stdout is not None
+    if on_start is not None:
+        threading.Thread(target=on_start, args=(process, started), daemon=True).start()
     lines: list[tuple[float, str]] = []
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ)

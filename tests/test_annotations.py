@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from modal_gpu_action.annotations import annotation_commands
-from modal_gpu_action.results import Outcome, TestCase, TestReport, parse_junit
+from modal_gpu_action.results import CaseOutcome, TestCase, TestReport, parse_junit
 
 ERROR = re.compile(r"::error file=([^,:\r\n]*),line=(\d+),title=([^,:\r\n]*)::([^\r\n]*)")
 
@@ -34,7 +34,7 @@ def test_the_first_ten_failures_are_annotated_and_the_rest_counted(
         match = ERROR.fullmatch(line)
         assert match, line
         file, number, title, message = (unescape(group) for group in match.groups())
-        verb = "errored" if case.outcome is Outcome.ERROR else "failed"
+        verb = "errored" if case.outcome is CaseOutcome.ERROR else "failed"
         assert (file, int(number), title, message) == (
             case.file,
             case.line,
@@ -51,7 +51,7 @@ def test_values_are_escaped_so_a_message_cannot_start_another_command() -> None:
     case = TestCase(
         "tests.odd",
         "test_x[a,b:c]",
-        Outcome.FAILED,
+        CaseOutcome.FAILED,
         message="100% wrong\r\n::set-output name=pwned::1\nnext",
         file="dir,with:odd%name.py",
         line=7,
@@ -66,11 +66,11 @@ def test_values_are_escaped_so_a_message_cannot_start_another_command() -> None:
 
 def test_only_failures_with_a_file_are_annotated() -> None:
     cases = (
-        TestCase("m", "passed", Outcome.PASSED, file="m.py", line=1),
-        TestCase("m", "skipped", Outcome.SKIPPED, file="m.py", line=2),
-        TestCase("m", "nowhere", Outcome.FAILED, message="lost"),
+        TestCase("m", "passed", CaseOutcome.PASSED, file="m.py", line=1),
+        TestCase("m", "skipped", CaseOutcome.SKIPPED, file="m.py", line=2),
+        TestCase("m", "nowhere", CaseOutcome.FAILED, message="lost"),
         TestCase(
-            "m", "crashed", Outcome.ERROR, detail="Traceback\nRuntimeError: boom\n", file="m.py"
+            "m", "crashed", CaseOutcome.ERROR, detail="Traceback\nRuntimeError: boom\n", file="m.py"
         ),
     )
     assert annotation_commands(TestReport(cases)) == [
@@ -80,14 +80,16 @@ def test_only_failures_with_a_file_are_annotated() -> None:
 
 
 def test_the_limit_is_a_parameter() -> None:
-    cases = tuple(TestCase("m", f"t{n}", Outcome.FAILED, file="m.py", line=n) for n in range(1, 5))
+    cases = tuple(
+        TestCase("m", f"t{n}", CaseOutcome.FAILED, file="m.py", line=n) for n in range(1, 5)
+    )
     lines = annotation_commands(TestReport(cases), limit=3)
     assert [line.split(",")[1] for line in lines[:3]] == ["line=1", "line=2", "line=3"]
     assert lines[3].startswith("::notice::1 more failed test not annotated")
 
 
 def test_a_long_message_is_shortened() -> None:
-    case = TestCase("m", "t", Outcome.FAILED, message="x" * 100_000, file="m.py", line=1)
+    case = TestCase("m", "t", CaseOutcome.FAILED, message="x" * 100_000, file="m.py", line=1)
     [line] = annotation_commands(TestReport((case,)))
     assert len(line) < 4_200
     assert line.endswith("x…")

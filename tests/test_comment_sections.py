@@ -11,23 +11,25 @@ import pytest
 from cmarkgfm.cmark import Options
 
 from modal_gpu_action.comment_sections import (
-    COMMENT_LIMIT,
     Section,
     combined_table,
     compose_comment,
-    format_duration,
     marker,
     marker_line,
     merge,
     parse_comment,
     strip_marker,
 )
+from modal_gpu_action.conclusion import Conclusion
+from modal_gpu_action.durations import format_duration
+from modal_gpu_action.github_limits import COMMENT_CHARS
 from modal_gpu_action.render import comment_marker, escape_inline
 
 RUN = "https://github.com/octo-org/gpu-project/actions/runs/4242"
 
 
 def part(key: str, conclusion: str = "passed", **fields: object) -> Section:
+    """A section as a job writes it; `conclusion` is its wording."""
     values: dict[str, object] = {
         "tests": 4,
         "passed": 4 if conclusion == "passed" else 3,
@@ -40,7 +42,7 @@ def part(key: str, conclusion: str = "passed", **fields: object) -> Section:
         "writer": "a1b2c3",
     }
     values.update(fields)
-    return Section(key, conclusion, **values)  # type: ignore[arg-type]
+    return Section(key, Conclusion(conclusion), **values)  # type: ignore[arg-type]
 
 
 def test_one_section_has_no_table_and_reads_back_the_same() -> None:
@@ -69,7 +71,7 @@ def test_several_sections_get_a_table_with_one_row_each_in_key_order() -> None:
     }
     body = compose_comment("k", sections)
     table = body.split("<!-- modal-gpu-action:section", 1)[0]
-    rows = [line for line in table.splitlines() if line.startswith("| ")][1:]
+    rows = [line for line in table.splitlines() if line.startswith("| ")][2:]  # no head
     assert rows == [
         "| A10G | ⏱️ timed out | 4 | 3 | 1 | 0 | 0 | 1m 01s |",
         "| H100 | ❌ failed | 4 | 3 | 1 | 0 | 0 | 1m 01s |",
@@ -182,7 +184,7 @@ def test_over_the_limit_the_other_sections_are_shortened_first_and_no_row_is_los
     }
     body = compose_comment("k", sections, own_key="L4")
     read = parse_comment(body)
-    assert len(body) <= COMMENT_LIMIT
+    assert len(body) <= COMMENT_CHARS
     assert sorted(read) == ["A100", "H100", "L4", "T4"]
     assert read["A100"].shortened and not read["H100"].shortened  # the largest went first
     assert read["L4"].body == "l" * 20_000
@@ -218,12 +220,40 @@ def test_same_result_ignores_duration_and_links() -> None:
 
 
 @pytest.mark.parametrize(
-    ("seconds", "text"), [(0.04, "0.0 s"), (12.34, "12.3 s"), (61.2, "1m 01s"), (3725, "1h 02m")]
+    ("seconds", "text"),
+    [
+        (0.04, "0.04s"),
+        (12.34, "12.3s"),
+        (61.2, "1m 01s"),
+        (125, "2m 05s"),
+        (3725, "1h 02m"),
+        (-1.0, ""),
+        (float("nan"), ""),
+    ],
 )
-def test_format_duration(seconds: float, text: str) -> None:
+def test_one_duration_format_for_the_table_the_summary_and_the_comment(
+    seconds: float, text: str
+) -> None:
     assert format_duration(seconds) == text
 
 
-def test_unknown_conclusions_are_escaped() -> None:
-    table = combined_table([part("L4", "<b>odd</b>"), part("T4")])
-    assert "&lt;b&gt;odd&lt;/b&gt;" in table
+@pytest.mark.parametrize("conclusion", ["forged", "PASSED", "passed ", 1, None])
+def test_a_row_whose_conclusion_is_not_one_of_ours_is_left_out(conclusion: object) -> None:
+    body = compose_comment("k", {"L4": part("L4"), "T4": part("T4")}, nonce="1234abcd1234abcd")
+    data = json.loads(
+        re.search(r"data (\{.*\}) -->", body).group(1)  # type: ignore[union-attr]
+    )
+    data["sections"][1]["conclusion"] = conclusion
+    tampered = body.replace(
+        body.splitlines()[1],
+        "<!-- modal-gpu-action:data " + json.dumps(data).replace("-", "\\u002d") + " -->",
+    )
+    assert sorted(parse_comment(tampered)) == ["L4"]
+
+
+def test_every_conclusion_has_one_icon_and_one_wording_in_the_table() -> None:
+    sections = [part(f"job {c.name}", c.value) for c in Conclusion]
+    table = combined_table(sections)
+    for conclusion in Conclusion:
+        assert f"| {conclusion.icon} {conclusion.value} |" in table
+    assert len({c.icon for c in Conclusion}) == len(Conclusion)

@@ -17,9 +17,18 @@ import pytest
 from github_api.server import APP_BOT, BOT, MAINTAINER, OTHER_BOT, STRANGER, FakeGitHub
 
 from modal_gpu_action import github
-from modal_gpu_action.comment_sections import Section, compose_comment, marker, parse_comment
+from modal_gpu_action.comment_sections import (
+    Section,
+    compose_comment,
+    marker,
+    parse_comment,
+    section_for,
+)
+from modal_gpu_action.conclusion import Conclusion
 from modal_gpu_action.render import escape_inline
-from modal_gpu_action.settings import Settings, SettingsError, load_settings
+from modal_gpu_action.results import CaseOutcome, TestCase, TestReport
+from modal_gpu_action.settings import PublishSettings, SettingsError, load_settings
+from modal_gpu_action.settings.github_event import privileged_event
 
 HEAD = "0123456789abcdef0123456789abcdef01234567"
 PR = 7
@@ -77,10 +86,14 @@ def environment(fake: FakeGitHub, tmp_path: Path, **extra: str) -> dict[str, str
     return env
 
 
-def setup(fake: FakeGitHub, tmp_path: Path, **extra: str) -> tuple[github.GitHubContext, Settings]:
+def setup(
+    fake: FakeGitHub, tmp_path: Path, **extra: str
+) -> tuple[github.GitHubContext, PublishSettings]:
+    """The event's context and the publishing settings, as the inputs and GITHUB_* give them."""
     env = environment(fake, tmp_path, **extra)
-    settings = load_settings({}, env, workspace=tmp_path)
-    return github.read_context(env, settings), settings
+    settings = load_settings({}, env, workspace=tmp_path).publishing
+    assert settings.context is not None
+    return settings.context, settings
 
 
 def section(key: str = "L4", conclusion: str = "passed", **counts: Any) -> Section:
@@ -89,7 +102,7 @@ def section(key: str = "L4", conclusion: str = "passed", **counts: Any) -> Secti
     failed = counts.pop("failed", 0 if conclusion == "passed" else 1)
     return Section(
         key=key,
-        conclusion=conclusion,
+        conclusion=Conclusion(conclusion),
         tests=tests,
         passed=passed,
         failed=failed,
@@ -101,14 +114,18 @@ def section(key: str = "L4", conclusion: str = "passed", **counts: Any) -> Secti
 
 def publish(
     context: github.GitHubContext,
-    settings: Settings,
+    settings: PublishSettings,
     part: Section,
     timing: github.Timing = FAST,
     deadline: github.Deadline | None = None,
 ) -> tuple[github.PublishResult, str]:
     out = io.StringIO()
     result = github.publish_comment(
-        context, settings, section=part, timing=timing, stream=out, deadline=deadline
+        replace(settings, context=context),
+        section=part,
+        timing=timing,
+        stream=out,
+        deadline=deadline,
     )
     return result, out.getvalue()
 
@@ -354,8 +371,7 @@ def test_four_matrix_jobs_at_once_converge_to_one_comment_with_four_sections(
         barrier.wait()
         time.sleep(random.uniform(0, 0.01))
         results[number, gpu] = github.publish_comment(
-            replace(context, pr_number=number),
-            settings,
+            replace(settings, context=replace(context, pr_number=number)),
             section=part,
             timing=timing,
             stream=io.StringIO(),
@@ -443,7 +459,7 @@ def test_the_label_is_removed_whatever_happened(
     context, settings = setup(fake, tmp_path)
     raised: BaseException | None = None
     try:
-        with github.removing_label(context, settings, timing=FAST, stream=io.StringIO()):
+        with github.removing_label(settings, timing=FAST, stream=io.StringIO()):
             if ending in ("passed", "failed"):
                 publish(context, settings, section(conclusion=ending))
             elif ending == "error":
@@ -457,25 +473,23 @@ def test_the_label_is_removed_whatever_happened(
 
 
 def test_a_label_already_gone_is_fine(fake: FakeGitHub, tmp_path: Path) -> None:
-    context, settings = setup(fake, tmp_path, INPUT_REMOVE_LABEL="not-there")
+    _, settings = setup(fake, tmp_path, INPUT_REMOVE_LABEL="not-there")
     out = io.StringIO()
-    assert github.remove_label(context, settings, timing=FAST, stream=out) == []
+    assert github.remove_label(settings, timing=FAST, stream=out) == []
     assert [e.status for e in fake.calls("issues/remove-label")] == [404]
     assert "already gone" in out.getvalue()
 
 
 def test_a_label_with_a_slash_and_spaces_is_removed(fake: FakeGitHub, tmp_path: Path) -> None:
     fake.add_pull(8, HEAD, labels=("needs GPU/tests",))
-    context, settings = setup(
-        fake, tmp_path, INPUT_PR_NUMBER="8", INPUT_REMOVE_LABEL="needs GPU/tests"
-    )
-    assert github.remove_label(context, settings, timing=FAST, stream=io.StringIO()) == []
+    _, settings = setup(fake, tmp_path, INPUT_PR_NUMBER="8", INPUT_REMOVE_LABEL="needs GPU/tests")
+    assert github.remove_label(settings, timing=FAST, stream=io.StringIO()) == []
     assert fake.labels_on(8) == []
 
 
 def test_no_remove_label_input_sends_nothing(fake: FakeGitHub, tmp_path: Path) -> None:
-    context, settings = setup(fake, tmp_path, INPUT_REMOVE_LABEL="")
-    assert github.remove_label(context, settings, timing=FAST) == []
+    _, settings = setup(fake, tmp_path, INPUT_REMOVE_LABEL="")
+    assert github.remove_label(settings, timing=FAST) == []
     assert fake.exchanges == []
 
 
@@ -489,7 +503,7 @@ def test_a_server_error_is_retried_then_succeeds(fake: FakeGitHub, tmp_path: Pat
     clock = FakeClock()
 
     result, _ = publish(context, settings, section(), clock.timing())
-    removed = github.remove_label(context, settings, timing=clock.timing(), stream=io.StringIO())
+    removed = github.remove_label(settings, timing=clock.timing(), stream=io.StringIO())
 
     assert result.warnings == [] and removed == []
     assert len(fake.comments_on(PR)) == 1
@@ -573,7 +587,7 @@ def test_a_read_only_token_gives_a_warning_and_the_result_still_returns(
     context, settings = setup(fake, tmp_path)
 
     result, log = publish(context, settings, section(conclusion="failed"))
-    label_warnings = github.remove_label(context, settings, timing=FAST, stream=io.StringIO())
+    label_warnings = github.remove_label(settings, timing=FAST, stream=io.StringIO())
 
     assert result.comment_url is None
     assert "pull-requests: write" in result.warnings[0]
@@ -615,9 +629,7 @@ def test_an_api_that_never_answers_costs_the_deadline_and_no_more(
     started = time.monotonic()
 
     result, log = publish(context, settings, section(), timing, deadline)
-    label = github.remove_label(
-        context, settings, timing=timing, stream=io.StringIO(), deadline=deadline
-    )
+    label = github.remove_label(settings, timing=timing, stream=io.StringIO(), deadline=deadline)
 
     assert time.monotonic() - started < 2.0 + 1.0  # the deadline, and some scheduling
     assert result.comment_url is None
@@ -644,7 +656,7 @@ def test_a_cancel_stops_the_comment_at_once_and_the_label_still_goes(
     deadline.cancel.set()
     cancelled_at = time.monotonic()
     writer.join(5)
-    removed = github.remove_label(context, settings, timing=FAST, deadline=deadline)
+    removed = github.remove_label(settings, timing=FAST, deadline=deadline)
 
     assert time.monotonic() - cancelled_at < 1.0
     [(result, _)] = published
@@ -667,7 +679,7 @@ def test_a_cancelled_run_skips_the_comment(fake: FakeGitHub, tmp_path: Path) -> 
 def test_after_a_cancel_the_label_gets_a_few_seconds_not_the_deadline(
     fake: FakeGitHub, tmp_path: Path, when: str
 ) -> None:
-    context, settings = setup(fake, tmp_path)
+    _, settings = setup(fake, tmp_path)
     fake.stall("silent", "issues/remove-label")
     timing = replace(FAST, cancel_seconds=0.5)
     deadline = github.Deadline(threading.Event())  # 60 s, the request's own limit 15 s
@@ -683,9 +695,7 @@ def test_after_a_cancel_the_label_gets_a_few_seconds_not_the_deadline(
         ).start()
     started = time.monotonic()
 
-    warnings = github.remove_label(
-        context, settings, timing=timing, stream=io.StringIO(), deadline=deadline
-    )
+    warnings = github.remove_label(settings, timing=timing, stream=io.StringIO(), deadline=deadline)
 
     assert time.monotonic() - started < 0.5 + 0.5
     assert "could not remove the label" in warnings[0] and "did not answer" in warnings[0]
@@ -771,8 +781,11 @@ def test_events_that_hold_secrets_while_they_may_run_a_pull_requests_code_are_re
     assert message.startswith(f"refusing to run on '{event}'") and why in message
     assert "secrets" in message and "on: pull_request" in message
     assert "input 'allow-pull-request-target: true'" in message and "\n" not in message
-    settings = load_settings({}, environment(fake, tmp_path, **env), workspace=tmp_path)
-    assert github.privileged_event(environment(fake, tmp_path, **env), settings) == message
+    pr_number = int(inputs["INPUT_PR_NUMBER"]) if "INPUT_PR_NUMBER" in inputs else None
+    refusal = privileged_event(
+        environment(fake, tmp_path, **env), allow_pull_request_target=False, pr_number=pr_number
+    )
+    assert refusal == message
     allowed = {**env, "INPUT_ALLOW_PULL_REQUEST_TARGET": "true"}
     if payload is not None:
         assert setup(fake, tmp_path, **allowed)[0].event_name == event
@@ -797,9 +810,9 @@ def test_events_that_run_the_repositorys_own_code_or_get_no_secrets_are_accepted
     path = tmp_path / "accepted.json"
     path.write_text(json.dumps(payload), encoding="utf-8")
     env = environment(fake, tmp_path, GITHUB_EVENT_NAME=event, GITHUB_EVENT_PATH=str(path))
-    settings = load_settings({}, env, workspace=tmp_path)
-    assert github.privileged_event(env, settings) is None
-    assert github.read_context(env, settings).event_name == event
+    assert privileged_event(env, allow_pull_request_target=False, pr_number=None) is None
+    context = load_settings({}, env, workspace=tmp_path).publishing.context  # not refused
+    assert context is not None and context.event_name == event
 
 
 def test_an_allowed_workflow_run_finds_its_pull_request(fake: FakeGitHub, tmp_path: Path) -> None:
@@ -823,7 +836,10 @@ def test_an_allowed_workflow_run_finds_its_pull_request(fake: FakeGitHub, tmp_pa
         True,
     )
     # A fork's pull request is not in the payload: found from the commit, like `push`.
-    assert github.remove_label(looked_up, settings, timing=FAST, stream=io.StringIO()) == []
+    assert (
+        github.remove_label(replace(settings, context=looked_up), timing=FAST, stream=io.StringIO())
+        == []
+    )
     assert fake.labels_on(PR) == ["other"]
 
 
@@ -847,7 +863,7 @@ def test_push_comments_on_the_pull_request_of_the_commit(fake: FakeGitHub, tmp_p
     assert context.pr_number is None and context.find_pull_from_commit
 
     result, _ = publish(context, settings, section())
-    removed = github.remove_label(context, settings, timing=FAST, stream=io.StringIO())
+    removed = github.remove_label(settings, timing=FAST, stream=io.StringIO())
 
     assert result.warnings == [] and removed == []
     assert len(fake.comments_on(PR)) == 1 and fake.comments_on(9) == []
@@ -889,7 +905,7 @@ def test_github_enterprise_server_with_a_path_prefix(
 
     result, _ = publish(context, settings, section())
     second, _ = publish(context, settings, section(conclusion="failed"))
-    removed = github.remove_label(context, settings, timing=FAST, stream=io.StringIO())
+    removed = github.remove_label(settings, timing=FAST, stream=io.StringIO())
 
     assert result.warnings == second.warnings == removed == []
     assert len(ghes.comments_on(PR)) == 121
@@ -930,25 +946,30 @@ def test_read_context_refuses_an_unusable_event(fake: FakeGitHub, tmp_path: Path
 
 
 def test_section_for_counts_like_the_outputs() -> None:
-    class Totals:
-        tests, passed, failed, errors, skipped, xfailed, xpassed = 10, 5, 1, 1, 1, 1, 1
+    counts = {
+        CaseOutcome.PASSED: 5,
+        CaseOutcome.FAILED: 1,
+        CaseOutcome.ERROR: 1,
+        CaseOutcome.SKIPPED: 1,
+        CaseOutcome.XFAILED: 1,
+        CaseOutcome.XPASSED: 1,
+    }
+    cases = tuple(
+        TestCase("m", f"{outcome}{n}", outcome)
+        for outcome, count in counts.items()
+        for n in range(count)
+    )
+    report = TestReport(cases, wall_time=3.5)
 
-    class Report:
-        totals = Totals()
-        wall_time = 3.5
-
-    class Outcome:
-        report = Report()
-        status = "failed"
-
-    part = github.section_for("H100", Outcome(), "<!-- modal-gpu-action:k -->\n## Body")
+    part = section_for("H100", Conclusion.FAILED, report, "<!-- modal-gpu-action:k -->\n## Body")
     assert (part.key, part.conclusion, part.passed, part.skipped, part.duration) == (
         "H100",
-        "failed",
+        Conclusion.FAILED,
         6,
         2,
         3.5,
     )
+    assert (part.tests, part.failed, part.errors) == (10, 1, 1)
     assert part.body == "## Body"
 
 

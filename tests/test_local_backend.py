@@ -21,7 +21,7 @@ from modal_gpu_action.backends.local import (
     plan_requests,
     resolve_devices,
 )
-from modal_gpu_action.runner import RunRequest
+from modal_gpu_action.container.protocol import RunRequest
 from modal_gpu_action.settings import Settings, load_settings
 
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"
@@ -172,12 +172,14 @@ def test_auto_runs_one_shard_per_gpu_at_the_same_time_each_seeing_only_its_own(
     assert sorted(p.read_text() for p in barrier.iterdir()) == ["0", "1"]
     assert not result.cancelled and result.infrastructure_error is None
     if source == "nvidia-smi":
-        assert [[g["index"] for g in s.gpu.gpus] for s in result.shards] == [[0], [1]]
-        assert result.gpu_description == "2x NVIDIA H100 80GB HBM3 (driver 580.159.04, CUDA 13.0)"
+        assert [[g.index for g in s.gpu.gpus] for s in result.shards] == [[0], [1]]
+        assert {s.gpu.describe() for s in result.shards} == {
+            "NVIDIA H100 80GB HBM3 (driver 580.159.04, CUDA 13.0)"
+        }
         assert result.gpu_seconds == pytest.approx(sum(s.duration_seconds for s in result.shards))
     else:
         assert result.gpu_seconds == 0
-        assert result.gpu_description == "no GPU visible: nvidia-smi not found"
+        assert {s.gpu.note for s in result.shards} == {"no GPU visible: nvidia-smi not found"}
 
 
 def test_cancel_stops_every_shard_and_says_so(tmp_path: Path) -> None:
@@ -195,7 +197,7 @@ def test_cancel_stops_every_shard_and_says_so(tmp_path: Path) -> None:
     threading.Thread(target=cancel_once_hanging, daemon=True).start()
     result = backend.run(backend.requests())
 
-    assert result.cancelled and not result.timed_out
+    assert result.cancelled and not any(s.timed_out for s in result.shards)
     assert [s.cancelled for s in result.shards] == [True]
 
 

@@ -9,8 +9,10 @@ schedule GPUs, retry preempted containers) is listed in benchmarks/README.md, "M
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -135,13 +137,14 @@ def test_the_container_holds_the_project_and_nothing_else(mock: ModalMock, tmp_p
     """A pull request's links to .git/config (the checkout's token), to the runner's files and
     folders, a dangling one and one to an ignored .env: none is in the container, nor .git or the
     ignored files; the links inside the project are there as links, the tracked build outputs
-    too. The project's own tests (upload_project/tests/test_upload.py) look from inside."""
+    too; of the action, only its container package. The project's own tests
+    (upload_project/tests/test_upload.py) look from inside."""
     folder = hostile_project(project(tmp_path, "upload_project"), tmp_path / "outside")
     result, junit = run(mock, folder)
 
     assert result.returncode == 0, result.output
     outcome = cases(junit)
-    assert len(outcome) == 5 and set(outcome.values()) == {"passed"}, outcome
+    assert len(outcome) == 6 and set(outcome.values()) == {"passed"}, outcome
     assert "modal-gpu-action: uploading 7 files" in result.output
     assert "modal-gpu-action: refused 'leak_config': link into .git" in result.output
     assert "modal-gpu-action: refused 'leak_passwd': link to a path outside the project" in (
@@ -377,6 +380,49 @@ def test_cancel_while_the_app_starts_stops_it_before_any_test(
     killed = {c["call"] for c in record.calls if "killed" in c}
     assert started <= killed, record.calls
     assert ("cancelled before the tests started" in result.output) == (not started)
+
+
+def test_cancel_while_connecting_to_modal_ends_the_run_at_once(tmp_path: Path) -> None:
+    """A server that accepts the connection and never answers: Modal's client would wait and
+    retry for a minute. SIGINT once it has connected ends the run as cancelled."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    connected = threading.Event()
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            held = [server.accept()[0]]  # held open, never answered
+            connected.set()
+            while True:
+                held.append(server.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    sent: dict[str, float] = {}
+
+    def cancel_once_connected(process: subprocess.Popen[bytes], started: float) -> None:
+        if connected.wait(60):
+            sent["SIGINT"] = time.monotonic() - started
+            process.send_signal(signal.SIGINT)
+
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    env = {"MODAL_SERVER_URL": url, "MODAL_TOKEN_ID": "ak-x", "MODAL_TOKEN_SECRET": "as-x"}
+    try:
+        result = run_cli(
+            ["run", "--backend", "modal", "--junit-xml", str(tmp_path / "x.xml"),
+             "--comment", "off"],
+            env=clean_environ(**env),
+            cwd=project(tmp_path, "pyproject_project"),
+            timeout=60,
+            on_start=cancel_once_connected,
+        )  # fmt: skip
+    finally:
+        server.close()
+
+    assert sent, result.output
+    assert result.returncode == 3, result.output
+    assert "GPU tests: CANCELLED" in result.output
+    assert result.seconds - sent["SIGINT"] < 7, result.output
 
 
 def test_credentials_modal_refuses_are_a_configuration_error(

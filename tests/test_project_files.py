@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from modal_gpu_action.backends.modal import describe_upload, upload_summary
-from modal_gpu_action.backends.modal_entry import make_links
+from modal_gpu_action.backends.modal_app import describe_upload, upload_summary
+from modal_gpu_action.container.entry import make_links
 from modal_gpu_action.project_files import (
     DANGLING,
     INTO_GIT,

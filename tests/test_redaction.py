@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from modal_gpu_action.redaction import MIN_SECRET_CHARS, redact_report, redact_text
-from modal_gpu_action.results import Outcome, TestCase, TestReport
+from modal_gpu_action.results import CaseOutcome, TestCase, TestReport
 from modal_gpu_action.settings import load_settings
 
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"
@@ -25,7 +25,7 @@ def case(**fields: str) -> TestCase:
     return TestCase(
         values.pop("classname"),
         values.pop("name"),
-        Outcome.FAILED,
+        CaseOutcome.FAILED,
         **values,  # type: ignore[arg-type]
     )
 
@@ -36,7 +36,7 @@ def test_every_text_of_every_case_is_redacted() -> None:
             TestCase(
                 f"tests.{KEY}",
                 f"test_x[{KEY}]",
-                Outcome.FAILED,
+                CaseOutcome.FAILED,
                 1.5,
                 f"assert {KEY!r} == 'x'",
                 f"E   {KEY}\n----- Captured stdout call -----\nthe key is {KEY}",
@@ -51,7 +51,7 @@ def test_every_text_of_every_case_is_redacted() -> None:
     assert redacted == TestCase(
         "tests.***",
         "test_x[***]",
-        Outcome.FAILED,
+        CaseOutcome.FAILED,
         1.5,
         "assert '***' == 'x'",
         "E   ***\n----- Captured stdout call -----\nthe key is ***",
@@ -117,7 +117,7 @@ def test_100000_cases_are_redacted_within_a_second_or_two() -> None:
         TestCase(
             f"tests.gpu.test_module_{n % 100}",
             f"test_kernel[{n}]",
-            Outcome.FAILED if n % 10 == 0 else Outcome.PASSED,
+            CaseOutcome.FAILED if n % 10 == 0 else CaseOutcome.PASSED,
             message=f"assert {n} == {n + 1}" if n % 10 == 0 else "",
             # Distinct texts (none to remember from an earlier case): 38 MB of tracebacks.
             detail=f"{filler}{n}\n{KEY if n % 1000 == 0 else ''}" if n % 10 == 0 else "",

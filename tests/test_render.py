@@ -20,6 +20,8 @@ import pytest
 from cmarkgfm.cmark import Options
 
 from modal_gpu_action.annotations import annotation_commands
+from modal_gpu_action.conclusion import Conclusion
+from modal_gpu_action.github_limits import run_url_from_env
 from modal_gpu_action.render import (
     comment_marker,
     escape_block,
@@ -27,9 +29,8 @@ from modal_gpu_action.render import (
     neutralise,
     render_comment,
     render_summary,
-    run_url_from_env,
 )
-from modal_gpu_action.results import Outcome, TestCase, TestReport, parse_junit
+from modal_gpu_action.results import CaseOutcome, TestCase, TestReport, parse_junit
 
 REPORTS = Path(__file__).parent / "fixtures" / "reports"
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"
@@ -274,14 +275,14 @@ def test_misleading_text_of_a_report_is_neutralised_in_summary_and_comment() -> 
             TestCase(
                 f"tests.test_{TROJAN}",
                 f"test_x[{TROJAN}]",
-                Outcome.FAILED,
+                CaseOutcome.FAILED,
                 2.0,
                 TROJAN,
                 f"E   {TROJAN}\n",
                 f"tests/{TROJAN}.py",
                 3,
             ),
-            TestCase("tests", "test_skip", Outcome.SKIPPED, 1.0, f"needs {TROJAN}"),
+            TestCase("tests", "test_skip", CaseOutcome.SKIPPED, 1.0, f"needs {TROJAN}"),
         )
     )
     summary = render_summary(report, facts=[("GPU", TROJAN)], title=f"GPU {TROJAN}")
@@ -294,7 +295,11 @@ def test_misleading_text_of_a_report_is_neutralised_in_summary_and_comment() -> 
 
 def test_misleading_text_is_neutralised_in_annotations_too() -> None:
     report = TestReport(
-        (TestCase(f"tests.{TROJAN}", "test_x", Outcome.FAILED, 1.0, TROJAN, "", f"{TROJAN}.py", 3),)
+        (
+            TestCase(
+                f"tests.{TROJAN}", "test_x", CaseOutcome.FAILED, 1.0, TROJAN, "", f"{TROJAN}.py", 3
+            ),
+        )
     )
     [line] = annotation_commands(report)
     assert [char for char in line if misleading(char)] == []
@@ -357,7 +362,7 @@ def test_run_url_comes_from_githubs_variables() -> None:
 
 
 def test_a_run_url_that_is_not_plain_is_left_out() -> None:
-    report = TestReport((TestCase("c", "t", Outcome.PASSED),))
+    report = TestReport((TestCase("c", "t", CaseOutcome.PASSED),))
     comment = render_comment(report, key="k", run_url="https://x.example/a) ![i](https://e/i.png")
     assert "x.example" not in comment
 
@@ -376,7 +381,7 @@ def test_summary_of_hostile_names_renders_them_as_inert_text(hostile_report: Tes
     failures = hostile_report.failures
     headings = [h.text().replace(WJ, "") for h in root.find("h4")]
     assert headings == [
-        f"{'💥' if case.outcome is Outcome.ERROR else '❌'} {case.id} — {case.file}:{case.line}"
+        f"{'💥' if case.outcome is CaseOutcome.ERROR else '❌'} {case.id} — {case.file}:{case.line}"
         for case in failures
     ]
     tracebacks = [details.find("pre")[0].text() for details in root.find("details")]
@@ -421,7 +426,7 @@ def test_comment_of_hostile_names_is_compact_and_inert(hostile_report: TestRepor
     assert_inert(root, allowed_links=(RUN_URL,))
     items = [li.text().replace(WJ, "") for li in root.find("li")]
     assert items == [
-        f"{'💥' if case.outcome is Outcome.ERROR else '❌'} {case.id} — {shown(case.message)}"
+        f"{'💥' if case.outcome is CaseOutcome.ERROR else '❌'} {case.id} — {shown(case.message)}"
         for case in hostile_report.failures
     ]
     assert root.find("a")[0].attrs["href"] == RUN_URL
@@ -429,19 +434,20 @@ def test_comment_of_hostile_names_is_compact_and_inert(hostile_report: TestRepor
 
 
 @pytest.mark.parametrize(
-    ("status", "headline"),
+    ("conclusion", "headline"),
     [
         (None, "❌ GPU tests: failed"),
-        ("timed out", "⚠️ GPU tests: timed out"),
-        ("cancelled <b>@x</b>", "⚠️ GPU tests: cancelled <b>@x</b>"),
+        (Conclusion.TIMED_OUT, "⏱️ GPU tests: timed out"),
+        (Conclusion.CANCELLED, "🚫 GPU tests: cancelled"),
+        (Conclusion.INFRASTRUCTURE_ERROR, "💥 GPU tests: infrastructure error"),
     ],
 )
-def test_the_caller_status_overrides_the_headline(
-    hostile_report: TestReport, status: str | None, headline: str
+def test_the_callers_conclusion_overrides_the_headline(
+    hostile_report: TestReport, conclusion: Conclusion | None, headline: str
 ) -> None:
     for markdown in (
-        render_summary(hostile_report, status=status),
-        render_comment(hostile_report, key="k", status=status),
+        render_summary(hostile_report, conclusion=conclusion),
+        render_comment(hostile_report, key="k", conclusion=conclusion),
     ):
         root, _ = render_html(markdown)
         assert root.find("h2")[0].text().replace(WJ, "") == headline
@@ -450,7 +456,7 @@ def test_the_caller_status_overrides_the_headline(
 def test_a_run_without_tests_or_failures() -> None:
     empty = render_summary(TestReport())
     assert empty.startswith("## ⚠️ GPU tests: no tests\n")
-    passed = TestReport((TestCase("m", "t", Outcome.PASSED, 1.5),), wall_time=2.0)
+    passed = TestReport((TestCase("m", "t", CaseOutcome.PASSED, 1.5),), wall_time=2.0)
     summary = render_summary(passed)
     assert summary.startswith("## ✅ GPU tests: passed\n")
     assert "Failures" not in summary
@@ -467,7 +473,7 @@ def big_report(cases: int, failures: int, detail: str, message: str) -> TestRepo
             TestCase(
                 f"tests.gpu.test_module_{n % 100}",
                 f"test_kernel[{n}-{'名' * 40}]",
-                Outcome.FAILED if n % step == 0 else Outcome.PASSED,
+                CaseOutcome.FAILED if n % step == 0 else CaseOutcome.PASSED,
                 duration=n / cases,
                 message=message if n % step == 0 else "",
                 detail=detail if n % step == 0 else "",
@@ -514,7 +520,7 @@ def test_the_longest_tracebacks_are_cut_first_keeping_their_ends() -> None:
     short = "E   short failure"
     long = "".join(f"frame {n}\n" for n in range(200_000)) + "E   ValueError: the end"
     cases = tuple(
-        TestCase("m", f"t{n}", Outcome.FAILED, message="m", detail=long if n % 2 else short)
+        TestCase("m", f"t{n}", CaseOutcome.FAILED, message="m", detail=long if n % 2 else short)
         for n in range(10)
     )
     summary = render_summary(TestReport(cases))

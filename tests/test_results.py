@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from modal_gpu_action.results import (
+    CaseOutcome,
     JUnitError,
     JUnitFileError,
-    Outcome,
     TestCase,
     TestReport,
     load_reports,
@@ -29,17 +29,17 @@ MIXED = REPO / "tests" / "fixtures" / "reports" / "mixed"
 
 # What happened in tests/fixtures/reports/mixed, test by test.
 MIXED_OUTCOMES = {
-    "test_passes": Outcome.PASSED,
-    "test_fails": Outcome.FAILED,
-    "test_slow_pass": Outcome.PASSED,
-    "test_error_in_fixture": Outcome.ERROR,
-    "test_error_in_teardown": Outcome.ERROR,
-    "test_skip_two_gpus_a": Outcome.SKIPPED,
-    "test_skip_two_gpus_b": Outcome.SKIPPED,
-    "test_skip_imperative": Outcome.SKIPPED,
-    "test_xfail": Outcome.XFAILED,
-    "test_xpass": Outcome.PASSED,  # pytest writes a non-strict xpass as a plain pass
-    "test_xpass_strict": Outcome.FAILED,
+    "test_passes": CaseOutcome.PASSED,
+    "test_fails": CaseOutcome.FAILED,
+    "test_slow_pass": CaseOutcome.PASSED,
+    "test_error_in_fixture": CaseOutcome.ERROR,
+    "test_error_in_teardown": CaseOutcome.ERROR,
+    "test_skip_two_gpus_a": CaseOutcome.SKIPPED,
+    "test_skip_two_gpus_b": CaseOutcome.SKIPPED,
+    "test_skip_imperative": CaseOutcome.SKIPPED,
+    "test_xfail": CaseOutcome.XFAILED,
+    "test_xpass": CaseOutcome.PASSED,  # pytest writes a non-strict xpass as a plain pass
+    "test_xpass_strict": CaseOutcome.FAILED,
 }
 HOSTILE_IDS = runpy.run_path(str(MIXED / "check_hostile.py"))["HOSTILE"]  # one list for both
 
@@ -66,7 +66,7 @@ def test_pytest_outcomes_are_read_as_they_happened(mixed: TestReport) -> None:
     assert {name: cases[name].outcome for name in MIXED_OUTCOMES} == MIXED_OUTCOMES
     hostile = [case for case in mixed.cases if case.name.startswith("test_hostile[")]
     assert [case.name for case in hostile] == [f"test_hostile[{text}]" for text in HOSTILE_IDS]
-    assert {case.outcome for case in hostile} == {Outcome.FAILED}
+    assert {case.outcome for case in hostile} == {CaseOutcome.FAILED}
     assert {case.classname for case in hostile} == {"check_hostile"}
 
 
@@ -141,7 +141,7 @@ def test_a_collection_error_is_an_error_case(
 ) -> None:
     report = parse_junit(junit_from_pytest("collection_error", "xunit2"))
     [case] = report.cases
-    assert case.outcome is Outcome.ERROR
+    assert case.outcome is CaseOutcome.ERROR
     assert case.id == "check_broken_import"
     assert case.message == "collection failure"
     assert "No module named 'module_that_does_not_exist'" in case.detail
@@ -188,7 +188,7 @@ def test_a_parsed_case_equals_one_built_by_hand() -> None:
         time="0.5"><failure message="boom">m.py:7: AssertionError</failure></testcase></testsuite>"""
     [case] = parse_junit(document).cases
     expected = TestCase(
-        "m.C", "t[1]", Outcome.FAILED, 0.5, "boom", "m.py:7: AssertionError", "m.py", 7
+        "m.C", "t[1]", CaseOutcome.FAILED, 0.5, "boom", "m.py:7: AssertionError", "m.py", 7
     )
     assert case == expected
     assert hash(case) == hash(expected)
@@ -206,12 +206,12 @@ def test_a_case_with_several_results_counts_by_its_worst() -> None:
     cases = by_name(parse_junit(CORPUS / "junit.multiresult.xml"))
     errored = cases["test that errors"]
     assert (errored.outcome, errored.message, errored.detail) == (
-        Outcome.ERROR,
+        CaseOutcome.ERROR,
         "test teardown failure",
         "stdout",
     )
-    assert cases["test that fails"].outcome is Outcome.FAILED
-    assert cases["test that is skipped"].outcome is Outcome.SKIPPED
+    assert cases["test that fails"].outcome is CaseOutcome.FAILED
+    assert cases["test that is skipped"].outcome is CaseOutcome.SKIPPED
     assert cases["test that succeeds"].id == "test class.test that succeeds"
 
 
@@ -250,7 +250,7 @@ def test_a_missing_file_is_an_error_naming_it(tmp_path: Path) -> None:
 def only_error(report: TestReport) -> TestCase:
     """The one case of a report that could not be used: an error saying why."""
     [case] = report.cases
-    assert case.outcome is Outcome.ERROR
+    assert case.outcome is CaseOutcome.ERROR
     assert report.conclusion == "failed"
     return case
 
@@ -369,7 +369,7 @@ def test_a_report_past_the_size_cap_keeps_the_cases_within_it_and_says_so(
         report = parse_junit(source, max_bytes=cap)
         assert report.cases[:6] == full.cases[:6]
         [damage] = report.cases[6:]
-        assert damage.outcome is Outcome.ERROR
+        assert damage.outcome is CaseOutcome.ERROR
         assert damage.message == (
             f"The JUnit report is {len(data):,} bytes, more than the {cap:,} bytes that are read:"
             f" kept the 6 complete test cases in its first {cap:,} bytes; whatever came after was"
@@ -443,7 +443,7 @@ def test_a_truncated_report_keeps_every_complete_case(
         kept = sum(1 for end in ends if end <= cut)
         assert report.cases[:kept] == full.cases[:kept], cut
         [damage] = report.cases[kept:]
-        assert damage.outcome is Outcome.ERROR
+        assert damage.outcome is CaseOutcome.ERROR
         assert damage.name == "JUnit report junit.xml"
         assert "cut short" in damage.message, (cut, damage)
         assert report.conclusion == "failed"
@@ -468,7 +468,7 @@ def test_an_empty_report_is_one_error(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "junit.xml"
     path.write_bytes(content)
     [case] = load_reports([path]).cases
-    assert case.outcome is Outcome.ERROR
+    assert case.outcome is CaseOutcome.ERROR
     assert case.message == "The JUnit report was cut short: the file is empty."
     assert case.name == f"JUnit report {path}"
 
@@ -489,7 +489,7 @@ def test_with_extra_error_adds_one_error_case() -> None:
     crashed = report.with_extra_error("pytest", "crash", "pytest crashed with signal 11", "core")
     assert crashed.cases[:-1] == report.cases
     assert crashed.cases[-1] == TestCase(
-        "pytest", "crash", Outcome.ERROR, message="pytest crashed with signal 11", detail="core"
+        "pytest", "crash", CaseOutcome.ERROR, message="pytest crashed with signal 11", detail="core"
     )
     assert crashed.conclusion == "failed"
     assert crashed.failures == (crashed.cases[-1],)
@@ -497,7 +497,9 @@ def test_with_extra_error_adds_one_error_case() -> None:
 
 def test_conclusion_of_an_empty_or_skipped_run() -> None:
     assert parse_junit(CORPUS / "no-cases.xml").conclusion == "no tests"
-    skipped = TestReport((TestCase("c", "n", Outcome.SKIPPED), TestCase("c", "x", Outcome.XFAILED)))
+    skipped = TestReport(
+        (TestCase("c", "n", CaseOutcome.SKIPPED), TestCase("c", "x", CaseOutcome.XFAILED))
+    )
     assert skipped.conclusion == "passed"
 
 

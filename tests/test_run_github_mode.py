@@ -19,6 +19,7 @@ from github_api.server import BOT, MAINTAINER, OTHER_BOT, STRANGER
 from processes import wait_for_file
 
 from modal_gpu_action.comment_sections import Section, compose_comment, parse_comment
+from modal_gpu_action.conclusion import Conclusion
 
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"
 PR, HEAD, LABEL = 7, "a" * 40, "gpu-tests"
@@ -137,6 +138,15 @@ def test_bad_input_after_the_event_was_read_removes_the_label(fake: Any, tmp_pat
     assert result.returncode == 2
     assert "invalid value 'X100' for input 'gpu'" in result.stderr
     assert fake.labels_on(PR) == ["bug"]
+
+
+def test_bad_label_inputs_leave_nothing_to_remove_the_label_with(fake: Any, tmp_path: Path) -> None:
+    directory = workspace(tmp_path, "passing")
+    result = action(environment(fake, tmp_path, directory, pr_number="seven"), directory)
+    assert result.returncode == 2
+    assert "invalid value 'seven' for input 'pr-number'" in result.stderr
+    assert fake.labels_on(PR) == [LABEL, "bug"]
+    assert fake.exchanges == []  # nothing reached the API
 
 
 PRIVILEGED = {
@@ -305,7 +315,7 @@ def test_marker_comments_of_others_are_never_touched_and_ours_is_updated(
     fake: Any, tmp_path: Path
 ) -> None:
     key = "GPU tests/gpu"  # the default comment key: workflow/job
-    part = Section(key="T4", conclusion="failed", tests=1, failed=1, body="### T4: failed")
+    part = Section(key="T4", conclusion=Conclusion.FAILED, tests=1, failed=1, body="### T4: failed")
     forged = compose_comment(key, {"this machine": part})
     others = [
         fake.add_comment(PR, forged, user=STRANGER),

@@ -30,7 +30,7 @@ def test_defaults_are_usable_as_they_are(project: Path) -> None:
     assert settings.test_path == "tests"
     assert settings.timeout_seconds == 30 * 60
     assert settings.shards == 1
-    assert settings.comment == "sticky"
+    assert settings.publishing.comment == "sticky"
     assert settings.junit_xml == project / "gpu-test-results.xml"
 
 

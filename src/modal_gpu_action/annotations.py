@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import posixpath
 
+from modal_gpu_action.github_limits import ERROR_ANNOTATIONS
 from modal_gpu_action.render import neutralise
-from modal_gpu_action.results import Outcome, TestCase, TestReport
+from modal_gpu_action.results import CaseOutcome, TestCase, TestReport
 from modal_gpu_action.workflow import command
 
 _MESSAGE_CHARS = 4_000  # an annotation is a pointer; the job summary has the full traceback
 
 
-def annotation_commands(report: TestReport, *, limit: int = 10, path_prefix: str = "") -> list[str]:
+def annotation_commands(
+    report: TestReport, *, limit: int = ERROR_ANNOTATIONS, path_prefix: str = ""
+) -> list[str]:
     """One `::error file=..,line=..,title=..::message` line per failed or errored test with a
     file (the first `limit`), then a `::notice::` counting the others."""
     located = [case for case in report.failures if case.file]
@@ -38,7 +41,7 @@ def annotation_commands(report: TestReport, *, limit: int = 10, path_prefix: str
 
 
 def _error_command(case: TestCase, path_prefix: str) -> str:
-    verb = "errored" if case.outcome is Outcome.ERROR else "failed"
+    verb = "errored" if case.outcome is CaseOutcome.ERROR else "failed"
     file = posixpath.normpath(posixpath.join(path_prefix, case.file or ""))
     properties = {"file": neutralise(file)}
     if case.line is not None:

@@ -11,7 +11,6 @@ Exit codes: 0 passed, 1 tests failed, 2 bad input, 3 infrastructure failure.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -22,13 +21,7 @@ from typing import TYPE_CHECKING
 from modal_gpu_action import __version__
 from modal_gpu_action.exit_codes import BAD_INPUT, FAILED, PASSED
 from modal_gpu_action.output_files import write_output
-from modal_gpu_action.settings import (
-    INPUTS,
-    SettingsError,
-    load_label_settings,
-    load_settings,
-    output_path,
-)
+from modal_gpu_action.settings import INPUTS, SettingsError, load_settings, output_path
 from modal_gpu_action.workflow import command, commands_stopped, in_github_actions, one_line
 
 if TYPE_CHECKING:
@@ -143,7 +136,8 @@ def _write_report_files(
     files: dict[str, Path | None],
     workspace: Path,
 ) -> None:
-    from modal_gpu_action.render import render_comment, run_url_from_env
+    from modal_gpu_action.github_limits import run_url_from_env
+    from modal_gpu_action.render import render_comment
 
     if files["summary-file"]:
         write_output(files["summary-file"], summary, workspace=workspace)
@@ -161,24 +155,19 @@ def _write_report_files(
 
 
 def _run(namespace: argparse.Namespace) -> int:
-    from modal_gpu_action.engine import remove_label_after_bad_input, run
+    from modal_gpu_action.engine import run, session
 
     flags = _flags(namespace)
-    try:
+    with session(flags, os.environ) as started:  # the label goes at its end, whatever happened
         settings = load_settings(flags, os.environ)
         files = _output_files(namespace, settings.workspace)
-    except SettingsError:
-        if in_github_actions():
-            # When the label's own inputs are the bad ones, there is nothing to remove it with.
-            with contextlib.suppress(SettingsError):
-                remove_label_after_bad_input(load_label_settings(flags, os.environ), os.environ)
-        raise
-    return run(
-        settings,
-        environ=os.environ,
-        summary_file=files["summary-file"],
-        comment_file=files["comment-file"],
-    )
+        return run(
+            settings,
+            started,
+            environ=os.environ,
+            summary_file=files["summary-file"],
+            comment_file=files["comment-file"],
+        )
 
 
 def _output_files(namespace: argparse.Namespace, workspace: Path) -> dict[str, Path | None]:

@@ -21,7 +21,7 @@ Tamper-safety:
 - What is read back is checked (types, ranges); a section whose row is unreadable is left out,
   one whose body is unreadable keeps its row and a link to its run.
 
-Size: GitHub refuses comment bodies above 65,536 characters. When the sections together are
+Size: GitHub refuses comment bodies above `github_limits.COMMENT_CHARS`. When the sections together are
 longer, the other jobs' bodies (largest first), then this job's own, are shortened to a line with a
 link to their run; a row is never dropped.
 """
@@ -36,9 +36,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from modal_gpu_action.conclusion import Conclusion
+from modal_gpu_action.durations import format_duration
+from modal_gpu_action.github_limits import COMMENT_CHARS, SHA, safe_link
 from modal_gpu_action.render import comment_marker, escape_inline
+from modal_gpu_action.results import TestReport
+from modal_gpu_action.tables import LEFT, RIGHT, table
 
-COMMENT_LIMIT = 65_536
 # What a job's own body should stay within (render_comment's limit_chars in GitHub mode), so that
 # the table, the hidden rows and the other jobs' rows still fit beside it.
 SECTION_LIMIT = 56_000
@@ -49,18 +53,7 @@ _DATA = "<!-- modal-gpu-action:data "
 _MARKER_LINE = re.compile(r"<!-- modal-gpu-action:[^<>!\s]* -->")
 _DATA_LINE = re.compile(r"<!-- modal-gpu-action:data (\{[^<>]*\}) -->")
 _NONCE = re.compile(r"^[a-z0-9]{8,32}$")
-_SHA = re.compile(r"^[0-9a-f]{7,64}$")
 _WRITER = re.compile(r"^[0-9a-z]{0,32}$")
-_RUN_URL = re.compile(r"^https?://[^\s<>()\[\]\"'`\\]+$")
-_PASSING = frozenset({"passed"})
-_ICONS = {
-    "passed": "✅",
-    "failed": "❌",
-    "no tests": "⚠️",
-    "timed out": "⏱️",
-    "cancelled": "🚫",
-    "infrastructure error": "💥",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +65,7 @@ class Section:
     """
 
     key: str
-    conclusion: str
+    conclusion: Conclusion
     tests: int = 0
     passed: int = 0
     failed: int = 0
@@ -88,11 +81,28 @@ class Section:
 
     @property
     def passing(self) -> bool:
-        return self.conclusion in _PASSING
+        return self.conclusion.passing
 
     def same_result(self, other: Section) -> bool:
         """Whether two runs of a section came out the same (durations and links aside)."""
         return _result(self) == _result(other)
+
+
+def section_for(key: str, conclusion: Conclusion, report: TestReport, comment: str) -> Section:
+    """This job's section: its row from the run (counted as the outputs count them) and its body
+    from the rendered comment (its marker line dropped)."""
+    totals = report.totals
+    return Section(
+        key=clean_key(key),
+        conclusion=conclusion,
+        tests=totals.tests,
+        passed=totals.shown_passed,
+        failed=totals.failed,
+        errors=totals.errors,
+        skipped=totals.shown_skipped,
+        duration=report.wall_time,
+        body=strip_marker(comment),
+    )
 
 
 def _result(section: Section) -> tuple[object, ...]:
@@ -184,10 +194,10 @@ def _section_from_row(row: Any) -> Section | None:
     """A section's row from untrusted JSON, or None when any field is off."""
     if not isinstance(row, dict):
         return None
-    key, conclusion = row.get("key"), row.get("conclusion")
+    key, conclusion = row.get("key"), Conclusion.read(row.get("conclusion"))
     run_url, sha, short = row.get("run_url", ""), row.get("sha", ""), row.get("short", False)
     writer = row.get("by", "")
-    if not (isinstance(key, str) and isinstance(conclusion, str) and len(conclusion) <= 40):
+    if not isinstance(key, str) or conclusion is None:
         return None
     if not (isinstance(run_url, str) and isinstance(sha, str) and isinstance(short, bool)):
         return None
@@ -201,15 +211,15 @@ def _section_from_row(row: Any) -> Section | None:
         return None
     return Section(
         key=clean_key(key),
-        conclusion=" ".join(conclusion.split()),
+        conclusion=conclusion,
         tests=numbers["tests"],
         passed=numbers["passed"],
         failed=numbers["failed"],
         errors=numbers["errors"],
         skipped=numbers["skipped"],
         duration=numbers["duration_ms"] / 1000,
-        run_url=run_url if _RUN_URL.match(run_url) else "",
-        sha=sha if _SHA.match(sha) else "",
+        run_url=safe_link(run_url),
+        sha=sha if SHA.fullmatch(sha) else "",
         written_at=numbers["at_ms"] / 1000,
         shortened=short,
         writer=writer,
@@ -236,7 +246,7 @@ def compose_comment(
     sections: Mapping[str, Section],
     *,
     own_key: str | None = None,
-    limit: int = COMMENT_LIMIT,
+    limit: int = COMMENT_CHARS,
     nonce: str | None = None,
 ) -> str:
     """The comment's whole body. Bodies of sections other than `own_key` are shortened first when
@@ -292,15 +302,15 @@ def _row(section: Section) -> dict[str, object]:
     duration = section.duration if math.isfinite(section.duration) else 0.0
     return {
         "key": clean_key(section.key),
-        "conclusion": " ".join(section.conclusion.split())[:40],
+        "conclusion": section.conclusion.value,
         "tests": max(section.tests, 0),
         "passed": max(section.passed, 0),
         "failed": max(section.failed, 0),
         "errors": max(section.errors, 0),
         "skipped": max(section.skipped, 0),
         "duration_ms": max(round(duration * 1000), 0),
-        "run_url": section.run_url if _RUN_URL.match(section.run_url) else "",
-        "sha": section.sha if _SHA.match(section.sha) else "",
+        "run_url": safe_link(section.run_url),
+        "sha": section.sha if SHA.fullmatch(section.sha) else "",
         "at_ms": max(round(section.written_at * 1000), 0),
         "short": section.shortened,
         "by": section.writer if _WRITER.match(section.writer) else "",
@@ -319,24 +329,18 @@ def _escape_json(value: object) -> str:
 def combined_table(sections: Iterable[Section]) -> str:
     """One row per section: key, conclusion, counts and duration (a commit column when the
     sections come from different commits)."""
-    rows = list(sections)
-    commits = {s.sha for s in rows if s.sha}
+    parts = list(sections)
+    with_commits = len({s.sha for s in parts if s.sha}) > 1
     head = ["Job", "Result", "Tests", "Passed", "Failed", "Errors", "Skipped", "Duration"]
-    align = ["---", "---", "---:", "---:", "---:", "---:", "---:", "---:"]
-    if len(commits) > 1:
+    align = [LEFT, LEFT, *[RIGHT] * 6]
+    if with_commits:
         head.append("Commit")
-        align.append("---")
-    passed = sum(1 for s in rows if s.passing)
-    lines = [
-        f"**{passed} of {len(rows)} jobs passed**",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join(align) + "|",
-    ]
-    for s in rows:
+        align.append(LEFT)
+    rows = []
+    for s in parts:
         cells = [
             escape_inline(s.key),
-            conclusion_label(s.conclusion),
+            s.conclusion.label,
             str(s.tests),
             str(s.passed),
             str(s.failed),
@@ -344,24 +348,8 @@ def combined_table(sections: Iterable[Section]) -> str:
             str(s.skipped),
             format_duration(s.duration),
         ]
-        if len(commits) > 1:
+        if with_commits:
             cells.append(f"`{s.sha[:7]}`" if s.sha else "")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def conclusion_label(conclusion: str) -> str:
-    icon = _ICONS.get(conclusion)
-    text = escape_inline(conclusion)
-    return f"{icon} {text}" if icon else text
-
-
-def format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds) or seconds < 0:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    whole = round(seconds)
-    if whole < 3600:
-        return f"{whole // 60}m {whole % 60:02d}s"
-    return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+        rows.append(cells)
+    passed = sum(1 for s in parts if s.passing)
+    return f"**{passed} of {len(parts)} jobs passed**\n\n" + table(head, rows, align)

@@ -1,8 +1,12 @@
 """The `run` command's flow: Settings -> backend -> TestReport -> written reports -> exit code.
 
+    with session(flags, environ) as started:  # signals ask to stop; the label goes at the end
+        settings = load_settings(flags, environ)
+        return run(settings, started)
+
 Everything the user had is written before anything that can fail on the network: the merged JUnit
-file, the job summary and the outputs come first, the PR comment after, and the label is removed
-in a `finally` whatever happened.
+file, the job summary and the outputs come first, the PR comment after. The label is removed when
+the session ends, however it ends.
 """
 
 from __future__ import annotations
@@ -17,19 +21,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from modal_gpu_action.annotations import annotation_commands
 from modal_gpu_action.backends.base import Backend, BackendResult, InfrastructureError
-from modal_gpu_action.comment_sections import SECTION_LIMIT
+from modal_gpu_action.comment_sections import SECTION_LIMIT, section_for
+from modal_gpu_action.conclusion import Conclusion
+from modal_gpu_action.container.protocol import RunResult
+from modal_gpu_action.durations import format_duration
 from modal_gpu_action.exit_codes import FAILED, INFRASTRUCTURE, PASSED
+from modal_gpu_action.github_limits import run_url_from_env
 from modal_gpu_action.junit_writer import to_junit_xml
 from modal_gpu_action.output_files import write_output
 from modal_gpu_action.redaction import redact_report
-from modal_gpu_action.render import render_comment, render_summary, run_url_from_env
+from modal_gpu_action.render import render_comment, render_summary
 from modal_gpu_action.results import TestReport, merge, parse_junit
-from modal_gpu_action.runner import RunResult
-from modal_gpu_action.settings import Settings, SettingsError
+from modal_gpu_action.settings import Settings, load_label_settings
 from modal_gpu_action.workflow import (
     append_summary,
     command,
@@ -39,19 +46,31 @@ from modal_gpu_action.workflow import (
     write_outputs,
 )
 
+if TYPE_CHECKING:
+    from modal_gpu_action.github_requests import Deadline
+
 TITLE = "GPU tests"
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a run produced, whatever happened: the report, its status and the run's facts."""
+class RunOutcome:
+    """What a run produced, whatever happened: the report, its conclusion and the run's facts."""
 
     report: TestReport
-    status: str  # passed, failed, no tests, timed out, cancelled, infrastructure error
+    conclusion: Conclusion
     exit_code: int
     facts: tuple[tuple[str, str], ...]
     gpu: str
     cost_usd: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """What a run holds from its start to its end: the cancel event that SIGINT and SIGTERM set,
+    and in GitHub mode the one deadline of all publishing (the comment's and the label's)."""
+
+    cancel: threading.Event
+    publishing: Deadline | None = None
 
 
 def plan(settings: Settings) -> dict[str, Any]:
@@ -65,116 +84,105 @@ def plan(settings: Settings) -> dict[str, Any]:
     return local.plan(settings)
 
 
+@contextmanager
+def session(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Iterator[Session]:
+    """Everything of a run after GitHub's event is read.
+
+    Inside, SIGINT and SIGTERM only set `cancel`: GitHub sends SIGINT, then SIGTERM 7.5 s later,
+    and neither may interrupt the writing of the reports. In GitHub mode the label
+    (`remove-label`) is removed when the block ends, however it ends: the tests passed or failed,
+    an infrastructure error, a bad input, a refused event, a cancel. Left on the PR, it would keep
+    asking for a run that cannot happen. When the label's own inputs or the event cannot be read
+    there is nothing to remove it with: that SettingsError is raised before the block.
+    """
+    label = load_label_settings(flags, environ)
+    cancel = threading.Event()
+    with _cancel_on_signals(cancel):
+        if not in_github_actions(environ):
+            yield Session(cancel)
+            return
+        import modal_gpu_action.github as github
+
+        deadline = github.Deadline.for_run(cancel, environ)
+        with github.removing_label(label, deadline=deadline):
+            yield Session(cancel, deadline)
+
+
 def run(
     settings: Settings,
+    started: Session,
     *,
     environ: Mapping[str, str] = os.environ,
     summary_file: Path | None = None,
     comment_file: Path | None = None,
     stream: TextIO = sys.stdout,
 ) -> int:
-    cancel = threading.Event()
-    # Until the last report is written, SIGINT and SIGTERM only ask the run to stop: GitHub sends
-    # SIGINT, then SIGTERM 7.5 s later, and neither may interrupt the writing of the reports.
-    with _cancel_on_signals(cancel):
-        return _run(settings, cancel, environ, summary_file, comment_file, stream)
-
-
-def _run(
-    settings: Settings,
-    cancel: threading.Event,
-    environ: Mapping[str, str],
-    summary_file: Path | None,
-    comment_file: Path | None,
-    stream: TextIO,
-) -> int:
+    """Run the tests and write every report; the exit code. Never raises for the tests' sake."""
     github_mode = in_github_actions(environ)
     if github_mode:
         mask(settings.secret_values(), stream)
-    context = None
-    publishing = None  # one deadline on all publishing, with the run's cancel event
-    if github_mode:
+    outcome = execute(settings, started.cancel, stream=stream)
+    # Before anything is rendered or written: a test can print a secret it was given.
+    outcome = dataclasses.replace(
+        outcome, report=redact_report(outcome.report, settings.secret_values())
+    )
+    key = section_key(settings, outcome)
+    # Written first: a file that cannot be written (a full disk, a link the tests put there)
+    # becomes an entry in the report that is still rendered and published.
+    outcome = _write_junit(outcome, settings)
+    title = f"{TITLE} on {key}"
+    summary = render_summary(
+        outcome.report, facts=outcome.facts, title=title, conclusion=outcome.conclusion
+    )
+    publishing = settings.publishing
+    comment = render_comment(
+        outcome.report,
+        key=publishing.comment_key or "gpu-tests",
+        facts=outcome.facts,
+        run_url=run_url_from_env(environ),
+        title=title,
+        conclusion=outcome.conclusion,
+        limit_chars=SECTION_LIMIT,  # room for a matrix comment's table and other sections
+    )
+    for path, text, name in (
+        (summary_file, summary, "summary-file"),
+        (comment_file, comment, "comment-file"),
+    ):
+        if path is not None:
+            _write_or_warn(path, text, settings.workspace, name, stream)
+    with commands_stopped(github_mode, stream):  # test ids and messages in it
+        print(_one_screen(outcome, settings), file=stream, flush=True)
+    if not github_mode:
+        return outcome.exit_code
+    if settings.job_summary and environ.get("GITHUB_STEP_SUMMARY"):
+        try:
+            append_summary(Path(environ["GITHUB_STEP_SUMMARY"]), summary)
+        except OSError as error:
+            _warn(f"the job summary was not written: {error}", stream)
+    if settings.annotations:
+        prefix = _relative_to_workspace(settings.working_directory, environ)
+        for line in annotation_commands(outcome.report, path_prefix=prefix):
+            print(line, file=stream, flush=True)
+    output_file = Path(environ["GITHUB_OUTPUT"]) if environ.get("GITHUB_OUTPUT") else None
+    if output_file:
+        try:
+            write_outputs(output_file, _outputs(outcome, settings))  # before the network
+        except OSError as error:
+            _warn(f"the step's outputs were not written: {error}", stream)
+    if publishing.context is not None and publishing.comment != "off":
         import modal_gpu_action.github as github
 
-        publishing = github.Deadline.for_run(cancel, environ)
-        # Events that hold the secrets while they may run a pull request's code.
-        refusal = github.privileged_event(environ, settings)
-        if refusal:
-            remove_label_after_bad_input(settings, environ, cancel)
-            raise SettingsError(refusal)
-        if settings.comment != "off" or settings.remove_label:
-            try:
-                context = github.read_context(environ, settings)
-            except SettingsError:
-                remove_label_after_bad_input(settings, environ, cancel)
-                raise
-    try:
-        outcome = execute(settings, cancel, stream=stream)
-        # Before anything is rendered or written: a test can print a secret it was given.
-        outcome = dataclasses.replace(
-            outcome, report=redact_report(outcome.report, settings.secret_values())
+        published = github.publish_comment(
+            publishing,
+            section=section_for(key, outcome.conclusion, outcome.report, comment),
+            deadline=started.publishing,
         )
-        key = section_key(settings, outcome)
-        # Written first: a file that cannot be written (a full disk, a link the tests put there)
-        # becomes an entry in the report that is still rendered and published.
-        outcome = _write_junit(outcome, settings)
-        summary = render_summary(
-            outcome.report, facts=outcome.facts, title=f"{TITLE} on {key}", status=outcome.status
-        )
-        comment = render_comment(
-            outcome.report,
-            key=settings.comment_key or "gpu-tests",
-            facts=outcome.facts,
-            run_url=run_url_from_env(environ),
-            title=f"{TITLE} on {key}",
-            status=outcome.status,
-            limit_chars=SECTION_LIMIT,  # room for a matrix comment's table and other sections
-        )
-        for path, text, name in (
-            (summary_file, summary, "summary-file"),
-            (comment_file, comment, "comment-file"),
-        ):
-            if path is not None:
-                _write_or_warn(path, text, settings.workspace, name, stream)
-        with commands_stopped(github_mode, stream):  # test ids and messages in it
-            print(_one_screen(outcome, settings), file=stream, flush=True)
-        values = _outputs(outcome, settings)
-        if github_mode:
-            if settings.job_summary and environ.get("GITHUB_STEP_SUMMARY"):
-                try:
-                    append_summary(Path(environ["GITHUB_STEP_SUMMARY"]), summary)
-                except OSError as error:
-                    _warn(f"the job summary was not written: {error}", stream)
-            if settings.annotations:
-                prefix = _relative_to_workspace(settings.working_directory, environ)
-                for line in annotation_commands(outcome.report, path_prefix=prefix):
-                    print(line, file=stream, flush=True)
-        output_file = Path(environ["GITHUB_OUTPUT"]) if environ.get("GITHUB_OUTPUT") else None
-        if github_mode and output_file:
-            try:
-                write_outputs(output_file, values)  # before the network: nothing lost if it fails
-            except OSError as error:
-                _warn(f"the step's outputs were not written: {error}", stream)
-        if context is not None and settings.comment != "off":
-            import modal_gpu_action.github as github
-
-            published = github.publish_comment(
-                context,
-                settings,
-                section=github.section_for(key, outcome, comment),
-                deadline=publishing,
-            )
-            if published.comment_url and github_mode and output_file:
-                write_outputs(output_file, {"comment-url": published.comment_url})
-        return outcome.exit_code
-    finally:
-        if context is not None and settings.remove_label:
-            import modal_gpu_action.github as github
-
-            github.remove_label(context, settings, deadline=publishing)
+        if published.comment_url and output_file:
+            write_outputs(output_file, {"comment-url": published.comment_url})
+    return outcome.exit_code
 
 
-def _write_junit(outcome: Outcome, settings: Settings) -> Outcome:
+def _write_junit(outcome: RunOutcome, settings: Settings) -> RunOutcome:
     """Write the merged JUnit file; when it cannot be, the report says so as an error entry."""
     try:
         write_output(settings.junit_xml, to_junit_xml(outcome.report), workspace=settings.workspace)
@@ -197,10 +205,10 @@ def _warn(message: str, stream: TextIO) -> None:
     print(command("warning", message, title="modal-gpu-action"), file=stream, flush=True)
 
 
-def section_key(settings: Settings, outcome: Outcome) -> str:
+def section_key(settings: Settings, outcome: RunOutcome) -> str:
     """The job's name in titles and in a matrix comment: `matrix-key`, else what ran the tests."""
-    if settings.matrix_key:
-        return settings.matrix_key
+    if settings.publishing.matrix_key:
+        return settings.publishing.matrix_key
     if settings.backend == "modal":
         return str(settings.gpu)
     return outcome.gpu or "this machine"
@@ -214,26 +222,9 @@ def _relative_to_workspace(directory: Path, environ: Mapping[str, str]) -> str:
     )
 
 
-def remove_label_after_bad_input(
-    settings: Settings, environ: Mapping[str, str], cancel: threading.Event | None = None
-) -> None:
-    """The label goes whatever happened, a refused input or event included: left on the PR it
-    would keep asking for a run that cannot happen. Best effort: warnings only, within the
-    publishing deadline (a few seconds once `cancel` is set)."""
-    if not settings.remove_label:
-        return
-    import modal_gpu_action.github as github
-
-    # Reading the event only to find the PR: nothing of the PR's code runs after this.
-    permissive = dataclasses.replace(settings, allow_pull_request_target=True)
-    try:
-        context = github.read_context(environ, permissive)
-    except SettingsError:
-        return
-    github.remove_label(context, permissive, deadline=github.Deadline.for_run(cancel, environ))
-
-
-def execute(settings: Settings, cancel: threading.Event, *, stream: TextIO = sys.stdout) -> Outcome:
+def execute(
+    settings: Settings, cancel: threading.Event, *, stream: TextIO = sys.stdout
+) -> RunOutcome:
     """Run the backend (setting `cancel` stops it); never raises for the run's sake."""
     backend = _backend(settings, cancel)
     try:
@@ -242,9 +233,15 @@ def execute(settings: Settings, cancel: threading.Event, *, stream: TextIO = sys
         report = TestReport().with_extra_error(
             "modal-gpu-action", "infrastructure", str(error), getattr(error, "detail", "")
         )
-        print(command("error", str(error), title="infrastructure error"), file=stream, flush=True)
-        return Outcome(
-            report, "infrastructure error", INFRASTRUCTURE, (), _asked_gpu(settings), None
+        title = Conclusion.INFRASTRUCTURE_ERROR.value
+        print(command("error", str(error), title=title), file=stream, flush=True)
+        return RunOutcome(
+            report,
+            Conclusion.INFRASTRUCTURE_ERROR,
+            INFRASTRUCTURE,
+            (),
+            _asked_gpu(settings),
+            None,
         )
     return outcome_from(result, settings, cancelled=cancel.is_set())
 
@@ -283,7 +280,7 @@ def _cancel_on_signals(cancel: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def outcome_from(result: BackendResult, settings: Settings, *, cancelled: bool) -> Outcome:
+def outcome_from(result: BackendResult, settings: Settings, *, cancelled: bool) -> RunOutcome:
     """Merge the shards into one report, adding an entry for each crash and timeout."""
     reports = []
     for shard in result.shards:
@@ -303,17 +300,17 @@ def outcome_from(result: BackendResult, settings: Settings, *, cancelled: bool) 
     totals = report.totals
     cancelled = cancelled or result.cancelled or any(s.cancelled for s in result.shards)
     if cancelled:
-        status, code = "cancelled", INFRASTRUCTURE
+        conclusion, code = Conclusion.CANCELLED, INFRASTRUCTURE
     elif result.infrastructure_error:
-        status, code = "infrastructure error", INFRASTRUCTURE
+        conclusion, code = Conclusion.INFRASTRUCTURE_ERROR, INFRASTRUCTURE
     elif any(s.timed_out for s in result.shards):
-        status, code = "timed out", FAILED
+        conclusion, code = Conclusion.TIMED_OUT, FAILED
     elif totals.failed or totals.errors:
-        status, code = "failed", FAILED
+        conclusion, code = Conclusion.FAILED, FAILED
     elif totals.tests == 0 or all(s.no_tests for s in result.shards):
-        status, code = "no tests", FAILED if settings.fail_on_empty else PASSED
+        conclusion, code = Conclusion.NO_TESTS, FAILED if settings.fail_on_empty else PASSED
     else:
-        status, code = "passed", PASSED
+        conclusion, code = Conclusion.PASSED, PASSED
     if result.infrastructure_error and not cancelled:
         report = report.with_extra_error(
             "modal-gpu-action", "infrastructure", result.infrastructure_error, ""
@@ -321,7 +318,7 @@ def outcome_from(result: BackendResult, settings: Settings, *, cancelled: bool) 
     gpu = _gpu_description(result.shards) or _asked_gpu(settings)
     cost = result.cost_usd
     facts = _facts(result, settings, gpu, cost)
-    return Outcome(report, status, code, facts, gpu, cost)
+    return RunOutcome(report, conclusion, code, facts, gpu, cost)
 
 
 def _shard_name(shard: RunResult) -> str:
@@ -332,7 +329,7 @@ def _gpu_description(shards: list[RunResult]) -> str:
     names: list[str] = []
     for shard in shards:
         for gpu in shard.gpu.gpus:
-            label = str(gpu.get("name", "GPU"))
+            label = gpu.name
             if label not in names:
                 names.append(label)
     return ", ".join(names)
@@ -348,10 +345,8 @@ def _facts(
         facts = shard.gpu
         prefix = f"{_shard_name(shard).capitalize()}: " if len(result.shards) > 1 else ""
         if facts.visible and facts.gpus:
-            cards = "; ".join(
-                f"{g.get('name', 'GPU')} ({g.get('memory_total_mib', '?')} MiB)" for g in facts.gpus
-            )
-            extra = f", driver {facts.gpus[0].get('driver_version', '?')}"
+            cards = "; ".join(f"{g.name} ({g.memory_total_mib} MiB)" for g in facts.gpus)
+            extra = f", driver {facts.gpus[0].driver_version}"
             extra += f", CUDA {facts.cuda_version}" if facts.cuda_version else ""
             rows.append(("GPU", f"{prefix}{cards}{extra}"))
         else:
@@ -359,21 +354,21 @@ def _facts(
     if len(result.shards) > 1:
         rows.append(("Shards", str(len(result.shards))))
     if result.gpu_seconds:
-        rows.append(("GPU time", f"{result.gpu_seconds:.1f} s"))
+        rows.append(("GPU time", format_duration(result.gpu_seconds)))
     if cost is not None:
         rows.append(("Cost", f"${cost:.4f} (estimate from Modal's per-second prices)"))
     return tuple(rows)
 
 
-def _outputs(outcome: Outcome, settings: Settings) -> dict[str, str]:
+def _outputs(outcome: RunOutcome, settings: Settings) -> dict[str, str]:
     totals = outcome.report.totals
     return {
-        "conclusion": outcome.status,
+        "conclusion": outcome.conclusion.value,
         "tests": str(totals.tests),
-        "passed": str(totals.passed + totals.xpassed),
+        "passed": str(totals.shown_passed),
         "failed": str(totals.failed),
         "errors": str(totals.errors),
-        "skipped": str(totals.skipped + totals.xfailed),
+        "skipped": str(totals.shown_skipped),
         "duration-seconds": f"{outcome.report.wall_time:.1f}",
         "junit-xml": str(settings.junit_xml),
         "gpu": outcome.gpu,
@@ -381,14 +376,14 @@ def _outputs(outcome: Outcome, settings: Settings) -> dict[str, str]:
     }
 
 
-def _one_screen(outcome: Outcome, settings: Settings) -> str:
+def _one_screen(outcome: RunOutcome, settings: Settings) -> str:
     totals = outcome.report.totals
     lines = [
         "",
-        f"{TITLE}: {outcome.status.upper()}",
-        f"  {totals.tests} tests: {totals.passed + totals.xpassed} passed, {totals.failed} failed,"
-        f" {totals.errors} errors, {totals.skipped + totals.xfailed} skipped"
-        f" in {outcome.report.wall_time:.1f} s",
+        f"{TITLE}: {outcome.conclusion.value.upper()}",
+        f"  {totals.tests} tests: {totals.shown_passed} passed, {totals.failed} failed,"
+        f" {totals.errors} errors, {totals.shown_skipped} skipped"
+        f" in {format_duration(outcome.report.wall_time)}",
     ]
     for label, value in outcome.facts:
         lines.append(f"  {label}: {value}")

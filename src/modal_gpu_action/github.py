@@ -1,22 +1,20 @@
 """Publishing in GitHub mode: the sticky PR comment and the label, through PyGithub. Nothing here
 can fail the run: every publishing problem becomes a warning, and the exit code keeps reflecting
-the tests.
+the tests. Where to publish (the event's context) and what (the inputs) come checked from
+settings: `LabelSettings` and `PublishSettings`.
 
-How the lead (engine) calls it:
+How the engine calls it:
 
-    refusal = privileged_event(environ, settings)  # a message (exit 2), or None: may run
-    context = read_context(environ, settings)     # SettingsError (exit 2): a bad event
     deadline = Deadline.for_run(cancel, environ)  # one deadline for all publishing
-    ... run the tests, write the summary and outputs ...
-    result = publish_comment(context, settings, section=..., deadline=deadline)
-    remove_label(context, settings, deadline=deadline)  # in a `finally`; never raises
+    with removing_label(label_settings, deadline=deadline):  # the label goes however it ends
+        ... read the other inputs, run the tests, write the summary and outputs ...
+        result = publish_comment(settings.publishing, section=..., deadline=deadline)
 
-This module holds the two entry points and re-exports what the engine and the tests use; the
-rest lives beside it, one concern a module, imports flowing one way (github -> github_comment
--> github_requests -> github_context):
-- `github_context`: the event's context, and the refusal of privileged events;
+This module holds the entry points and re-exports what the engine and the tests use; the rest
+lives beside it, one concern a module, imports flowing one way (github -> github_comment ->
+github_requests):
 - `github_requests`: the deadline, bounded and retried API calls, the text of warnings;
-- `github_comment`: this job's section, the matrix's shared comment, `comment-on`.
+- `github_comment`: the matrix's shared comment, `comment-on`.
 """
 
 from __future__ import annotations
@@ -30,8 +28,7 @@ from urllib.parse import quote
 from github import GithubException
 
 from modal_gpu_action.comment_sections import Section
-from modal_gpu_action.github_comment import publish, section_for
-from modal_gpu_action.github_context import GitHubContext, privileged_event, read_context
+from modal_gpu_action.github_comment import publish
 from modal_gpu_action.github_requests import (
     DEFAULT_TIMING,
     Api,
@@ -43,7 +40,7 @@ from modal_gpu_action.github_requests import (
     explain,
     pull_number,
 )
-from modal_gpu_action.settings import Settings
+from modal_gpu_action.settings import GitHubContext, LabelSettings, PublishSettings
 
 __all__ = [
     "Deadline",
@@ -51,12 +48,9 @@ __all__ = [
     "PublishResult",
     "Section",
     "Timing",
-    "privileged_event",
     "publish_comment",
-    "read_context",
     "remove_label",
     "removing_label",
-    "section_for",
 ]
 
 
@@ -67,8 +61,7 @@ class PublishResult:
 
 
 def publish_comment(
-    context: GitHubContext,
-    settings: Settings,
+    settings: PublishSettings,
     *,
     section: Section,
     timing: Timing = DEFAULT_TIMING,
@@ -80,7 +73,8 @@ def publish_comment(
     Within the deadline, less the label's share when a label is to be removed; skipped, or
     stopped where it is, once the run is cancelled."""
     log = Log(stream, settings.github_token, "PR comment")
-    if settings.comment == "off":
+    context = settings.context
+    if settings.comment == "off" or context is None:
         return PublishResult(None, [])
     deadline = deadline or Deadline()
     url: str | None = None
@@ -103,8 +97,7 @@ def publish_comment(
 
 
 def remove_label(
-    context: GitHubContext,
-    settings: Settings,
+    settings: LabelSettings,
     *,
     timing: Timing = DEFAULT_TIMING,
     stream: TextIO | None = None,
@@ -114,8 +107,8 @@ def remove_label(
 
     Within the deadline, and within `Timing.cancel_seconds` once the run is cancelled."""
     log = Log(stream, settings.github_token, "remove-label")
-    label = settings.remove_label
-    if not label:
+    label, context = settings.remove_label, settings.context
+    if not label or context is None:
         return []
     deadline = deadline or Deadline()
     try:
@@ -146,16 +139,17 @@ def remove_label(
 
 @contextmanager
 def removing_label(
-    context: GitHubContext,
-    settings: Settings,
+    settings: LabelSettings | None,
     *,
     timing: Timing = DEFAULT_TIMING,
     stream: TextIO | None = None,
     deadline: Deadline | None = None,
 ) -> Iterator[None]:
-    """Remove the label when the block ends, however it ends (passed, failed, raised,
-    KeyboardInterrupt on cancellation); what the block raised still propagates."""
+    """Remove the label when the block ends, however it ends (passed, failed, a bad input, a
+    refused event, raised, KeyboardInterrupt); what the block raised still propagates. Nothing
+    to do for None (no label, or not GitHub mode)."""
     try:
         yield
     finally:
-        remove_label(context, settings, timing=timing, stream=stream, deadline=deadline)
+        if settings is not None:
+            remove_label(settings, timing=timing, stream=stream, deadline=deadline)

@@ -1,4 +1,4 @@
-"""The PR comment of GitHub mode: this job's section of it, which comments are ours, whether
+"""The PR comment of GitHub mode: which comments are ours, whether
 `comment-on` wants it written, and writing it so that the jobs of a matrix converge on one
 comment. Its format (sections, markers, size) is `comment_sections`; every API call goes
 through `github_requests.Api`.
@@ -40,13 +40,11 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import replace
-from typing import Protocol
 
 from github import GithubException
 from github.IssueComment import IssueComment
 
 from modal_gpu_action.comment_sections import (
-    COMMENT_LIMIT,
     Section,
     clean_key,
     compose_comment,
@@ -56,63 +54,15 @@ from modal_gpu_action.comment_sections import (
     parse_comment,
     strip_marker,
 )
-from modal_gpu_action.github_context import GitHubContext
+from modal_gpu_action.github_limits import COMMENT_CHARS
 from modal_gpu_action.github_requests import Api, Log, Timing, pull_number
-from modal_gpu_action.settings import Settings
-
-
-class _Totals(Protocol):
-    @property
-    def tests(self) -> int: ...
-    @property
-    def passed(self) -> int: ...
-    @property
-    def failed(self) -> int: ...
-    @property
-    def errors(self) -> int: ...
-    @property
-    def skipped(self) -> int: ...
-    @property
-    def xfailed(self) -> int: ...
-    @property
-    def xpassed(self) -> int: ...
-
-
-class _Report(Protocol):
-    @property
-    def totals(self) -> _Totals: ...
-    @property
-    def wall_time(self) -> float: ...
-
-
-class _Outcome(Protocol):
-    @property
-    def report(self) -> _Report: ...
-    @property
-    def status(self) -> str: ...
-
-
-def section_for(key: str, outcome: _Outcome, comment: str) -> Section:
-    """This job's section: its row from the outcome (xpassed count as passed, xfailed as skipped,
-    as in the outputs) and its body from the rendered comment (its marker line dropped)."""
-    totals = outcome.report.totals
-    return Section(
-        key=clean_key(key),
-        conclusion=outcome.status,
-        tests=totals.tests,
-        passed=totals.passed + totals.xpassed,
-        failed=totals.failed,
-        errors=totals.errors,
-        skipped=totals.skipped + totals.xfailed,
-        duration=outcome.report.wall_time,
-        body=strip_marker(comment),
-    )
+from modal_gpu_action.settings import GitHubContext, PublishSettings
 
 
 def publish(
     api: Api,
     context: GitHubContext,
-    settings: Settings,
+    settings: PublishSettings,
     section: Section,
     timing: Timing,
     log: Log,
@@ -203,10 +153,10 @@ def _converge(
                 return url
             sections[own.key] = own
             body = compose_comment(key, sections, own_key=own.key)
-            if len(body) > COMMENT_LIMIT:
+            if len(body) > COMMENT_CHARS:
                 log.warn(
                     f"the comment would hold {len(body):,} characters, more than GitHub's"
-                    f" {COMMENT_LIMIT:,}, even with every section shortened"
+                    f" {COMMENT_CHARS:,}, even with every section shortened"
                 )
                 return url
             expected = parse_comment(body)[own.key]

@@ -44,7 +44,8 @@ from github.Issue import Issue
 from github.IssueComment import IssueComment
 from github.Repository import Repository
 
-from modal_gpu_action.github_context import GitHubContext
+from modal_gpu_action.durations import format_duration
+from modal_gpu_action.settings import GitHubContext
 from modal_gpu_action.workflow import command
 
 ACTIONS_BOT = "github-actions[bot]"  # who the workflow's GITHUB_TOKEN writes as
@@ -260,7 +261,7 @@ class Api:
             if self.timing.clock() >= min(started + self.timing.request_seconds, self.end):
                 self._abandon()
                 waited = self.timing.clock() - started
-                raise _NoAnswer(f"GitHub's API did not answer within {waited:.0f} s")
+                raise _NoAnswer(f"GitHub's API did not answer within {format_duration(waited)}")
         if errors:
             raise errors[0]
         return results[0]

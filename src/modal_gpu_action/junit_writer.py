@@ -9,16 +9,16 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from modal_gpu_action.results import Outcome, TestReport
+from modal_gpu_action.results import CaseOutcome, TestReport
 
 # XML 1.0 cannot hold most control characters, which test output can contain.
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 _RESULT_TAG = {
-    Outcome.FAILED: "failure",
-    Outcome.ERROR: "error",
-    Outcome.SKIPPED: "skipped",
-    Outcome.XFAILED: "skipped",
+    CaseOutcome.FAILED: "failure",
+    CaseOutcome.ERROR: "error",
+    CaseOutcome.SKIPPED: "skipped",
+    CaseOutcome.XFAILED: "skipped",
 }
 
 
@@ -51,7 +51,7 @@ def to_junit_xml(report: TestReport, *, suite_name: str = "modal-gpu-action") ->
         if tag is None:
             continue
         result = ET.SubElement(element, tag, message=_clean(case.message))
-        if case.outcome is Outcome.XFAILED:
+        if case.outcome is CaseOutcome.XFAILED:
             result.set("type", "pytest.xfail")
         result.text = _clean(case.detail) or None
     ET.indent(root)

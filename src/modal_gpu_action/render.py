@@ -17,7 +17,7 @@ Nothing is ever put in a link or image target except the run URL, built from Git
 environment variables and checked.
 
 Budgets: the summary stays within `limit_bytes` of UTF-8 (GitHub refuses a step summary over
-1 MiB) and the comment within `limit_chars` characters (GitHub's comment limit is 65,536). The
+1 MiB) and the comment within `limit_chars` characters (GitHub's comment limit): `github_limits`. The
 tracebacks, the only unbounded parts, are cut from the longest down (keeping their ends, where
 the error is); when even short ones do not fit, the last failures are left out and counted.
 """
@@ -27,15 +27,16 @@ from __future__ import annotations
 import heapq
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from itertools import compress
 from operator import attrgetter
 from urllib.parse import quote
 
-from modal_gpu_action.results import Outcome, TestCase, TestReport, Totals
-
-SUMMARY_LIMIT_BYTES = 1_048_576
-COMMENT_LIMIT_CHARS = 65_536
+from modal_gpu_action.conclusion import Conclusion
+from modal_gpu_action.durations import format_duration
+from modal_gpu_action.github_limits import COMMENT_CHARS, SUMMARY_BYTES, safe_link
+from modal_gpu_action.results import CaseOutcome, TestCase, TestReport, Totals
+from modal_gpu_action.tables import LEFT, RIGHT, table
 
 _WJ = "\u2060"
 # In this order: backslashes first, then "&" before the entities that bring their own.
@@ -112,42 +113,26 @@ def comment_marker(key: str) -> str:
     return f"<!-- modal-gpu-action:{quote(key or 'default', safe='._~:/+=@-')[:256]} -->"
 
 
-_SERVER_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[A-Za-z0-9._~-]+)*")
-_REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
-_SAFE_URL = re.compile(r"https?://[^\s<>()\[\]`\"'\\]+")
-
-
-def run_url_from_env(environ: Mapping[str, str]) -> str | None:
-    """The workflow run's page, when GitHub's variables are all set and well-formed."""
-    server = environ.get("GITHUB_SERVER_URL", "").rstrip("/")
-    repository = environ.get("GITHUB_REPOSITORY", "")
-    run_id = environ.get("GITHUB_RUN_ID", "")
-    if (
-        _SERVER_URL.fullmatch(server)
-        and _REPOSITORY.fullmatch(repository)
-        and re.fullmatch(r"[0-9]+", run_id)
-    ):
-        return f"{server}/{repository}/actions/runs/{run_id}"
-    return None
-
-
 def render_summary(
     report: TestReport,
     *,
     facts: Sequence[tuple[str, str]] = (),
     title: str = "GPU tests",
-    status: str | None = None,
-    limit_bytes: int = SUMMARY_LIMIT_BYTES,
+    conclusion: Conclusion | None = None,
+    limit_bytes: int = SUMMARY_BYTES,
 ) -> str:
-    """The job summary: headline, totals, run facts, failures with tracebacks, slowest, skips."""
+    """The job summary: headline, totals, run facts, failures with tracebacks, slowest, skips.
+    The headline says `conclusion`, else the report's own (`TestReport.conclusion`)."""
     totals = report.totals
     head = _join(
-        _headline(report, title, status), _totals_table(report, totals), _facts_table(facts)
+        _headline(report, title, conclusion), _totals_table(report, totals), _facts_table(facts)
     )
     tail = _join(
         _slowest_table(report.cases),
-        _reasons_table("Skipped", _cases_with(report, Outcome.SKIPPED, totals.skipped)),
-        _reasons_table("Expected failures", _cases_with(report, Outcome.XFAILED, totals.xfailed)),
+        _reasons_table("Skipped", _cases_with(report, CaseOutcome.SKIPPED, totals.skipped)),
+        _reasons_table(
+            "Expected failures", _cases_with(report, CaseOutcome.XFAILED, totals.xfailed)
+        ),
     )
     failures = report.failures
     if not failures:
@@ -175,16 +160,16 @@ def render_comment(
     facts: Sequence[tuple[str, str]] = (),
     run_url: str | None = None,
     title: str = "GPU tests",
-    status: str | None = None,
-    limit_chars: int = COMMENT_LIMIT_CHARS,
+    conclusion: Conclusion | None = None,
+    limit_chars: int = COMMENT_CHARS,
 ) -> str:
     """The PR comment: marker line, headline, totals, run facts, a failure list, the run link."""
     link = ""
-    if run_url and _SAFE_URL.fullmatch(run_url):
+    if run_url and safe_link(run_url):
         link = f"[Open the run and its job summary]({run_url})"
     head = _join(
         comment_marker(key),
-        _headline(report, title, status),
+        _headline(report, title, conclusion),
         _totals_table(report, report.totals),
         _facts_table(facts),
     )
@@ -307,10 +292,9 @@ def _tail(text: str, max_bytes: int) -> str:
     return f"[… {cut:,} earlier line{_s(cut)} cut …]\n{kept}"
 
 
-def _headline(report: TestReport, title: str, status: str | None) -> str:
-    conclusion = status or report.conclusion
-    icon = {"passed": "✅", "failed": "❌"}.get(conclusion, "⚠️")
-    return f"## {icon} {escape_inline(_clip(title, 200))}: {escape_inline(_clip(conclusion, 200))}"
+def _headline(report: TestReport, title: str, conclusion: Conclusion | None) -> str:
+    conclusion = conclusion or report.conclusion
+    return f"## {conclusion.icon} {escape_inline(_clip(title, 200))}: {conclusion.value}"
 
 
 def _totals_table(report: TestReport, totals: Totals) -> str:
@@ -325,8 +309,8 @@ def _totals_table(report: TestReport, totals: Totals) -> str:
         columns.append(("XFailed", f"{totals.xfailed:,}"))
     if totals.xpassed:
         columns.append(("XPassed", f"{totals.xpassed:,}"))
-    columns.append(("Duration", _duration(report.wall_time or totals.duration)))
-    return _table([label for label, _ in columns], [[value for _, value in columns]], "---:")
+    columns.append(("Duration", format_duration(report.wall_time or totals.duration)))
+    return table([label for label, _ in columns], [[value for _, value in columns]], RIGHT)
 
 
 def _facts_table(facts: Sequence[tuple[str, str]]) -> str:
@@ -334,10 +318,10 @@ def _facts_table(facts: Sequence[tuple[str, str]]) -> str:
         return ""
     labels = [escape_inline(_clip(label, 100)) for label, _ in facts]
     values = [escape_inline(_clip(value, 300)) for _, value in facts]
-    return _table(labels, [values], "---")
+    return table(labels, [values], LEFT)
 
 
-def _cases_with(report: TestReport, outcome: Outcome, count: int) -> list[TestCase]:
+def _cases_with(report: TestReport, outcome: CaseOutcome, count: int) -> list[TestCase]:
     if not count:
         return []
     # compress/map run in C: a few milliseconds for 100,000 cases
@@ -352,11 +336,11 @@ def _slowest_table(cases: Sequence[TestCase]) -> str:
         [
             escape_inline(_clip(case.id or _UNNAMED, 200)),
             case.outcome.value,
-            _duration(case.duration),
+            format_duration(case.duration),
         ]
         for case in slowest
     ]
-    return _join("### Slowest tests", _table(["Test", "Result", "Duration"], rows, "---"))
+    return _join("### Slowest tests", table(["Test", "Result", "Duration"], rows, LEFT))
 
 
 def _reasons_table(title: str, cases: Sequence[TestCase]) -> str:
@@ -371,7 +355,7 @@ def _reasons_table(title: str, cases: Sequence[TestCase]) -> str:
     if len(counts) > _REASONS_SHOWN:
         rest = sum(count for _, count in counts.most_common()[_REASONS_SHOWN:])
         rows.append([f"… {len(counts) - _REASONS_SHOWN:,} other reasons", f"{rest:,}"])
-    return _join(f"### {title} ({len(cases):,})", _table(["Reason", "Tests"], rows, "---"))
+    return _join(f"### {title} ({len(cases):,})", table(["Reason", "Tests"], rows, LEFT))
 
 
 _REASONS_SHOWN = 20
@@ -380,34 +364,12 @@ _DURATION = attrgetter("duration")
 _SEPARATOR = "\n\n"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
-    """A GFM table; cells must already be escaped (no line break, every `|` escaped)."""
-    lines = [_row(header), _row([align] * len(header)), *(_row(row) for row in rows)]
-    return "\n".join(lines)
-
-
-def _row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
 def _join(*parts: str) -> str:
     return _SEPARATOR.join(part for part in parts if part)
 
 
 def _icon(case: TestCase) -> str:
-    return "💥" if case.outcome is Outcome.ERROR else "❌"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 10:
-        return f"{seconds:.2f}s"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes}m"
+    return "💥" if case.outcome is CaseOutcome.ERROR else "❌"
 
 
 def _clip(text: str, limit: int) -> str:

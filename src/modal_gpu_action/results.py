@@ -1,7 +1,7 @@
 """TestReport: JUnit XML (pytest's and other producers') parsed into plain, immutable data.
 
 Contract (other modules rely on it; keep the names):
-- `Outcome`, `TestCase`, `Totals`, `TestReport` below.
+- `CaseOutcome` (a test case's), `TestCase`, `Totals`, `TestReport` below.
 - `parse_junit(source: str | Path | bytes, *, name: str = "") -> TestReport`: one file or XML text.
   Never raises for what the source is or holds (the tests wrote it): a truncated/empty document
   keeps every complete case and adds one ERROR case saying the report was cut short; a source
@@ -21,7 +21,7 @@ feeds ElementTree's C TreeBuilder, and each `<testcase>` is read as it closes, j
 its result elements; memory stays flat and a truncated document keeps every complete case.
 
 How a `<testcase>` becomes a `TestCase`:
-- Outcome by its worst result element: error, then failure, then skipped (as the corpus counts
+- The outcome by its worst result element: error, then failure, then skipped (as the corpus counts
   them); no result element is a pass, or a skip when the producer marks it `status="disabled"`.
 - pytest writes an xfail as `<skipped type="pytest.xfail">`: XFAILED. It writes a non-strict
   xpass as a plain pass, so that one cannot be told apart and stays PASSED; only the legacy
@@ -59,8 +59,10 @@ import defusedxml.ElementTree as safe_etree
 from junitparser import Error, Failure
 from junitparser import TestCase as JUnitCase
 
+from modal_gpu_action.conclusion import Conclusion
 
-class Outcome(enum.StrEnum):
+
+class CaseOutcome(enum.StrEnum):
     PASSED = "passed"
     FAILED = "failed"
     ERROR = "error"
@@ -75,7 +77,7 @@ class TestCase:
 
     classname: str
     name: str
-    outcome: Outcome
+    outcome: CaseOutcome
     duration: float = 0.0
     message: str = ""
     detail: str = ""
@@ -98,6 +100,16 @@ class Totals:
     xpassed: int
     duration: float
 
+    # The counts people are shown (outputs, the matrix table, the log): an xpass is a pass and
+    # an xfail a skip, as pytest's own summary line has it.
+    @property
+    def shown_passed(self) -> int:
+        return self.passed + self.xpassed
+
+    @property
+    def shown_skipped(self) -> int:
+        return self.skipped + self.xfailed
+
 
 @dataclass(frozen=True, slots=True)
 class TestReport:
@@ -112,12 +124,12 @@ class TestReport:
         counts = Counter(map(attrgetter("outcome"), self.cases))
         return Totals(
             tests=len(self.cases),
-            passed=counts[Outcome.PASSED],
-            failed=counts[Outcome.FAILED],
-            errors=counts[Outcome.ERROR],
-            skipped=counts[Outcome.SKIPPED],
-            xfailed=counts[Outcome.XFAILED],
-            xpassed=counts[Outcome.XPASSED],
+            passed=counts[CaseOutcome.PASSED],
+            failed=counts[CaseOutcome.FAILED],
+            errors=counts[CaseOutcome.ERROR],
+            skipped=counts[CaseOutcome.SKIPPED],
+            xfailed=counts[CaseOutcome.XFAILED],
+            xpassed=counts[CaseOutcome.XPASSED],
             duration=math.fsum(map(attrgetter("duration"), self.cases)),
         )
 
@@ -127,21 +139,21 @@ class TestReport:
         return tuple(case for case in self.cases if case.outcome in _FAILING)
 
     @property
-    def conclusion(self) -> str:
-        """'failed' when anything failed or errored, 'no tests' when nothing ran, else 'passed'."""
+    def conclusion(self) -> Conclusion:
+        """FAILED when anything failed or errored, NO_TESTS when nothing ran, else PASSED."""
         if any(case.outcome in _FAILING for case in self.cases):
-            return "failed"
-        return "passed" if self.cases else "no tests"
+            return Conclusion.FAILED
+        return Conclusion.PASSED if self.cases else Conclusion.NO_TESTS
 
     def with_extra_error(
         self, classname: str, name: str, message: str, detail: str = ""
     ) -> TestReport:
         """This report plus one ERROR case, e.g. "pytest crashed with signal 11"."""
-        extra = TestCase(classname, name, Outcome.ERROR, message=message, detail=detail)
+        extra = TestCase(classname, name, CaseOutcome.ERROR, message=message, detail=detail)
         return replace(self, cases=(*self.cases, extra))
 
 
-_FAILING = frozenset({Outcome.FAILED, Outcome.ERROR})
+_FAILING = frozenset({CaseOutcome.FAILED, CaseOutcome.ERROR})
 
 
 class JUnitError(Exception):
@@ -340,21 +352,21 @@ def _case(elem: Element, zero_based_lines: bool) -> TestCase:
     # (junitparser's fromelem carries no annotations.)
     results: list[Any] = JUnitCase.fromelem(elem).result if len(elem) else []  # type: ignore[no-untyped-call]
     if not results:
-        outcome = Outcome.SKIPPED if get("status") == "disabled" else Outcome.PASSED
+        outcome = CaseOutcome.SKIPPED if get("status") == "disabled" else CaseOutcome.PASSED
         return _new_case(classname, name, outcome, duration, "", "", file, line)
 
     worst = max(results, key=_severity)  # max keeps the first of equals
     message = worst.message or ""
     detail = worst.text or ""
     if isinstance(worst, Error | Failure):
-        outcome = Outcome.ERROR if isinstance(worst, Error) else Outcome.FAILED
+        outcome = CaseOutcome.ERROR if isinstance(worst, Error) else CaseOutcome.FAILED
         file, line = _crash_location(detail, file, line)
     elif worst.type == "pytest.xfail":
-        outcome = Outcome.XFAILED
+        outcome = CaseOutcome.XFAILED
     elif message == "xfail-marked test passes unexpectedly":
-        outcome = Outcome.XPASSED
+        outcome = CaseOutcome.XPASSED
     else:
-        outcome = Outcome.SKIPPED
+        outcome = CaseOutcome.SKIPPED
         message = _collection_skip_reason(message, detail) or message
     return _new_case(classname, name, outcome, duration, message, detail, file, line)
 
@@ -379,7 +391,7 @@ _SLOT_SETTERS = tuple(getattr(TestCase, spec.name).__set__ for spec in fields(Te
 def _new_case(
     classname: str,
     name: str,
-    outcome: Outcome,
+    outcome: CaseOutcome,
     duration: float,
     message: str,
     detail: str,

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from modal_gpu_action import conclusion
+
 
 @dataclass(frozen=True, slots=True)
 class OutputSpec:
@@ -30,10 +32,7 @@ class OutputSpec:
 
 
 OUTPUTS: tuple[OutputSpec, ...] = (
-    OutputSpec(
-        "conclusion",
-        "`passed`, `failed`, `no tests`, `timed out`, `cancelled` or `infrastructure error`.",
-    ),
+    OutputSpec("conclusion", conclusion.listed() + "."),
     OutputSpec("tests", "Number of tests in the report."),
     OutputSpec("passed", "Number of tests that passed (xpassed included)."),
     OutputSpec("failed", "Number of tests that failed."),

@@ -4,7 +4,7 @@
     result = backend.run(backend.requests())                 # -> BackendResult
 
 A backend turns Settings into one `RunRequest` per shard (`requests()`), runs each through the
-runner (runner.run_tests, here or in a container) and returns every shard's `RunResult` with the
+container side (container.run.run_tests, here or in a container) and returns every shard's `RunResult` with the
 facts of the run. It never judges the tests: merging the JUnit, deciding passed/failed and the
 exit code are the engine's. Failures that are not the tests' fault are `InfrastructureError`
 (exit 3) when nothing usable came back, or `BackendResult.infrastructure_error` beside the shards
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from modal_gpu_action.runner import GpuFacts, RunRequest, RunResult, describe_gpu_list
+from modal_gpu_action.container.protocol import RunRequest, RunResult
 from modal_gpu_action.settings import Settings
 
 
@@ -38,13 +38,10 @@ class BackendResult:
     """Every shard's result, in shard order, plus what the backend knows about the run."""
 
     backend: str  # "local" or "modal"
-    shards: list[RunResult]
-    gpu_description: str  # for people: "2x NVIDIA H100 80GB HBM3 (driver ..., CUDA 13.0)"
+    shards: list[RunResult]  # each says its GPUs, its time and how it ended
     gpu_seconds: float  # shard wall time x GPUs that shard saw, summed
-    wall_seconds: float = 0.0  # first shard started -> last shard done
     cost_usd: float | None = None  # the Modal backend's estimate; None where unknown or free
     cancelled: bool = False  # the run was stopped on request (SIGINT/SIGTERM, job cancelled)
-    timed_out: bool = False  # some shard ran past its timeout
     infrastructure_error: str | None = None  # a shard lost for a reason not the tests'
 
 
@@ -96,17 +93,3 @@ def shard_requests(base: RunRequest, count: int) -> list[RunRequest]:
         dataclasses.replace(base, shard_index=i, shard_count=count, label=f"shard {i + 1}/{count}")
         for i in range(count)
     ]
-
-
-def describe_gpus(facts: Sequence[GpuFacts]) -> str:
-    """The GPUs that shards on one machine saw, each counted once (by nvidia-smi index and name):
-    `2x NVIDIA H100 ...`. The first shard's note when none saw a GPU."""
-    seen: dict[str, dict[str, object]] = {}
-    cuda = None
-    for fact in facts:
-        cuda = cuda or fact.cuda_version
-        for gpu in fact.gpus:
-            seen.setdefault(f"{gpu.get('index')}/{gpu.get('name')}", dict(gpu))
-    if not seen:
-        return facts[0].note if facts else "no GPU visible"
-    return describe_gpu_list(list(seen.values()), cuda)

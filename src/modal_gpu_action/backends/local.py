@@ -1,11 +1,12 @@
 """The local backend: pytest on this machine (a self-hosted GPU runner, a workstation).
 
-Shards run in parallel, one thread each calling runner.run_tests (one pytest process each).
-`shards: auto` (Settings.shards None) is one shard per visible GPU, each with its own
-CUDA_VISIBLE_DEVICES; the GPUs are CUDA_VISIBLE_DEVICES's entries when it is set, else
-`nvidia-smi --query-gpu=index`'s, else none: one shard on the CPU. A number of shards spreads
-them over the GPUs round-robin (two shards can share one). One shard sees every GPU (so tests
-that need several GPUs can use them): no CUDA_VISIBLE_DEVICES of ours then.
+Shards run in parallel, one thread each calling `container.run.run_tests` (one pytest process
+each); the engine's cancel event stops them all. `shards: auto` (Settings.shards None) is one
+shard per visible GPU, each with its own CUDA_VISIBLE_DEVICES; the GPUs are
+CUDA_VISIBLE_DEVICES's entries when it is set, else `nvidia-smi --query-gpu=index`'s, else none:
+one shard on the CPU. A number of shards spreads them over the GPUs round-robin (two shards can
+share one). One shard sees every GPU (so tests that need several GPUs can use them): no
+CUDA_VISIBLE_DEVICES of ours then.
 
 pytest runs with the first `python` (then `python3`) on PATH: on a self-hosted runner that is
 the interpreter the workflow prepared (a venv it activated, setup-python's), not the one this tool
@@ -22,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,18 +32,12 @@ from modal_gpu_action.backends.base import (
     BackendResult,
     InfrastructureError,
     base_request,
-    describe_gpus,
     shard_requests,
 )
-from modal_gpu_action.runner import (
-    DEFAULT_KILL_GRACE_SECONDS,
-    RunnerError,
-    RunRequest,
-    RunResult,
-    Stream,
-    parse_visible_devices,
-    run_tests,
-)
+from modal_gpu_action.container.probe import parse_visible_devices
+from modal_gpu_action.container.process import DEFAULT_KILL_GRACE_SECONDS, Stream
+from modal_gpu_action.container.protocol import RunnerError, RunRequest, RunResult
+from modal_gpu_action.container.run import run_tests
 from modal_gpu_action.settings import Settings
 from modal_gpu_action.workflow import commands_stopped, in_github_actions
 
@@ -204,7 +198,6 @@ class LocalBackend:
         if not requests:
             raise InfrastructureError("nothing to run: no shard requests")
         hide_this_process_from_the_tests()
-        started = time.monotonic()
         out = sys.stdout if self.stream == "stdout" else self.stream
         with (
             commands_stopped(
@@ -214,7 +207,6 @@ class LocalBackend:
         ):
             futures = [pool.submit(self._run_one, request) for request in requests]
             outcomes = [future.result() for future in futures]
-        wall = time.monotonic() - started
         shards = [o for o in outcomes if isinstance(o, RunResult)]
         failures = [o for o in outcomes if isinstance(o, InfrastructureError)]
         if not shards:
@@ -223,11 +215,8 @@ class LocalBackend:
         return BackendResult(
             backend=self.name,
             shards=shards,
-            gpu_description=describe_gpus([s.gpu for s in shards]),
             gpu_seconds=round(sum(s.duration_seconds * len(s.gpu.gpus) for s in shards), 3),
-            wall_seconds=round(wall, 3),
             cancelled=self.cancel_event.is_set() or any(s.cancelled for s in shards),
-            timed_out=any(s.timed_out for s in shards),
             infrastructure_error=problem,
         )
 

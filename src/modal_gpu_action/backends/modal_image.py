@@ -4,6 +4,8 @@ The dependency layers are built from the project's dependency declarations only 
 dependency tables of pyproject.toml, or requirements files, or `[project] dependencies`), never
 from its source: the source is added when a container starts, so a commit that only edits code
 reuses every cached layer. `dependency_key` hashes exactly what those layers are built from.
+The declarations were read and checked with the other inputs (settings/dependencies.py): building
+the recipe refuses nothing.
 
 No `modal` import here: `plan` reads this module and must start fast. backends/modal.py turns a
 `Recipe` into `modal.Image` calls.
@@ -16,14 +18,13 @@ import json
 import re
 import shlex
 import shutil
-import tomllib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from modal_gpu_action.project_files import ProjectFiles, list_project_files, resolve_inside
-from modal_gpu_action.settings import Settings, SettingsError, shown
+from modal_gpu_action.project_files import ProjectFiles, list_project_files
+from modal_gpu_action.settings import DependencySource, ImageSettings, Settings
 
 RECIPE_VERSION = 1  # bump when the way layers are built changes: the key changes with it
 
@@ -37,21 +38,7 @@ UV_BINARY = "/.uv/uv"
 # Python (`add_python=`). Modal cannot tell offline either; `plan` shows the choice.
 _PYTHON_IMAGE_HINTS = ("python", "pytorch", "tensorflow", "jax", "conda", "py3", "huggingface")
 
-# Project keys that dependency resolution reads; the rest of pyproject.toml (tool configs, URLs,
-# descriptions) never reaches a layer.
-_PROJECT_KEYS = (
-    "name",
-    "version",
-    "dynamic",
-    "requires-python",
-    "dependencies",
-    "optional-dependencies",
-)
-
 _NAME = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
-_INCLUDE = re.compile(r"^(-r|--requirement|-c|--constraint)(?:\s+|=)(.+)$")
-
-DependencySource = Literal["uv.lock", "requirements", "pyproject", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,66 +82,44 @@ class Recipe:
 
 
 def build_recipe(settings: Settings) -> Recipe:
-    """Read the project's dependency declarations; a SettingsError names the input at fault."""
+    """The recipe for settings loaded for backend `modal` (their dependency files read)."""
+    image = settings.image
+    files = image.dependency_files
+    if files is None:
+        raise ValueError("the settings were loaded for backend 'local': no image is built")
     project = settings.working_directory
     notes: list[str] = []
-    base = _base(settings, notes)
+    base = _base(image, notes)
     upload = list_project_files(project)
-    pyproject = _read_pyproject(_project_file(project, "pyproject.toml"))
-    uv_lock = _project_file(project, "uv.lock")
-    extras, groups = settings.extras, settings.groups
-    _check_extras_and_groups(pyproject, extras, groups)
-
-    source: DependencySource
+    pyproject = files.pyproject
+    extras, groups = image.extras, image.groups
     declared: list[str] = []
-    uv_pyproject, dependencies, packages = "", [], list(settings.extra_packages)
-    requirements: tuple[Path, ...] = ()
-    requirement_files: tuple[Path, ...] = ()
-    if pyproject is not None and uv_lock is not None:
-        source = "uv.lock"
-        if settings.requirements:
+    dependencies: list[str] = []
+    packages = list(image.extra_packages)
+    if files.source == "uv.lock":
+        assert pyproject is not None
+        if image.requirements:
             notes.append("input 'requirements' is not used: the project has a uv.lock")
-        uv_pyproject = dump_toml(dependency_tables(pyproject))
         declared = _uv_declared(pyproject, extras, groups)
-    else:
-        requirements = settings.requirements
-        default_requirements = _project_file(project, "requirements.txt")
-        if not requirements and default_requirements is not None:
-            requirements = (default_requirements,)
-        if requirements:
-            source = "requirements"
-            requirement_files, declared = _read_requirements(requirements, project)
-            chosen = _chosen_dependencies(pyproject or {}, extras, groups)
-            packages += chosen
-            declared += chosen
-        elif pyproject is not None:
-            source = "pyproject"
-            if "dependencies" in pyproject.get("project", {}).get("dynamic", []):
-                notes.append(
-                    "pyproject.toml declares its dependencies as dynamic: they cannot be read"
-                    " without building the project; add a uv.lock or a requirements file"
-                )
-            dependencies = _project_dependencies(pyproject) + _chosen_dependencies(
-                pyproject, extras, groups
+    elif files.source == "requirements":
+        chosen = _chosen_dependencies(pyproject or {}, extras, groups)
+        packages += chosen
+        declared = [*files.required, *chosen]
+    elif files.source == "pyproject":
+        assert pyproject is not None
+        if "dependencies" in pyproject.get("project", {}).get("dynamic", []):
+            notes.append(
+                "pyproject.toml declares its dependencies as dynamic: they cannot be read"
+                " without building the project; add a uv.lock or a requirements file"
             )
-            declared = list(dependencies)
-        else:
-            source = "none"
-            if extras or groups:
-                raise SettingsError(
-                    "input 'extras'/'groups' needs a pyproject.toml in the working directory"
-                    f" {shown(project)}"
-                )
-    declared += settings.extra_packages
+        dependencies = _project_dependencies(pyproject) + _chosen_dependencies(
+            pyproject, extras, groups
+        )
+        declared = list(dependencies)
+    declared += image.extra_packages
     pytest_added = "pytest" not in {_normalized_name(r) for r in declared}
     if pytest_added:
         packages.append("pytest")
-    for package in packages:
-        if package.startswith("-"):
-            raise SettingsError(
-                f"invalid value {package!r} for input 'extra-packages': expected requirements"
-                " such as `pytest-xdist` or `numpy>=2`, not options"
-            )
     dockerfile_files = _dockerfile_copies(base.dockerfile, upload) if base.dockerfile else ()
     if any(path == project for path in dockerfile_files):
         notes.append(
@@ -164,14 +129,14 @@ def build_recipe(settings: Settings) -> Recipe:
     return Recipe(
         project_dir=project,
         base=base,
-        source=source,
+        source=files.source,
         upload=upload,
         extras=extras,
         groups=groups,
-        uv_pyproject=uv_pyproject,
-        uv_lock=uv_lock if source == "uv.lock" else None,
-        requirements=requirements,
-        requirement_files=requirement_files,
+        uv_pyproject=files.uv_pyproject,
+        uv_lock=files.uv_lock,
+        requirements=files.requirements,
+        requirement_files=files.requirement_files,
         dependencies=tuple(dependencies),
         packages=tuple(dict.fromkeys(packages)),
         pytest_added=pytest_added,
@@ -291,38 +256,29 @@ def requirements_commands(recipe: Recipe) -> list[str]:
 # -- reading the project ------------------------------------------------------------------------
 
 
-def _base(settings: Settings, notes: list[str]) -> Base:
-    if settings.image and settings.dockerfile:
-        raise SettingsError(
-            "inputs 'image' and 'dockerfile' were both given: expected at most one of them"
-        )
-    if settings.dockerfile is not None:
-        has_python = _dockerfile_has_python(settings.dockerfile)
+def _base(image: ImageSettings, notes: list[str]) -> Base:
+    if image.dockerfile is not None:
+        has_python = _dockerfile_has_python(image.dockerfile)
         return Base(
             "dockerfile",
-            python_version=settings.python_version,
-            dockerfile=settings.dockerfile,
-            add_python=None if has_python else settings.python_version,
+            python_version=image.python_version,
+            dockerfile=image.dockerfile,
+            add_python=None if has_python else image.python_version,
         )
-    if settings.image:
-        if any(c.isspace() for c in settings.image):
-            raise SettingsError(
-                f"invalid value {settings.image!r} for input 'image': expected an image reference"
-                " such as nvcr.io/nvidia/pytorch:25.01-py3"
-            )
-        has_python = image_has_python(settings.image)
+    if image.registry_image:
+        has_python = image_has_python(image.registry_image)
         if has_python:
             notes.append(
-                f"input 'python-version' ({settings.python_version}) is not used: the image"
+                f"input 'python-version' ({image.python_version}) is not used: the image"
                 " brings its own Python"
             )
         return Base(
             "registry",
-            python_version=settings.python_version,
-            image=settings.image,
-            add_python=None if has_python else settings.python_version,
+            python_version=image.python_version,
+            image=image.registry_image,
+            add_python=None if has_python else image.python_version,
         )
-    return Base("debian_slim", python_version=settings.python_version)
+    return Base("debian_slim", python_version=image.python_version)
 
 
 def image_has_python(reference: str) -> bool:
@@ -447,32 +403,6 @@ def _size(count: int) -> str:
     return f"{count / (1024 * 1024):.1f} MiB"
 
 
-def _project_file(project: Path, name: str) -> Path | None:
-    """`project/name` when it is a file (pyproject.toml, uv.lock, requirements.txt); a
-    SettingsError when it is a link that leads out of the project or into .git: what the image
-    is built from is the project's, never another file of this machine."""
-    path = project / name
-    if not path.is_file():
-        return None
-    resolved, problem = resolve_inside(path, project)
-    if problem is not None:
-        where = "outside the working directory" if problem == "outside" else "into .git"
-        raise SettingsError(
-            f"{name} of the working directory {shown(project)} is a link that leads {where}:"
-            " refused (the image is built from the project's own files only)"
-        )
-    return resolved
-
-
-def _read_pyproject(path: Path | None) -> dict[str, Any] | None:
-    if path is None:
-        return None
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise SettingsError(f"cannot read {shown(path)}: {' '.join(str(error).split())}") from None
-
-
 def _is_package(upload: ProjectFiles, pyproject: Mapping[str, Any] | None) -> bool:
     if pyproject is not None:
         package = pyproject.get("tool", {}).get("uv", {}).get("package")
@@ -481,44 +411,6 @@ def _is_package(upload: ProjectFiles, pyproject: Mapping[str, Any] | None) -> bo
         if "build-system" in pyproject:
             return True
     return upload.holds("setup.py") or upload.holds("setup.cfg")
-
-
-def dependency_tables(pyproject: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The parts of pyproject.toml that `uv sync --frozen --no-install-project` reads."""
-    tables: dict[str, dict[str, Any]] = {}
-    project = pyproject.get("project", {})
-    kept = {key: project[key] for key in _PROJECT_KEYS if key in project}
-    if kept:
-        tables["project"] = kept
-    if pyproject.get("dependency-groups"):
-        tables["dependency-groups"] = dict(pyproject["dependency-groups"])
-    uv = pyproject.get("tool", {}).get("uv")
-    if uv:
-        tables["tool.uv"] = dict(uv)
-    return tables
-
-
-def _check_extras_and_groups(
-    pyproject: Mapping[str, Any] | None, extras: Iterable[str], groups: Iterable[str]
-) -> None:
-    project = (pyproject or {}).get("project", {})
-    known_extras = set(project.get("optional-dependencies", {}))
-    for extra in extras:
-        if extra not in known_extras:
-            raise SettingsError(
-                f"invalid value {extra!r} for input 'extras': pyproject.toml's"
-                " [project.optional-dependencies] has "
-                + (", ".join(sorted(known_extras)) or "no extras")
-            )
-    known_groups = set((pyproject or {}).get("dependency-groups", {}))
-    if (pyproject or {}).get("tool", {}).get("uv", {}).get("dev-dependencies"):
-        known_groups.add("dev")
-    for group in groups:
-        if group not in known_groups:
-            raise SettingsError(
-                f"invalid value {group!r} for input 'groups': pyproject.toml's"
-                " [dependency-groups] has " + (", ".join(sorted(known_groups)) or "no groups")
-            )
 
 
 def _project_dependencies(pyproject: Mapping[str, Any]) -> list[str]:
@@ -567,71 +459,6 @@ def _uv_declared(
     return _project_dependencies(pyproject) + _chosen_dependencies(pyproject, extras, chosen)
 
 
-def _read_requirements(files: Iterable[Path], project: Path) -> tuple[tuple[Path, ...], list[str]]:
-    """The requirements files with those they include, and the requirements they name."""
-    seen: list[Path] = []
-    names: list[str] = []
-
-    def read(path: Path, given_as: str) -> None:
-        path, problem = resolve_inside(path, project)
-        if path in seen:
-            return
-        if problem is not None:
-            where = "outside the working directory" if problem == "outside" else "in .git"
-            raise SettingsError(
-                f"invalid value {given_as!r} for input 'requirements': {shown(path)} is {where}"
-                f" {shown(project)}: expected a file of the project"
-            )
-        if not path.is_file():
-            raise SettingsError(
-                f"invalid value {given_as!r} for input 'requirements': {shown(path)} is not a file"
-            )
-        seen.append(path)
-        for number, line in _requirement_lines(path):
-            include = _INCLUDE.match(line)
-            if include:
-                read(path.parent / include.group(2).strip(), include.group(2).strip())
-                continue
-            editable = re.match(r"^(-e|--editable)(?:\s+|=)(.+)$", line)
-            target = editable.group(2).strip() if editable else line
-            if _is_local(target):
-                raise SettingsError(
-                    f"{shown(path.name)} line {number} installs a local folder ({line!r}): the image is"
-                    " built from dependency declarations only and the project is installed at"
-                    " container start; remove the line, or list a requirements file without it"
-                    " in input 'requirements'"
-                )
-            if line.startswith("-"):
-                continue  # --index-url, --find-links, --pre, -e git+https://...
-            names.append(line)
-
-    for file in files:
-        read(file, str(file))
-    return tuple(seen), names
-
-
-def _is_local(target: str) -> bool:
-    """`.`, `./lib`, `/abs`, `file:...`, `sub/dir`: a folder on this machine, not an index name."""
-    head = re.split(r"[;\s]", target, maxsplit=1)[0]
-    if head.startswith((".", "/", "~", "file:")):
-        return True
-    return "/" in head and "://" not in head and "@" not in target
-
-
-def _requirement_lines(path: Path) -> Iterator[tuple[int, str]]:
-    pending, start = "", 0
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
-        if not pending:
-            start = number
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        line, pending = (pending + line).strip(), ""
-        if line:
-            yield start, line
-
-
 def _normalized_name(requirement: str) -> str:
     match = _NAME.match(requirement)
     return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else ""
@@ -639,68 +466,3 @@ def _normalized_name(requirement: str) -> str:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-# -- a small TOML writer: enough for the tables above, checked by reading the text back --------
-
-
-def dump_toml(tables: Mapping[str, Mapping[str, Any]]) -> str:
-    """TOML text for `{"project": {...}, "tool.uv": {...}}`; raises SettingsError when a value has
-    no TOML form here (dates), so the written file always reads back to the same data."""
-    lines: list[str] = []
-    for header, table in tables.items():
-        lines.append(f"[{header}]")
-        lines.extend(f"{_toml_key(key)} = {_toml_value(value)}" for key, value in table.items())
-        lines.append("")
-    text = "\n".join(lines)
-    expected: dict[str, Any] = {}
-    for header, table in tables.items():
-        node = expected
-        for part in header.split("."):
-            node = node.setdefault(part, {})
-        node.update(table)
-    if tomllib.loads(text) != expected:
-        raise SettingsError("cannot re-write pyproject.toml's dependency tables")
-    return text
-
-
-def _toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        items = ", ".join(f"{_toml_key(str(k))} = {_toml_value(v)}" for k, v in value.items())
-        return "{ " + items + " }" if items else "{}"
-    raise SettingsError(f"cannot re-write pyproject.toml value {value!r}")
-
-
-_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\b": "\\b",
-    "\t": "\\t",
-    "\n": "\\n",
-    "\f": "\\f",
-    "\r": "\\r",
-}
-
-
-def _toml_string(text: str) -> str:
-    out = []
-    for char in text:
-        if char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'

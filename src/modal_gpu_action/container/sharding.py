@@ -1,6 +1,7 @@
 """pytest plugin that keeps shard I of N and deselects the rest.
 
-    pytest -p modal_gpu_action.sharding --shard-index I --shard-count N [--shard-durations FILE]
+    pytest -p modal_gpu_action.container.sharding --shard-index I --shard-count N \
+        [--shard-durations=FILE]
 
 I is 0-based (0 <= I < N). With N = 1, or without the options, the plugin does nothing. Every
 shard computes the same assignment from the collected node ids alone, so the shards' union is
@@ -23,20 +24,20 @@ collected item's node id is turned into the (classname, name) pair that pytest's
 for it (`tests/test_x.py::TestC::test_y[p]` -> `tests.test_x.TestC`, `test_y[p]`, with
 `junit_prefix` in front when set) and looked up in the file; the time of repeated entries (a
 teardown error is a second testcase) is added up. The reverse would be ambiguous (a dot in
-`tests.test_x.TestC` may be a directory, a module or a class). The running pytest's own
-`_pytest.junitxml.mangle_test_address` is used when it exists, else a copy of it.
+`tests.test_x.TestC` may be a directory, a module or a class): names.py.
 
-Standard library and pytest only: the runner copies this file into the test environment.
+Standard library and pytest only; run.py loads it from its copy of this package.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 
 import pytest
+
+from .names import junit_names
 
 UNKNOWN_DEFAULT_SECONDS = 1.0
 _SUMMARY = pytest.StashKey[str]()  # the header line, from modifyitems to the report hook
@@ -46,22 +47,6 @@ def hash_shard(nodeid: str, count: int) -> int:
     """The shard of `nodeid` without durations: sha256 of its UTF-8 bytes, mod `count`."""
     digest = hashlib.sha256(nodeid.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") % count
-
-
-def junit_key(nodeid: str, prefix: str = "") -> tuple[str, str]:
-    """(classname, name) that pytest's junitxml writes for `nodeid`."""
-    try:
-        from _pytest.junitxml import mangle_test_address
-
-        names = list(mangle_test_address(nodeid))
-    except Exception:  # pytest moved it: the same rule, copied
-        path, sep, rest = nodeid.partition("::")
-        names = [re.sub(r"\.py$", "", path.replace("/", "."))]
-        if sep:
-            head, bracket, params = rest.partition("[")
-            names += head.split("::")
-            names[-1] += bracket + params
-    return ".".join(([prefix] if prefix else []) + names[:-1]), names[-1]
 
 
 def read_durations(xml_text: str | bytes) -> dict[tuple[str, str], float]:
@@ -168,7 +153,7 @@ def _durations_for(
     prefix = _junit_prefix(config)
     by_node: dict[str, float] = {}
     for item in items:
-        seconds = by_key.get(junit_key(item.nodeid, prefix))
+        seconds = by_key.get(junit_names(item.nodeid, prefix))
         if seconds is not None:
             by_node[item.nodeid] = seconds
     return f"balanced by durations ({len(by_node)} of {len(items)} tests known)", by_node

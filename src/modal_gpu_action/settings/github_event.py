@@ -1,4 +1,4 @@
-"""The run's context in GitHub mode: where to publish (repository, pull request, commit,
+"""GitHub's event as settings of the run: where to publish (repository, pull request, commit,
 comment key), read from GitHub's variables and the event payload, and the refusal of privileged
 events. No network: the pull request of a `push` is looked up when publishing
 (`github_requests.pull_number`).
@@ -38,8 +38,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from modal_gpu_action.render import run_url_from_env
-from modal_gpu_action.settings import Settings, SettingsError
+from modal_gpu_action.github_limits import REPOSITORY, SHA, run_url_from_env
+from modal_gpu_action.settings.values import SettingsError
 
 PULL_REQUEST_EVENTS = frozenset(
     {"pull_request", "pull_request_target", "pull_request_review", "pull_request_review_comment"}
@@ -54,8 +54,6 @@ PRIVILEGED_EVENTS = frozenset({"pull_request_target", "issue_comment"} | COMMIT_
 OWN_CODE_TRIGGERS = frozenset(
     {"push", "schedule", "workflow_dispatch", "repository_dispatch", "release", "merge_group"}
 )
-_REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-_SHA = re.compile(r"^[0-9a-f]{7,64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,26 +72,26 @@ class GitHubContext:
     find_pull_from_commit: bool = False  # push: look the PR up from `sha`
 
 
-def read_context(environ: Mapping[str, str], settings: Settings) -> GitHubContext:
-    """The run's context from GitHub's variables and event payload.
+def read_context(
+    environ: Mapping[str, str], *, pr_number: int | None, comment_key: str = ""
+) -> GitHubContext:
+    """The run's context from GitHub's variables and event payload; `pr_number` and
+    `comment_key` are the inputs, which win over the event and the default.
 
-    Raises SettingsError (exit code 2) for a privileged event without
-    `allow-pull-request-target` (see `privileged_event`), an unreadable event payload, a pull
-    request event without a number, or a malformed GITHUB_REPOSITORY / GITHUB_API_URL.
+    Raises SettingsError (exit code 2) for an unreadable event payload, a pull request event
+    without a number, or a malformed GITHUB_REPOSITORY / GITHUB_API_URL. Whether the event may
+    run at all is `privileged_event`'s to say.
     """
     event_name = environ.get("GITHUB_EVENT_NAME", "")
-    refusal = privileged_event(environ, settings)
-    if refusal:
-        raise SettingsError(refusal)
     payload = _payload(environ)
     from_event = _number_from_payload(event_name, payload, environ.get("GITHUB_REPOSITORY", ""))
-    if event_name in PULL_REQUEST_EVENTS and from_event is None and settings.pr_number is None:
+    if event_name in PULL_REQUEST_EVENTS and from_event is None and pr_number is None:
         raise SettingsError(
             f"the '{event_name}' event's payload (GITHUB_EVENT_PATH) names no pull request"
         )
-    number = settings.pr_number or from_event
+    number = pr_number or from_event
     repository = environ.get("GITHUB_REPOSITORY", "")
-    if not _REPOSITORY.match(repository):
+    if not REPOSITORY.fullmatch(repository):
         raise SettingsError(
             f"GITHUB_REPOSITORY is {repository!r}: expected OWNER/NAME (is this a GitHub"
             " Actions run?)"
@@ -109,28 +107,30 @@ def read_context(environ: Mapping[str, str], settings: Settings) -> GitHubContex
         repository=repository,
         event_name=event_name,
         pr_number=number,
-        sha=sha if _SHA.match(sha or "") else "",
+        sha=sha if SHA.fullmatch(sha or "") else "",
         run_url=run_url_from_env(environ) or "",
         run_id=environ.get("GITHUB_RUN_ID", ""),
         run_attempt=environ.get("GITHUB_RUN_ATTEMPT", "1"),
-        comment_key=settings.comment_key or default_key,
+        comment_key=comment_key or default_key,
         find_pull_from_commit=(event_name == "push" or event_name in COMMIT_EVENTS)
         and number is None,
     )
 
 
-def privileged_event(environ: Mapping[str, str], settings: Settings) -> str | None:
+def privileged_event(
+    environ: Mapping[str, str], *, allow_pull_request_target: bool, pr_number: int | None
+) -> str | None:
     """Why this run must not go on: an event that holds the repository's secrets while it may
     run a pull request's code, without `allow-pull-request-target` (one line that names the
     input); None when it may run. What counts is in the module's docstring."""
     event = environ.get("GITHUB_EVENT_NAME", "")
-    if settings.allow_pull_request_target or event not in PRIVILEGED_EVENTS:
+    if allow_pull_request_target or event not in PRIVILEGED_EVENTS:
         return None
     try:
         payload: dict[str, object] | None = _payload(environ)
     except SettingsError:
         payload = None  # cannot tell whose code it is: refused
-    why = _pull_request_code(event, payload, environ.get("GITHUB_REPOSITORY", ""), settings)
+    why = _pull_request_code(event, payload, environ.get("GITHUB_REPOSITORY", ""), pr_number)
     if why is None:
         return None
     return (
@@ -143,7 +143,7 @@ def privileged_event(environ: Mapping[str, str], settings: Settings) -> str | No
 
 
 def _pull_request_code(
-    event: str, payload: Mapping[str, object] | None, repository: str, settings: Settings
+    event: str, payload: Mapping[str, object] | None, repository: str, pr_number: int | None
 ) -> str | None:
     """How a pull request's code can be in this privileged run ("" when the event says it all),
     or None when the code is the repository's own."""
@@ -155,8 +155,8 @@ def _pull_request_code(
         issue = payload.get("issue")
         if isinstance(issue, dict) and isinstance(issue.get("pull_request"), dict):
             return f"a comment on pull request #{issue.get('number')}"
-        if settings.pr_number is not None:
-            return f"input 'pr-number' names pull request #{settings.pr_number}"
+        if pr_number is not None:
+            return f"input 'pr-number' names pull request #{pr_number}"
         return None
     if event == "workflow_run":
         run = payload.get("workflow_run")

@@ -1,4 +1,4 @@
-"""sharding.py: the assignment rules, and the plugin inside real pytest runs."""
+"""container/sharding.py: the assignment rules, and the plugin inside real pytest runs."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from modal_gpu_action import sharding
-from modal_gpu_action.runner import RunRequest, RunResult, junit_names, run_tests
-from modal_gpu_action.sharding import assign_shards, hash_shard, junit_key, read_durations
+from modal_gpu_action import container
+from modal_gpu_action.container.names import junit_names
+from modal_gpu_action.container.protocol import RunRequest, RunResult
+from modal_gpu_action.container.run import run_tests
+from modal_gpu_action.container.sharding import assign_shards, hash_shard, read_durations
 
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"
-SHARDING_DIR = Path(sharding.__file__).parent.parent  # holds the package: `-p modal_gpu_action...`
+SOURCE = Path(container.__file__).parents[2]  # holds the package: `-p modal_gpu_action...`
 
 IDS = [f"tests/test_{m}.py::test_{n}" for m in "abc" for n in range(20)]
 
@@ -60,15 +62,6 @@ def test_durations_of_zero_still_spread_the_tests_evenly() -> None:
     ids = [f"t::{n}" for n in range(9)]
     assignment = assign_shards(ids, 3, dict.fromkeys(ids, 0.0))
     assert sorted(Counter(assignment.values()).values()) == [3, 3, 3]
-
-
-def test_junit_key_matches_pytests_junitxml_and_the_runners_copy() -> None:
-    from _pytest.junitxml import mangle_test_address
-
-    for nodeid in ("tests/sub/test_b.py::TestO::TestI::test_b", "tests/test_c.py::test_x[a::b]"):
-        names = mangle_test_address(nodeid)
-        assert junit_key(nodeid) == (".".join(names[:-1]), names[-1]) == junit_names(nodeid)
-    assert junit_key("tests/test_c.py::test_x[c[d]]", "pre") == ("pre.tests.test_c", "test_x[c[d]]")
 
 
 def test_read_durations_adds_repeated_cases_and_skips_bad_times() -> None:
@@ -163,7 +156,7 @@ def test_shards_are_balanced_by_a_durations_junit(many: Path, unsharded: list[st
     }
     known = {n: heavy.get(n, 0.1) for n in nodeids if n != "tests/test_plain.py::test_alone"}
     cases = "".join(
-        '<testcase classname="{}" name="{}" time="{}"/>'.format(*junit_key(n), t)
+        '<testcase classname="{}" name="{}" time="{}"/>'.format(*junit_names(n), t)
         for n, t in known.items()
     )
     durations_junit = f"<testsuites><testsuite>{cases}</testsuite></testsuites>"
@@ -174,7 +167,7 @@ def test_shards_are_balanced_by_a_durations_junit(many: Path, unsharded: list[st
     assert sorted(ids[0] + ids[1]) == sorted(unsharded)
     expected = assign_shards(nodeids, 2, known)
     for index in (0, 1):
-        wanted = sorted("::".join(junit_key(n)) for n, s in expected.items() if s == index)
+        wanted = sorted("::".join(junit_names(n)) for n, s in expected.items() if s == index)
         assert sorted(ids[index]) == wanted
     # 30 s on one side; 20 s + 10 s on the other; the 0.1 s ones (and the unknown one, counted
     # as the mean) even it out
@@ -212,12 +205,20 @@ def test_sharding_applies_after_keyword_selection(many: Path) -> None:
 )
 def test_the_plugin_refuses_impossible_options(many: Path, args: list[str], message: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "modal_gpu_action.sharding", *args, "tests"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "modal_gpu_action.container.sharding",
+            *args,
+            "tests",
+        ],
         cwd=many,
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PYTHONPATH": str(SHARDING_DIR), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(SOURCE), "PATH": "/usr/bin:/bin"},
     )
     assert done.returncode == 4
     assert message in done.stderr

@@ -1,0 +1,352 @@
+"""The crash record read back, and the JUnit report a run hands back.
+
+The progress plugin (progress.py) appends one JSON line per event to the record as pytest goes.
+pytest writes its JUnit file only at the very end, so when it leaves none that is whole (it
+crashed, was stopped, or never started), the report is synthesised from the record in pytest's
+own shape: finished tests keep their outcome, the test that was running is an error saying why it
+did not finish.
+
+Both files can be rewritten or filled by the tests (a conftest can), so both are read capped and
+never through a link, a pipe or a device; pytest's file is not used when it declares a document
+type (entities), has another root element or cannot be decoded. Each refusal becomes an error
+case saying why, and the record stands in.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import socket
+import stat
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import IO, Any
+from xml.parsers import expat
+
+from .names import junit_names
+
+MAX_REPORT_TEXT = 20000  # of one failure's text kept in the record (progress.py)
+# What is read back of the files the tests could rewrite or fill: past the cap, pytest's JUnit
+# file is replaced by the report synthesised from the record; of a larger record, its first and
+# last halves are read. Both say so in an error case.
+MAX_JUNIT_BYTES = 64 * 1024 * 1024
+MAX_PROGRESS_BYTES = 64 * 1024 * 1024
+MAX_JUNIT_BYTES_ENV = "MODAL_GPU_ACTION_MAX_JUNIT_BYTES"  # a lower cap, in bytes (tests use it)
+
+
+def read_progress(path: Path, max_bytes: int = MAX_PROGRESS_BYTES) -> list[dict[str, Any]]:
+    """The records the progress plugin wrote; a line cut short by a kill is skipped. Of a file
+    larger than `max_bytes`, its first and last halves are read (the session's start, its end
+    and the test that was running), with a `note` record between them saying what is missing;
+    a link, a directory or a pipe in its place (the tests can put one there) is one `note`."""
+    try:
+        with _open_plain_file(path) as handle:
+            data = handle.read(max_bytes + 1)
+            if len(data) <= max_bytes:
+                return _records(data)
+            half = max_bytes // 2
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(size - half, half))
+            end = handle.read(half)
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        return [_note(_RECORD, f"The action's record of the run was not read: {_why(error)}.")]
+    start = data[:half]
+    start = start[: start.rfind(b"\n") + 1]  # whole lines only
+    end = end[end.find(b"\n") + 1 :] if b"\n" in end else b""
+    missing = size - len(start) - len(end)
+    note = _note(
+        _RECORD,
+        f"The action's record of the run is {size:,} bytes, more than the {max_bytes:,} that"
+        f" are read: the tests recorded in the {missing:,} bytes between its first and its last"
+        " part are missing from this report when it comes from the record.",
+    )
+    return [*_records(start), note, *_records(end)]
+
+
+def _records(data: bytes) -> list[dict[str, Any]]:
+    records = []
+    for line in data.decode("utf-8", "replace").split("\n"):
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):  # cut short by a kill; or written by the tests
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def _note(name: str, message: str, detail: str = "") -> dict[str, Any]:
+    """A record of ours, not the plugin's: synthesize_junit turns it into an error case."""
+    return {"e": "note", "name": name, "message": message, "detail": detail}
+
+
+_RECORD = "record of the run"
+
+
+class _Refused(OSError):
+    """A file the tests replaced or filled: what it is, for people."""
+
+
+def _open_plain_file(path: Path) -> IO[bytes]:
+    """`path` opened for reading when it is a regular file. The tests can put anything there:
+    a link could stand for any file of this machine, and a pipe or a device blocks or never
+    ends, so those are _Refused. FileNotFoundError when there is nothing."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise _Refused(error.errno, "it is a symbolic link") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a pipe, a socket or a device"
+            raise _Refused(errno.EINVAL, f"it is {kind}, not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _why(error: OSError) -> str:
+    if isinstance(error, _Refused):
+        return str(error.strerror)
+    return f"it cannot be read ({error.strerror or error})"
+
+
+def running_test(records: list[dict[str, Any]]) -> str | None:
+    """The test that started and has no teardown report: the one pytest was running."""
+    running = None
+    for record in records:
+        if record.get("e") == "start":
+            running = record.get("nodeid")
+        elif (
+            record.get("e") == "report"
+            and record.get("when") == "teardown"
+            and record.get("nodeid") == running
+        ):
+            running = None
+    return running
+
+
+def choose_junit(path: Path, records: list[dict[str, Any]], reason: str, tail: str) -> str:
+    """pytest's XML when it is a whole JUnit report; else the one synthesised from the crash
+    record; else whatever pytest left (possibly half a file, possibly "").
+
+    The tests can rewrite pytest's file. One that is no regular file, is larger than the cap
+    (MAX_JUNIT_BYTES, or the lower one MAX_JUNIT_BYTES_ENV asks for), declares a document type
+    (entities), has another root element or cannot be decoded is not used: the record stands
+    in, with an error case saying why and what it was.
+    """
+    cap = _junit_cap()
+    text = ""
+    try:
+        with _open_plain_file(path) as handle:
+            data = handle.read(cap + 1)
+            if len(data) > cap:
+                size = max(os.fstat(handle.fileno()).st_size, len(data))
+                raise _Refused(errno.EFBIG, f"it is {size:,} bytes, more than the {cap:,} read")
+        if data.strip() and _whole_junit(data):
+            return data.decode("utf-8", "replace")
+        text = data.decode("utf-8", "replace")
+    except FileNotFoundError:
+        pass  # pytest wrote none: it crashed, was stopped or never started
+    except OSError as error:
+        note = _note(
+            "pytest's JUnit report",
+            f"pytest's JUnit report was not used: {_why(error)}. The results come from the"
+            " action's record of the run instead.",
+            "A conftest or a test can rewrite the file pytest writes; the action's pytest plugin"
+            " records each test's outcome as it ends, and that record stands in for the file.",
+        )
+        return synthesize_junit([*records, note], unfinished_reason=reason, output_tail=tail)
+    if any(record.get("e") != "note" for record in records) or not text.strip():
+        return synthesize_junit(records, unfinished_reason=reason, output_tail=tail)
+    return text
+
+
+def _junit_cap() -> int:
+    """MAX_JUNIT_BYTES, or the lower cap that MODAL_GPU_ACTION_MAX_JUNIT_BYTES asks for."""
+    text = os.environ.get(MAX_JUNIT_BYTES_ENV, "").strip()
+    if text.isdigit() and 0 < int(text) < MAX_JUNIT_BYTES:
+        return int(text)
+    return MAX_JUNIT_BYTES
+
+
+def _whole_junit(data: bytes) -> bool:
+    """True for a well-formed JUnit document, False for one cut short or damaged (pytest killed
+    while writing it). _Refused for what pytest never writes: a document type declaration (its
+    entities could expand into gigabytes or read local files), another root element, an
+    encoding that cannot be decoded. Nothing is built or expanded: expat only checks."""
+    parser = expat.ParserCreate()
+    roots: list[str] = []
+
+    def doctype(*_: object) -> None:
+        raise _Refused(errno.EINVAL, "it declares a document type (entities), as pytest never does")
+
+    def start(name: str, attributes: object) -> None:
+        if not roots:
+            roots.append(name)
+            if name not in ("testsuites", "testsuite"):
+                raise _Refused(
+                    errno.EINVAL, f"its root element is <{name[:100]}>, not <testsuites>"
+                )
+
+    parser.StartDoctypeDeclHandler = doctype
+    parser.StartElementHandler = start
+    try:
+        parser.Parse(data, True)
+    except expat.ExpatError:
+        return False
+    except (LookupError, ValueError) as error:  # the declared encoding: unknown, or multi-byte
+        raise _Refused(errno.EINVAL, f"its encoding cannot be decoded ({error})") from None
+    return True
+
+
+_XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(value: Any) -> str:
+    return _XML_ILLEGAL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+
+
+def synthesize_junit(
+    records: list[dict[str, Any]], *, unfinished_reason: str = "", output_tail: str = ""
+) -> str:
+    """JUnit XML (pytest's xunit1 shape) from the crash record. Finished tests keep their
+    outcome; the test still running when pytest died is an error carrying `unfinished_reason`
+    and the output tail. Collection errors are errors, as pytest writes them. Each `note`
+    record (`_note`: a file of the run that was not used) is an error case of its own.
+    The tests can write to the record too: a field of the wrong type is left out, never fatal."""
+    cases: dict[str, dict[str, Any]] = {}
+    for record in records:
+        event, nodeid = record.get("e"), record.get("nodeid")
+        if event not in ("start", "report", "collecterror") or not isinstance(nodeid, str):
+            continue
+        case = cases.setdefault(nodeid, {"reports": [], "record": record, "collect": None})
+        if event == "report":
+            case["reports"].append(record)
+        elif event == "collecterror":
+            case["collect"] = record
+    prefix = next((r.get("junit_prefix") for r in records if r.get("e") == "configure"), "")
+    prefix = prefix if isinstance(prefix, str) else ""
+
+    suite = ET.Element("testsuite", name="pytest")
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    total_time = 0.0
+    for nodeid, case in cases.items():
+        names = case["record"].get("junit")
+        if not (_is_list_of(names, str) and len(names) == 2):
+            names = junit_names(nodeid, prefix)
+        element = ET.SubElement(
+            suite, "testcase", classname=_xml_text(names[0]), name=_xml_text(names[1])
+        )
+        location = next(
+            (
+                r["location"]
+                for r in (case["record"], *case["reports"])
+                if _is_list_of(r.get("location"), (str, int, type(None)))
+                and r["location"]
+                and isinstance(r["location"][0], str)
+            ),
+            None,
+        )
+        if location:
+            element.set("file", _xml_text(location[0]))
+            if len(location) > 1 and isinstance(location[1], int):
+                element.set("line", str(location[1]))
+        duration = sum(_seconds(r.get("duration")) for r in case["reports"])
+        total_time += duration
+        element.set("time", f"{duration:.3f}")
+        kinds = []
+        if case["collect"] is not None:
+            kinds.append(
+                _child(element, "error", "collection failure", case["collect"].get("text"))
+            )
+        for report in case["reports"]:
+            kinds += _report_children(element, report)
+        properties: Any = next(
+            (r["properties"] for r in reversed(case["reports"]) if r.get("properties")), []
+        )
+        if properties and _is_list_of(properties, list) and all(len(p) == 2 for p in properties):
+            holder = ET.Element("properties")
+            for key, value in properties:
+                ET.SubElement(holder, "property", name=_xml_text(key), value=_xml_text(value))
+            element.insert(0, holder)
+        finished = case["collect"] is not None or any(
+            r.get("when") == "teardown" for r in case["reports"]
+        )
+        if not finished and unfinished_reason:
+            detail = unfinished_reason + (
+                "\n\nLast lines of output:\n" + output_tail if output_tail else ""
+            )
+            kinds.append(
+                _child(element, "error", f"test did not finish: {unfinished_reason}", detail)
+            )
+        totals["tests"] += 1
+        totals["failures"] += "failure" in kinds
+        totals["errors"] += "error" in kinds
+        totals["skipped"] += "skipped" in kinds and "failure" not in kinds and "error" not in kinds
+    for note in records:
+        if note.get("e") == "note":
+            element = ET.SubElement(
+                suite, "testcase", classname="modal-gpu-action", name=_xml_text(note.get("name"))
+            )
+            _child(element, "error", str(note.get("message")), note.get("detail"))
+            totals["tests"] += 1
+            totals["errors"] += 1
+    for key, value in totals.items():
+        suite.set(key, str(value))
+    suite.set("time", f"{total_time:.3f}")
+    suite.set("timestamp", time.strftime("%Y-%m-%dT%H:%M:%S"))
+    suite.set("hostname", socket.gethostname())
+    root = ET.Element("testsuites", name="pytest tests")
+    root.append(
+        ET.Comment(
+            " synthesised by modal-gpu-action from its progress record: pytest did not write this report "
+        )
+    )
+    root.append(suite)
+    return '<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="unicode")
+
+
+def _is_list_of(value: Any, kind: type | tuple[type, ...]) -> bool:
+    return isinstance(value, list) and all(isinstance(item, kind) for item in value)
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e9:
+        return float(value)
+    return 0.0
+
+
+def _report_children(element: ET.Element, report: dict[str, Any]) -> list[str]:
+    when, outcome = report.get("when"), report.get("outcome")
+    message, text = str(report.get("message") or ""), report.get("text")
+    wasxfail = report.get("wasxfail")
+    if outcome == "failed":
+        if when == "call" and wasxfail is not None:
+            return [_child(element, "failure", f"[XPASS(strict)] {wasxfail}", text)]
+        if when == "call":
+            return [_child(element, "failure", message, text)]
+        return [_child(element, "error", f'failed on {when} with "{message}"', text)]
+    if outcome == "skipped":
+        if wasxfail is not None:
+            return [_child(element, "skipped", str(wasxfail), text, kind="pytest.xfail")]
+        return [_child(element, "skipped", message, text, kind="pytest.skip")]
+    return []
+
+
+def _child(parent: ET.Element, tag: str, message: str, text: Any, kind: str = "") -> str:
+    child = ET.SubElement(parent, tag, message=_xml_text(message))
+    if kind:
+        child.set("type", kind)
+    if text:
+        child.text = _xml_text(text)
+    return tag

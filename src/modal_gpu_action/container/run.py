@@ -1,0 +1,223 @@
+"""One pytest run: a RunRequest in, a RunResult out. The local backend calls `run_tests` in its
+own process, the Modal container's entry calls it there, and it runs as a script:
+
+    python -m modal_gpu_action.container --request request.json --result result.json
+
+reads a RunRequest (its `to_dict()` as JSON), streams pytest's output and writes the RunResult
+as JSON. Exit status: 0 the tests passed, 1 they did not (failures, crash, timeout, cancelled,
+nothing collected with `fail_on_empty`), 3 pytest could not be started or the request could not
+be read. SIGINT and SIGTERM cancel the run as the cancel event does (pytest has a session of its
+own: they would not reach it).
+
+How a run goes:
+- probe.py asks nvidia-smi what GPUs this pytest will see (never raises);
+- pytest runs as `python -m pytest TEST_PATH ARGS --junitxml=TMP -o junit_family=xunit1
+  -p _modal_gpu_action_container.progress [-p _modal_gpu_action_container.sharding
+  --shard-index I ...]` in a process group of its own (process.py), the plugins loaded from a
+  copy of this package in a temporary folder that goes first on pytest's PYTHONPATH. xunit1
+  because it keeps each case's `file` and `line` (pytest's `line` is 0-based);
+- how it ended (`Ending`) and one line for people (`problem`) come from its exit status, whether
+  we stopped it, and the crash record; the report is pytest's JUnit or the one synthesised from
+  the record (record.py);
+- exit code 5 (nothing collected) is `no_tests`; whether that fails the run is the caller's call
+  (`fail_on_empty`), because one empty shard of several is not a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from . import process
+from .probe import probe_gpu
+from .progress import PROGRESS_ENV, RUNNER_PID_ENV
+from .protocol import PYTEST_EXIT_MEANINGS, Ending, GpuFacts, RunnerError, RunRequest, RunResult
+from .record import choose_junit, read_progress, running_test
+
+PACKAGE = Path(__file__).resolve().parent
+PACKAGE_COPY = "_modal_gpu_action_container"  # the name pytest imports the copy by
+PROGRESS_PLUGIN = f"{PACKAGE_COPY}.progress"
+SHARDING_PLUGIN = f"{PACKAGE_COPY}.sharding"
+
+
+def run_tests(
+    request: RunRequest,
+    *,
+    stream: process.Stream = "stdout",
+    cancel_event: threading.Event | None = None,
+    base_env: Mapping[str, str] | None = None,
+    kill_grace_seconds: float = process.DEFAULT_KILL_GRACE_SECONDS,
+) -> RunResult:
+    """Run pytest for `request` and return what it left; see the module's docstring.
+
+    stream: where pytest's output goes live ("stdout": the current sys.stdout; None: nowhere).
+    cancel_event: when set (from any thread), pytest is stopped as a timeout stops it and the
+      run ends `cancelled`.
+    base_env: the environment to start from (default os.environ); request.env is added to it.
+    Raises RunnerError when pytest cannot be started at all.
+    """
+    out = process.resolve(stream)
+    env = dict(os.environ if base_env is None else base_env)
+    env.update(request.env)
+    if request.visible_devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = request.visible_devices
+    gpu = probe_gpu(env)
+    if not os.path.isdir(request.working_directory):
+        raise RunnerError(f"working directory not found: {request.working_directory}")
+    scratch = Path(tempfile.mkdtemp(prefix="modal-gpu-action-"))
+    try:
+        command = _pytest_command(request, scratch)
+        plugins = str(scratch / "plugins")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (plugins, env.get("PYTHONPATH")) if p)
+        env["PYTHONUNBUFFERED"] = "1"  # live output through the pipe
+        env[PROGRESS_ENV] = str(scratch / "progress.jsonl")
+        env[RUNNER_PID_ENV] = str(os.getpid())
+        prefix = f"[{request.label}] " if request.label else ""
+        process.write_line(out, f"{prefix}modal-gpu-action: {gpu.describe()}")
+        process.write_line(out, f"{prefix}$ {' '.join(command)}")
+        try:
+            exited = process.run_in_own_group(
+                command,
+                env=env,
+                cwd=request.working_directory,
+                out=out,
+                prefix=prefix,
+                timeout=request.timeout_seconds,
+                cancel_event=cancel_event,
+                kill_grace_seconds=kill_grace_seconds,
+            )
+        except OSError as error:
+            raise RunnerError(f"could not start pytest with {command[0]}: {error}") from error
+        return _result(request, gpu, exited, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _pytest_command(request: RunRequest, scratch: Path) -> list[str]:
+    plugins = scratch / "plugins"
+    shutil.copytree(
+        PACKAGE, plugins / PACKAGE_COPY, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+    command = [request.python or sys.executable, "-m", "pytest"]
+    if request.test_path:
+        command.append(request.test_path)
+    command += list(request.pytest_args)
+    command += [
+        f"--junitxml={scratch / 'junit.xml'}",
+        "-o",
+        "junit_family=xunit1",
+        "-p",
+        PROGRESS_PLUGIN,
+    ]
+    if request.shard_count > 1:
+        command += ["-p", SHARDING_PLUGIN]
+        command += ["--shard-index", str(request.shard_index)]
+        command += ["--shard-count", str(request.shard_count)]
+        if request.durations_junit:
+            durations = scratch / "durations.xml"
+            durations.write_text(request.durations_junit, encoding="utf-8")
+            # One token: a path given as its own argument would move pytest's rootdir, and
+            # every test id with it, when the file lies outside the project.
+            command.append(f"--shard-durations={durations}")
+    return command
+
+
+def _result(request: RunRequest, gpu: GpuFacts, exited: process.Exited, scratch: Path) -> RunResult:
+    records = read_progress(scratch / "progress.jsonl")
+    returncode = exited.returncode
+    running = running_test(records)
+    during = f" while running {running}" if running else ""
+    finished = any(r.get("e") == "sessionfinish" for r in records)
+    started_session = any(r.get("e") == "sessionstart" for r in records)
+    crashed = None
+    if exited.stopped is None:
+        if returncode < 0:
+            name = process.signal_name(-returncode)
+            crashed = f"pytest was killed by signal {-returncode} ({name})"
+        elif returncode not in PYTEST_EXIT_MEANINGS:
+            crashed = f"pytest exited with code {returncode}"
+            crashed += "" if finished else " without finishing its report"
+        elif not started_session and returncode != 4:
+            crashed = f"pytest exited with code {returncode} before starting the test session"
+        elif started_session and not finished:
+            crashed = f"pytest exited with code {returncode} without finishing its report"
+        if crashed:
+            crashed += during
+    if exited.stopped == "timeout":
+        reason = f"pytest timed out after {request.timeout_seconds:g} s and was stopped{during}"
+    elif exited.stopped == "cancel":
+        reason = f"the run was cancelled{during}"
+    else:
+        reason = crashed or ""
+    if not reason and returncode in (2, 3, 4):
+        reason = f"pytest exited with code {returncode} ({PYTEST_EXIT_MEANINGS[returncode]})"
+    tail = process.summarise_tail(exited.tail)
+    return RunResult(
+        junit_xml=choose_junit(scratch / "junit.xml", records, reason, tail),
+        exit_code=returncode if returncode >= 0 else None,
+        duration_seconds=round(exited.seconds, 3),
+        gpu=gpu,
+        ending=_ending(exited, started_session, crashed is not None),
+        output_tail=tail,
+        shard_index=request.shard_index,
+        shard_count=request.shard_count,
+        label=request.label,
+        problem=reason or None,
+    )
+
+
+def _ending(exited: process.Exited, started_session: bool, crashed: bool) -> Ending:
+    if exited.stopped == "timeout":
+        return Ending.TIMED_OUT
+    if exited.stopped == "cancel":
+        return Ending.CANCELLED
+    code = exited.returncode
+    if code in (3, 4) or (code in PYTEST_EXIT_MEANINGS and not started_session):
+        return Ending.COULD_NOT_RUN
+    return Ending.CRASHED if crashed else Ending.FINISHED
+
+
+def exit_status(result: RunResult, fail_on_empty: bool = True) -> int:
+    """0 the tests passed, 1 they did not (see the module's docstring)."""
+    if result.problem:
+        return 1
+    if result.exit_code == 0 or (result.no_tests and not fail_on_empty):
+        return 0
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m modal_gpu_action.container",
+        description="Run pytest once and write its JUnit XML and run facts.",
+    )
+    parser.add_argument("--request", required=True, help="a RunRequest as JSON (a file)")
+    parser.add_argument("--result", required=True, help="where to write the RunResult as JSON")
+    parser.add_argument("--quiet", action="store_true", help="do not stream pytest's output")
+    args = parser.parse_args(argv)
+    try:
+        request = RunRequest.from_dict(json.loads(Path(args.request).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError) as error:
+        print(f"error: cannot read the request {args.request}: {error}", file=sys.stderr)
+        return 3
+    cancel = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: cancel.set())
+    try:
+        result = run_tests(request, stream=None if args.quiet else "stdout", cancel_event=cancel)
+    except RunnerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    target = Path(args.result)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text(json.dumps(result.to_dict()), encoding="utf-8")
+    os.replace(partial, target)
+    return exit_status(result, request.fail_on_empty)

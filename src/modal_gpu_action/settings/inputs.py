@@ -1,0 +1,190 @@
+"""Every input of the action, once: its name, default and description (`INPUTS`), and its text as
+given by a command-line flag or GitHub's `INPUT_*` variables (`raw_inputs`).
+
+`INPUTS` is the single list of inputs: action.yml, the README's table and the CLI flags are checked
+against it by tests, so none can drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class InputSpec:
+    name: str
+    default: str
+    description: str
+    # The default action.yml writes (an expression such as `${{ github.token }}`), when it differs.
+    action_default: str | None = None
+
+
+INPUTS: tuple[InputSpec, ...] = (
+    # What runs and where.
+    InputSpec(
+        "backend",
+        "modal",
+        "Where the tests run: `modal` (a Modal GPU container) or `local` (this machine, e.g. a self-hosted GPU runner).",
+    ),
+    InputSpec(
+        "gpu",
+        "T4",
+        "Modal GPU: T4, L4, A10G, L40S, A100-40GB, A100-80GB, RTX-PRO-6000, H100, H100!, H200, B200 (case-insensitive); `H100:2` for a count; `H100,A100-80GB` for an ordered fallback list.",
+    ),
+    InputSpec("test-path", "tests", "Test file or folder to run, relative to `working-directory`."),
+    InputSpec(
+        "pytest-args", "", "Extra pytest arguments, split like a shell would (e.g. `-m gpu -x`)."
+    ),
+    InputSpec(
+        "working-directory",
+        ".",
+        "The project's folder (where pyproject.toml is), relative to the workspace.",
+    ),
+    InputSpec("python-version", "3.12", "Python version of the Modal image (e.g. 3.11, 3.12)."),
+    InputSpec(
+        "timeout-minutes", "30", "Stop the tests after this many minutes and report what finished."
+    ),
+    InputSpec(
+        "shards",
+        "1",
+        "Split the suite into N parts run in parallel (N containers on Modal); `auto` on the local backend runs one shard per visible GPU.",
+    ),
+    InputSpec(
+        "shard-durations",
+        "",
+        "A previous JUnit XML file; shards are balanced by its test durations instead of by test id.",
+    ),
+    InputSpec(
+        "env",
+        "",
+        "Environment variables for the tests, one `KEY=VALUE` per line. Values are never printed.",
+    ),
+    InputSpec("fail-on-empty", "true", "Fail the run when pytest collects no tests."),
+    # The Modal image.
+    InputSpec(
+        "image",
+        "",
+        "Registry image to start from instead of debian_slim (e.g. `nvcr.io/nvidia/pytorch:25.01-py3`).",
+    ),
+    InputSpec(
+        "dockerfile",
+        "",
+        "A Dockerfile of the project to build the image from, relative to `working-directory`.",
+    ),
+    InputSpec(
+        "requirements",
+        "",
+        "Requirements files to install, one per line (used when the project has no uv.lock).",
+    ),
+    InputSpec(
+        "extras",
+        "",
+        "Optional-dependency extras of the project to install, comma- or newline-separated.",
+    ),
+    InputSpec(
+        "groups",
+        "",
+        "Dependency groups of the project to install (uv projects), comma- or newline-separated.",
+    ),
+    InputSpec(
+        "extra-packages",
+        "",
+        "More packages to install in the image, one requirement per line (e.g. `pytest-xdist`).",
+    ),
+    InputSpec(
+        "modal-secrets",
+        "",
+        "Names of Modal secrets whose variables the tests get, comma- or newline-separated.",
+    ),
+    InputSpec(
+        "modal-token-id",
+        "",
+        "Modal token id; defaults to the `MODAL_TOKEN_ID` environment variable.",
+    ),
+    InputSpec(
+        "modal-token-secret",
+        "",
+        "Modal token secret; defaults to the `MODAL_TOKEN_SECRET` environment variable.",
+    ),
+    InputSpec(
+        "retries",
+        "1",
+        "How many times Modal restarts a container lost to the infrastructure (preemption); failing tests are never retried.",
+    ),
+    # Reports.
+    InputSpec(
+        "junit-xml",
+        "gpu-test-results.xml",
+        "Where to write the merged JUnit XML report, relative to the workspace.",
+    ),
+    InputSpec("job-summary", "true", "Write the report to the job summary."),
+    InputSpec("annotations", "true", "Annotate failed tests on the files that hold them."),
+    # GitHub publishing.
+    InputSpec(
+        "github-token",
+        "",
+        "Token for the PR comment and the label; needs `pull-requests: write`.",
+        "${{ github.token }}",
+    ),
+    InputSpec(
+        "comment",
+        "sticky",
+        "PR comment: `sticky` (one comment, updated on every run), `new` (a comment per run) or `off`.",
+    ),
+    InputSpec(
+        "comment-on",
+        "always",
+        "When to comment: `always`, `failure` (only when tests fail) or `change` (only when the conclusion changed).",
+    ),
+    InputSpec(
+        "comment-key",
+        "",
+        "Identifies the sticky comment; defaults to the workflow name and job id.",
+    ),
+    InputSpec(
+        "matrix-key",
+        "",
+        "This job's section in the comment that the jobs of a matrix share; defaults to the GPU.",
+    ),
+    InputSpec(
+        "remove-label",
+        "",
+        "Label to remove from the PR when the run ends, whatever happened (e.g. `gpu-tests`).",
+    ),
+    InputSpec(
+        "pr-number",
+        "",
+        "Pull request to comment on when the event has none (e.g. `workflow_dispatch`).",
+    ),
+    InputSpec(
+        "allow-pull-request-target",
+        "false",
+        "Allow events that hold your secrets while they may run a PR's code: `pull_request_target`, `issue_comment` on a PR, `workflow_run` after a PR's or a fork's run, `check_run`, `check_suite` (read the security notes first).",
+    ),
+)
+INPUT_NAMES = frozenset(spec.name for spec in INPUTS)
+DEFAULTS = {spec.name: spec.default for spec in INPUTS}
+
+
+def env_name(input_name: str) -> str:
+    """The variable action.yml passes an input through: `test-path` -> `INPUT_TEST_PATH`."""
+    return "INPUT_" + input_name.upper().replace("-", "_")
+
+
+def raw_inputs(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> dict[str, str]:
+    """Each input's text: a command-line flag wins, then `INPUT_*` (both `INPUT_TEST_PATH` and
+    GitHub's own `INPUT_TEST-PATH` spelling), then the default."""
+    values: dict[str, str] = {}
+    for name in INPUT_NAMES:
+        flag = flags.get(name)
+        if flag is not None:
+            values[name] = flag
+            continue
+        for key in (env_name(name), "INPUT_" + name.upper()):
+            if key in environ:
+                values[name] = environ[key]
+                break
+        else:
+            values[name] = DEFAULTS[name]
+    return values

@@ -1,0 +1,203 @@
+"""The run's settings: what runs and where (backend, GPU, tests, time, shards, env, the Modal
+function's secrets and retries), what it writes (the JUnit file, summary, annotations), and nested
+per concern the Modal image (`image`) and publishing (`publishing`).
+
+`load_settings` validates every input once, before anything runs or reaches the network; a bad
+value is a `SettingsError` whose one-line message names the input, what was given and what is
+accepted; the CLI turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from modal_gpu_action.gpu import GpuSpec, GpuSpecError, parse_gpu_spec
+from modal_gpu_action.settings.image import ImageSettings, load_image_settings
+from modal_gpu_action.settings.inputs import DEFAULTS, raw_inputs
+from modal_gpu_action.settings.publishing import PublishSettings, load_publish_settings
+from modal_gpu_action.settings.values import (
+    SettingsError,
+    boolean,
+    choice,
+    inside,
+    integer,
+    invalid,
+    items,
+    optional_file,
+    output_path,
+    shown,
+)
+
+BACKENDS = ("modal", "local")
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_TIMEOUT_MINUTES = 24 * 60  # Modal's longest function timeout
+MAX_SHARDS = 64
+# Flags that our runner sets itself; letting pytest-args set them too would lose the report.
+_RESERVED_PYTEST_FLAGS = ("--junitxml", "--junit-xml", "--junit-prefix")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    backend: Literal["modal", "local"]
+    gpu: GpuSpec
+    working_directory: Path
+    test_path: str  # relative to working_directory, possibly with a `::node` suffix
+    pytest_args: tuple[str, ...]
+    timeout_seconds: float
+    shards: int | None  # None: one per visible GPU (`auto`, local backend only)
+    shard_durations: Path | None
+    env: Mapping[str, str] = field(repr=False)  # values may be secret
+    fail_on_empty: bool = True
+    modal_secrets: tuple[str, ...] = ()
+    modal_token_id: str = field(default="", repr=False)
+    modal_token_secret: str = field(default="", repr=False)
+    retries: int = 1
+    junit_xml: Path = Path("gpu-test-results.xml")
+    job_summary: bool = True
+    annotations: bool = True
+    image: ImageSettings = field(default_factory=ImageSettings)
+    publishing: PublishSettings = field(default_factory=PublishSettings)
+    # GITHUB_WORKSPACE, else the current directory: what relative paths are relative to, and
+    # the checkout that outputs may not be written through (output_files.py).
+    workspace: Path = field(default_factory=Path.cwd)
+
+    def secret_values(self) -> list[str]:
+        """Everything that must be masked in logs."""
+        values = [
+            self.modal_token_id,
+            self.modal_token_secret,
+            self.publishing.github_token,
+            *self.env.values(),
+        ]
+        return [v for v in values if v]
+
+
+def load_settings(
+    flags: Mapping[str, str | None], environ: Mapping[str, str], *, workspace: Path | None = None
+) -> Settings:
+    """Validate every input once; raise SettingsError naming the first bad one. In GitHub mode
+    the event is checked and read too (settings/publishing.py)."""
+    raw = raw_inputs(flags, environ)
+    base = (workspace or Path(environ.get("GITHUB_WORKSPACE") or Path.cwd())).resolve()
+    backend = choice(raw, "backend", BACKENDS)
+    working_directory = _working_directory(raw["working-directory"], base)
+    shards = _shards(raw["shards"], backend)
+    try:
+        gpu = parse_gpu_spec(raw["gpu"])
+    except GpuSpecError as error:
+        raise SettingsError(str(error)) from None
+    return Settings(
+        backend=backend,  # type: ignore[arg-type]
+        gpu=gpu,
+        working_directory=working_directory,
+        test_path=_test_path(raw["test-path"], working_directory),
+        pytest_args=_pytest_args(raw["pytest-args"]),
+        timeout_seconds=_timeout_minutes(raw["timeout-minutes"]) * 60,
+        shards=shards,
+        shard_durations=optional_file(raw, "shard-durations", base, "the workspace"),
+        env=_env_lines(raw["env"]),
+        fail_on_empty=boolean(raw, "fail-on-empty"),
+        modal_secrets=items(raw["modal-secrets"]),
+        modal_token_id=raw["modal-token-id"].strip() or environ.get("MODAL_TOKEN_ID", ""),
+        modal_token_secret=raw["modal-token-secret"].strip()
+        or environ.get("MODAL_TOKEN_SECRET", ""),
+        retries=integer(raw, "retries", 0, 10),
+        junit_xml=output_path(
+            raw["junit-xml"].strip() or DEFAULTS["junit-xml"], "junit-xml", base, environ
+        ),
+        job_summary=boolean(raw, "job-summary"),
+        annotations=boolean(raw, "annotations"),
+        image=load_image_settings(raw, working_directory, backend=backend),
+        publishing=load_publish_settings(raw, environ),
+        workspace=base,
+    )
+
+
+def _working_directory(text: str, base: Path) -> Path:
+    path = inside(text.strip() or ".", "working-directory", base, "the workspace")
+    if not path.is_dir():
+        raise SettingsError(
+            f"invalid value {text!r} for input 'working-directory': {shown(path)} is not a folder"
+        )
+    return path
+
+
+def _test_path(text: str, working_directory: Path) -> str:
+    text = text.strip() or "."
+    file_part = text.split("::", 1)[0]
+    path = (working_directory / file_part).resolve()
+    if not path.is_relative_to(working_directory):
+        raise SettingsError(
+            f"invalid value {text!r} for input 'test-path': it must be inside the working"
+            f" directory {shown(working_directory)}"
+        )
+    if not path.exists():
+        raise SettingsError(
+            f"invalid value {text!r} for input 'test-path': {shown(path)} does not exist"
+            " (paths are relative to 'working-directory')"
+        )
+    relative = path.relative_to(working_directory).as_posix()
+    return relative + text[len(file_part) :]
+
+
+def _pytest_args(text: str) -> tuple[str, ...]:
+    try:
+        args = shlex.split(text)
+    except ValueError as error:
+        raise invalid("pytest-args", text, f"arguments a shell could split ({error})") from None
+    for arg in args:
+        if arg.split("=", 1)[0] in _RESERVED_PYTEST_FLAGS:
+            raise invalid(
+                "pytest-args", text, "no --junitxml: the action writes the report (use 'junit-xml')"
+            )
+    return tuple(args)
+
+
+def _timeout_minutes(text: str) -> float:
+    try:
+        minutes = float(text.strip())
+    except ValueError:
+        minutes = float("nan")
+    if not 0 < minutes <= MAX_TIMEOUT_MINUTES:  # also false for NaN
+        raise invalid(
+            "timeout-minutes",
+            text,
+            f"a number of minutes above 0 and at most {MAX_TIMEOUT_MINUTES}",
+        )
+    return minutes
+
+
+def _shards(text: str, backend: str) -> int | None:
+    value = text.strip().lower()
+    if value == "auto":
+        if backend != "local":
+            raise invalid("shards", text, "a whole number from 1; `auto` needs backend 'local'")
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= MAX_SHARDS:
+        raise invalid("shards", text, f"a whole number from 1 to {MAX_SHARDS}, or auto")
+    return int(value)
+
+
+def _env_lines(text: str) -> dict[str, str]:
+    """`KEY=VALUE` per line. Lines end at `\n` (a `\r` before it is dropped) and nowhere else:
+    str.splitlines would also end one at U+2028, U+0085, `\x1c`..., which a value may hold."""
+    env: dict[str, str] = {}
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not _ENV_KEY.match(key):
+            # Never echo the line: its value may be a secret.
+            raise SettingsError(
+                f"invalid line {number} of input 'env': expected KEY=VALUE with KEY made of"
+                " letters, digits and _ (not starting with a digit)"
+            )
+        env[key] = value
+    return env

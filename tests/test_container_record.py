@@ -1,0 +1,218 @@
+"""container/record.py and names.py: the crash record read back, the JUnit made from it, and
+pytest's own JUnit file checked before it is used (records and files written here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from test_container_run import cases, outcome
+
+from modal_gpu_action.container.names import junit_names, mangle_test_address
+from modal_gpu_action.container.record import (
+    MAX_JUNIT_BYTES_ENV,
+    choose_junit,
+    read_progress,
+    running_test,
+    synthesize_junit,
+)
+
+# --- the crash record, turned into JUnit ---------------------------------------------------------
+
+
+def test_junit_names_are_pytests_own_inside_pytest_and_its_copy_elsewhere() -> None:
+    from _pytest.junitxml import mangle_test_address as pytests_own
+
+    for nodeid in (
+        "tests/test_a.py::test_x",
+        "tests/sub/test_b.py::TestC::TestD::test_y[1-a::b]",
+        "tests/test_c.py::test_z[c[d]]",
+        "tests/test_d.py::test_w[x/y.py]",
+        "tests/test_broken.py",
+        "test_top.py::test_v",
+    ):
+        names = pytests_own(nodeid)
+        assert mangle_test_address(nodeid) == names  # the copy used where pytest is not
+        assert junit_names(nodeid) == (".".join(names[:-1]), names[-1])
+    assert junit_names("t/test_a.py::T::test_x", prefix="gpu") == ("gpu.t.test_a.T", "test_x")
+
+
+def test_synthesised_junit_keeps_each_outcome_as_pytest_writes_it() -> None:
+    def report(nodeid: str, when: str, outcome: str, **more: object) -> dict[str, object]:
+        return {"e": "report", "nodeid": nodeid, "when": when, "outcome": outcome, **more}
+
+    records: list[dict[str, object]] = [
+        {"e": "configure", "junit_prefix": ""},
+        {"e": "sessionstart"},
+        {"e": "collecterror", "nodeid": "tests/test_bad.py", "text": "ImportError: nope"},
+        {"e": "start", "nodeid": "tests/t.py::test_ok", "location": ["tests/t.py", 3, "test_ok"]},
+        report("tests/t.py::test_ok", "setup", "passed", duration=0.25),
+        report("tests/t.py::test_ok", "call", "passed", duration=1.0, properties=[["k", "v"]]),
+        report("tests/t.py::test_ok", "teardown", "passed", duration=0.25),
+        {"e": "start", "nodeid": "tests/t.py::test_fail"},
+        report("tests/t.py::test_fail", "call", "failed", message="assert 1 == 2", text="E  \x1b"),
+        report("tests/t.py::test_fail", "teardown", "passed"),
+        {"e": "start", "nodeid": "tests/t.py::test_setup"},
+        report("tests/t.py::test_setup", "setup", "failed", message="boom", text="boom"),
+        report("tests/t.py::test_setup", "teardown", "passed"),
+        {"e": "start", "nodeid": "tests/t.py::test_skip"},
+        report(
+            "tests/t.py::test_skip", "setup", "skipped", message="no GPU", text="t.py:1: no GPU"
+        ),
+        report("tests/t.py::test_skip", "teardown", "passed"),
+        {"e": "start", "nodeid": "tests/t.py::test_xfail"},
+        report("tests/t.py::test_xfail", "call", "skipped", wasxfail="bug 12"),
+        report("tests/t.py::test_xfail", "teardown", "passed"),
+        {"e": "start", "nodeid": "tests/t.py::test_dies"},
+        report("tests/t.py::test_dies", "setup", "passed"),
+    ]
+    xml = synthesize_junit(records, unfinished_reason="killed by signal 9", output_tail="last")
+
+    found = cases(xml)
+    assert {k: outcome(c) for k, c in found.items()} == {
+        "::tests.test_bad": "error",
+        "tests.t::test_ok": "passed",
+        "tests.t::test_fail": "failure",
+        "tests.t::test_setup": "error",
+        "tests.t::test_skip": "skipped",
+        "tests.t::test_xfail": "skipped",
+        "tests.t::test_dies": "error",
+    }
+    ok = found["tests.t::test_ok"]
+    assert (ok.get("time"), ok.get("file"), ok.get("line")) == ("1.500", "tests/t.py", "3")
+    assert found["tests.t::test_fail"].find("failure").text == "E  \\x1b"  # type: ignore[union-attr]
+    assert (
+        found["tests.t::test_setup"].find("error").get("message") == 'failed on setup with "boom"'
+    )  # type: ignore[union-attr]
+    assert found["tests.t::test_xfail"].find("skipped").get("type") == "pytest.xfail"  # type: ignore[union-attr]
+    dies = found["tests.t::test_dies"].find("error")
+    assert dies is not None and dies.get("message") == "test did not finish: killed by signal 9"
+    assert (dies.text or "").endswith("Last lines of output:\nlast")
+    suite = ET.fromstring(xml).find("testsuite")
+    assert suite is not None
+    assert {k: suite.get(k) for k in ("tests", "failures", "errors", "skipped")} == {
+        "tests": "7",
+        "failures": "1",
+        "errors": "3",
+        "skipped": "2",
+    }
+
+
+# --- hostile files: read back capped, and never fatally -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cap", "used"), [("", True), ("1000", False), (str(1 << 40), True), ("-5", True)]
+)
+def test_the_junit_cap_can_be_lowered_but_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap: str, used: bool
+) -> None:
+    junit = tmp_path / "junit.xml"
+    junit.write_text("<testsuites>" + " " * 2000 + "</testsuites>")
+    monkeypatch.setenv(MAX_JUNIT_BYTES_ENV, cap)
+    xml = choose_junit(junit, [], "", "")
+    if used:
+        assert xml == junit.read_text()
+    else:
+        [error] = [case.find("error") for case in cases(xml).values()]
+        assert error is not None
+        assert error.get("message", "").startswith(
+            "pytest's JUnit report was not used: it is 2,025 bytes, more than the 1,000 read"
+        )
+
+
+def test_a_pipe_in_place_of_pytests_junit_file_is_not_waited_on(tmp_path: Path) -> None:
+    pipe = tmp_path / "junit.xml"
+    os.mkfifo(pipe)  # nobody writes to it
+    xml = choose_junit(pipe, [], "", "")
+    [error] = [case.find("error") for case in cases(xml).values()]
+    assert error is not None
+    assert error.get("message", "").startswith(
+        "pytest's JUnit report was not used: it is a pipe, a socket or a device"
+    )
+
+
+def progress_lines(tests: int) -> list[dict[str, object]]:
+    records: list[dict[str, object]] = [
+        {"e": "configure", "junit_prefix": ""},
+        {"e": "sessionstart"},
+    ]
+    for n in range(tests):
+        nodeid = f"tests/test_a.py::test_{n}"
+        records.append({"e": "start", "nodeid": nodeid, "location": ["tests/test_a.py", n, nodeid]})
+        records += [
+            {"e": "report", "nodeid": nodeid, "when": when, "outcome": "passed", "duration": 0.1}
+            for when in ("setup", "call", "teardown")
+        ]
+    records.append({"e": "start", "nodeid": "tests/test_a.py::test_running"})
+    return records
+
+
+def test_a_progress_record_past_its_cap_keeps_both_ends_and_says_what_is_missing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "progress.jsonl"
+    written = progress_lines(1_000)
+    path.write_text("".join(json.dumps(record) + "\n" for record in written))
+    size = path.stat().st_size
+    records = read_progress(path, max_bytes=20_000)
+    [note] = [record for record in records if record["e"] == "note"]
+    index = records.index(note)
+    assert records[:index] == written[:index]  # the first half: whole lines only
+    assert records[index + 1 :] == written[len(written) - len(records) + index + 1 :]
+    assert records[0]["e"] == "configure" and records[-1]["e"] == "start"
+    assert note["message"].startswith(
+        f"The action's record of the run is {size:,} bytes, more than the 20,000 that are read"
+    )
+    assert running_test(records) == "tests/test_a.py::test_running"
+    xml = synthesize_junit(records, unfinished_reason="it crashed")
+    found = cases(xml)
+    assert outcome(found["modal-gpu-action::record of the run"]) == "error"
+    assert outcome(found["tests.test_a::test_running"]) == "error"
+    assert len(found) < 1_000  # the middle is missing, and the note says so
+    assert read_progress(path) == written  # within the default cap: everything
+
+
+def test_a_progress_record_that_is_no_file_is_one_note(tmp_path: Path) -> None:
+    (tmp_path / "dir").mkdir()
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "link").symlink_to("/dev/zero")
+    for name, why in [
+        ("dir", "it is a directory, not a regular file"),
+        ("pipe", "it is a pipe, a socket or a device, not a regular file"),
+        ("link", "it is a symbolic link"),
+    ]:
+        [note] = read_progress(tmp_path / name)
+        assert note["message"] == f"The action's record of the run was not read: {why}."
+    assert read_progress(tmp_path / "missing") == []
+
+
+def test_records_of_the_wrong_shape_are_left_out_never_fatal(tmp_path: Path) -> None:
+    nodeid = "tests/t.py::test_x"
+    records: list[dict[str, object]] = [
+        {"e": "configure", "junit_prefix": ["not", "a", "string"]},
+        {"e": "start", "nodeid": nodeid, "junit": "nope", "location": {"a": 1}},
+        {"e": "start", "nodeid": 42},
+        {"e": "report", "nodeid": nodeid, "when": "call", "outcome": "failed", "duration": "x"},
+        {"e": "report", "nodeid": nodeid, "when": "call", "outcome": "passed", "duration": 1e999},
+        {"e": "report", "nodeid": nodeid, "when": "x", "outcome": "skipped", "properties": "k=v"},
+        {
+            "e": "report",
+            "nodeid": nodeid,
+            "when": "teardown",
+            "outcome": "passed",
+            "properties": [["k"]],
+            "location": [None, "x"],
+        },
+        {"e": "note", "name": None, "message": ["x"], "detail": 5},
+    ]
+    path = tmp_path / "progress.jsonl"
+    lines = [json.dumps(record) for record in records]
+    path.write_text("\n".join(["[" * 100_000, "{", "5", *lines, '{"e": "start"']))
+    assert read_progress(path) == records
+    found = cases(synthesize_junit(records))
+    assert sorted(found) == ["modal-gpu-action::None", "tests.t::test_x"]
+    assert found["tests.t::test_x"].get("time") == "0.000"
