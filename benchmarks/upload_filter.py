@@ -37,7 +37,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from modal_gpu_action.backends.modal_app import upload_filter
-from modal_gpu_action.project_files import list_project_files
+from modal_gpu_action.backends.project_files import list_project_files
 
 OLD_SOURCE_IGNORE = (
     ".git", ".venv", "venv", ".tox", ".nox", "build", "dist", "**/__pycache__", "**/*.pyc",

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from modal_gpu_action.publish.outputs import OUTPUTS
 from modal_gpu_action.settings import INPUTS, env_name
-from modal_gpu_action.workflow import OUTPUTS
 
 ROOT = Path(__file__).resolve().parents[1]
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())

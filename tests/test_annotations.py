@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from modal_gpu_action.annotations import annotation_commands
-from modal_gpu_action.results import CaseOutcome, TestCase, TestReport, parse_junit
+from modal_gpu_action.render.annotations import annotation_commands
+from modal_gpu_action.report.results import CaseOutcome, TestCase, TestReport, parse_junit
 
 ERROR = re.compile(r"::error file=([^,:\r\n]*),line=(\d+),title=([^,:\r\n]*)::([^\r\n]*)")
 

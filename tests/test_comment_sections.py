@@ -10,7 +10,8 @@ import cmarkgfm
 import pytest
 from cmarkgfm.cmark import Options
 
-from modal_gpu_action.comment_sections import (
+from modal_gpu_action.github_actions.github_limits import COMMENT_CHARS
+from modal_gpu_action.render.comment_sections import (
     Section,
     combined_table,
     compose_comment,
@@ -20,10 +21,9 @@ from modal_gpu_action.comment_sections import (
     parse_comment,
     strip_marker,
 )
-from modal_gpu_action.conclusion import Conclusion
-from modal_gpu_action.durations import format_duration
-from modal_gpu_action.github_limits import COMMENT_CHARS
-from modal_gpu_action.render import comment_marker, escape_inline
+from modal_gpu_action.render.durations import format_duration
+from modal_gpu_action.render.markdown import comment_marker, escape_inline
+from modal_gpu_action.report.conclusion import Conclusion
 
 RUN = "https://github.com/octo-org/gpu-project/actions/runs/4242"
 

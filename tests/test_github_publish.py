@@ -16,17 +16,17 @@ from typing import Any
 import pytest
 from github_api.server import APP_BOT, BOT, MAINTAINER, OTHER_BOT, STRANGER, FakeGitHub
 
-from modal_gpu_action import github
-from modal_gpu_action.comment_sections import (
+from modal_gpu_action.publish import github
+from modal_gpu_action.render.comment_sections import (
     Section,
     compose_comment,
     marker,
     parse_comment,
     section_for,
 )
-from modal_gpu_action.conclusion import Conclusion
-from modal_gpu_action.render import escape_inline
-from modal_gpu_action.results import CaseOutcome, TestCase, TestReport
+from modal_gpu_action.render.markdown import escape_inline
+from modal_gpu_action.report.conclusion import Conclusion
+from modal_gpu_action.report.results import CaseOutcome, TestCase, TestReport
 from modal_gpu_action.settings import PublishSettings, SettingsError, load_settings
 from modal_gpu_action.settings.github_event import privileged_event
 

@@ -1,6 +1,6 @@
 import pytest
 
-from modal_gpu_action.gpu import GPU_TYPES, PRICE_PER_SECOND, GpuSpecError, parse_gpu_spec
+from modal_gpu_action.settings.gpu import GPU_TYPES, PRICE_PER_SECOND, GpuSpecError, parse_gpu_spec
 
 
 @pytest.mark.parametrize("text", [t.lower() for t in GPU_TYPES] + list(GPU_TYPES))

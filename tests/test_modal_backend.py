@@ -17,8 +17,8 @@ from modal_gpu_action.backends.modal_answers import Shard, backend_result, settl
 from modal_gpu_action.backends.modal_image import REMOTE_PROJECT
 from modal_gpu_action.container.protocol import Ending, Gpu, GpuFacts, RunRequest, RunResult
 from modal_gpu_action.container.record import synthesize_junit
-from modal_gpu_action.gpu import parse_gpu_spec
 from modal_gpu_action.settings import load_settings
+from modal_gpu_action.settings.gpu import parse_gpu_spec
 
 PROJECTS = Path(__file__).parent / "fixtures" / "modal_projects"
 REQUEST = RunRequest(REMOTE_PROJECT, "tests", [], 60.0, {})

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from modal_gpu_action.backends.modal_app import describe_upload, upload_summary
-from modal_gpu_action.container.entry import make_links
-from modal_gpu_action.project_files import (
+from modal_gpu_action.backends.project_files import (
     DANGLING,
     INTO_GIT,
     NOT_UPLOADED,
@@ -29,6 +28,7 @@ from modal_gpu_action.project_files import (
     Link,
     list_project_files,
 )
+from modal_gpu_action.container.entry import make_links
 
 FIXTURE = Path(__file__).parent / "fixtures" / "modal_projects" / "upload_project"
 REPO = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from modal_gpu_action.redaction import MIN_SECRET_CHARS, redact_report, redact_text
-from modal_gpu_action.results import CaseOutcome, TestCase, TestReport
+from modal_gpu_action.report.redaction import MIN_SECRET_CHARS, redact_report, redact_text
+from modal_gpu_action.report.results import CaseOutcome, TestCase, TestReport
 from modal_gpu_action.settings import load_settings
 
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"

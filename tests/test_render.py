@@ -19,10 +19,9 @@ import cmarkgfm
 import pytest
 from cmarkgfm.cmark import Options
 
-from modal_gpu_action.annotations import annotation_commands
-from modal_gpu_action.conclusion import Conclusion
-from modal_gpu_action.github_limits import run_url_from_env
-from modal_gpu_action.render import (
+from modal_gpu_action.github_actions.github_limits import run_url_from_env
+from modal_gpu_action.render.annotations import annotation_commands
+from modal_gpu_action.render.markdown import (
     comment_marker,
     escape_block,
     escape_inline,
@@ -30,7 +29,8 @@ from modal_gpu_action.render import (
     render_comment,
     render_summary,
 )
-from modal_gpu_action.results import CaseOutcome, TestCase, TestReport, parse_junit
+from modal_gpu_action.report.conclusion import Conclusion
+from modal_gpu_action.report.results import CaseOutcome, TestCase, TestReport, parse_junit
 
 REPORTS = Path(__file__).parent / "fixtures" / "reports"
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"

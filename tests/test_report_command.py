@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from modal_gpu_action.render import comment_marker
+from modal_gpu_action.render.markdown import comment_marker
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "junit-xml"
 PASSING = CORPUS / "jest" / "jest-junit.xml"

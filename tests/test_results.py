@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from modal_gpu_action.results import (
+from modal_gpu_action.report.results import (
     CaseOutcome,
     JUnitError,
     JUnitFileError,

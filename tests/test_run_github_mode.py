@@ -18,8 +18,8 @@ import pytest
 from github_api.server import BOT, MAINTAINER, OTHER_BOT, STRANGER
 from processes import wait_for_file
 
-from modal_gpu_action.comment_sections import Section, compose_comment, parse_comment
-from modal_gpu_action.conclusion import Conclusion
+from modal_gpu_action.render.comment_sections import Section, compose_comment, parse_comment
+from modal_gpu_action.report.conclusion import Conclusion
 
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"
 PR, HEAD, LABEL = 7, "a" * 40, "gpu-tests"

@@ -20,12 +20,17 @@ from typing import TYPE_CHECKING
 
 from modal_gpu_action import __version__
 from modal_gpu_action.exit_codes import BAD_INPUT, FAILED, PASSED
-from modal_gpu_action.output_files import write_output
+from modal_gpu_action.github_actions.output_files import write_output
+from modal_gpu_action.github_actions.workflow import (
+    command,
+    commands_stopped,
+    in_github_actions,
+    one_line,
+)
 from modal_gpu_action.settings import INPUTS, SettingsError, load_settings, output_path
-from modal_gpu_action.workflow import command, commands_stopped, in_github_actions, one_line
 
 if TYPE_CHECKING:
-    from modal_gpu_action.results import TestReport
+    from modal_gpu_action.report.results import TestReport
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,8 +115,8 @@ def _flags(namespace: argparse.Namespace) -> dict[str, str | None]:
 
 
 def _report(namespace: argparse.Namespace) -> int:
-    from modal_gpu_action.render import render_summary
-    from modal_gpu_action.results import JUnitError, load_reports
+    from modal_gpu_action.render.markdown import render_summary
+    from modal_gpu_action.report.results import JUnitError, load_reports
 
     workspace = Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd())
     files = _output_files(namespace, workspace)
@@ -136,8 +141,8 @@ def _write_report_files(
     files: dict[str, Path | None],
     workspace: Path,
 ) -> None:
-    from modal_gpu_action.github_limits import run_url_from_env
-    from modal_gpu_action.render import render_comment
+    from modal_gpu_action.github_actions.github_limits import run_url_from_env
+    from modal_gpu_action.render.markdown import render_comment
 
     if files["summary-file"]:
         write_output(files["summary-file"], summary, workspace=workspace)
@@ -171,7 +176,8 @@ def _run(namespace: argparse.Namespace) -> int:
 
 
 def _output_files(namespace: argparse.Namespace, workspace: Path) -> dict[str, Path | None]:
-    """`--summary-file` and `--comment-file`, checked like every output (output_files.py)."""
+    """`--summary-file` and `--comment-file`, checked like every output
+    (github_actions/output_files.py)."""
     return {
         name: None if given is None else output_path(given, name, workspace.resolve(), os.environ)
         for name, given in (

@@ -23,21 +23,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from modal_gpu_action.annotations import annotation_commands
 from modal_gpu_action.backends.base import Backend, BackendResult, InfrastructureError
-from modal_gpu_action.comment_sections import SECTION_LIMIT, section_for
-from modal_gpu_action.conclusion import Conclusion
 from modal_gpu_action.container.protocol import RunResult
-from modal_gpu_action.durations import format_duration
 from modal_gpu_action.exit_codes import FAILED, INFRASTRUCTURE, PASSED
-from modal_gpu_action.github_limits import run_url_from_env
-from modal_gpu_action.junit_writer import to_junit_xml
-from modal_gpu_action.output_files import write_output
-from modal_gpu_action.redaction import redact_report
-from modal_gpu_action.render import render_comment, render_summary
-from modal_gpu_action.results import TestReport, merge, parse_junit
-from modal_gpu_action.settings import Settings, load_label_settings
-from modal_gpu_action.workflow import (
+from modal_gpu_action.github_actions.github_limits import run_url_from_env
+from modal_gpu_action.github_actions.output_files import write_output
+from modal_gpu_action.github_actions.workflow import (
     append_summary,
     command,
     commands_stopped,
@@ -45,9 +36,18 @@ from modal_gpu_action.workflow import (
     mask,
     write_outputs,
 )
+from modal_gpu_action.render.annotations import annotation_commands
+from modal_gpu_action.render.comment_sections import SECTION_LIMIT, section_for
+from modal_gpu_action.render.durations import format_duration
+from modal_gpu_action.render.markdown import render_comment, render_summary
+from modal_gpu_action.report.conclusion import Conclusion
+from modal_gpu_action.report.junit_writer import to_junit_xml
+from modal_gpu_action.report.redaction import redact_report
+from modal_gpu_action.report.results import TestReport, merge, parse_junit
+from modal_gpu_action.settings import Settings, load_label_settings
 
 if TYPE_CHECKING:
-    from modal_gpu_action.github_requests import Deadline
+    from modal_gpu_action.publish.github_requests import Deadline
 
 TITLE = "GPU tests"
 
@@ -101,7 +101,7 @@ def session(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Iter
         if not in_github_actions(environ):
             yield Session(cancel)
             return
-        import modal_gpu_action.github as github
+        import modal_gpu_action.publish.github as github
 
         deadline = github.Deadline.for_run(cancel, environ)
         with github.removing_label(label, deadline=deadline):
@@ -170,7 +170,7 @@ def run(
         except OSError as error:
             _warn(f"the step's outputs were not written: {error}", stream)
     if publishing.context is not None and publishing.comment != "off":
-        import modal_gpu_action.github as github
+        import modal_gpu_action.publish.github as github
 
         published = github.publish_comment(
             publishing,

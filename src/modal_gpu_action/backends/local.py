@@ -38,8 +38,8 @@ from modal_gpu_action.container.probe import parse_visible_devices
 from modal_gpu_action.container.process import DEFAULT_KILL_GRACE_SECONDS, Stream
 from modal_gpu_action.container.protocol import RunnerError, RunRequest, RunResult
 from modal_gpu_action.container.run import run_tests
+from modal_gpu_action.github_actions.workflow import commands_stopped, in_github_actions
 from modal_gpu_action.settings import Settings
-from modal_gpu_action.workflow import commands_stopped, in_github_actions
 
 PYTHON_ENV = "MODAL_GPU_ACTION_PYTHON"
 

@@ -66,8 +66,13 @@ from modal_gpu_action.backends.modal_image import (
     stage_build_files,
 )
 from modal_gpu_action.container.protocol import Ending, RunRequest
+from modal_gpu_action.github_actions.workflow import (
+    commands_stopped,
+    group,
+    in_github_actions,
+    mask,
+)
 from modal_gpu_action.settings import Settings, SettingsError
-from modal_gpu_action.workflow import commands_stopped, group, in_github_actions, mask
 
 # How long one round of polls waits, shared among the calls still running: what a cancel or a
 # finished shard may wait to be noticed, and about one request a second for each running call.

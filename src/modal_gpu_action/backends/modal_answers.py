@@ -18,7 +18,7 @@ from typing import Any
 from modal_gpu_action.backends.base import BackendResult, InfrastructureError
 from modal_gpu_action.container.protocol import Ending, GpuFacts, RunRequest, RunResult
 from modal_gpu_action.container.record import synthesize_junit
-from modal_gpu_action.gpu import GpuChoice, GpuSpec
+from modal_gpu_action.settings.gpu import GpuChoice, GpuSpec
 
 NAME = "modal"
 

@@ -19,8 +19,8 @@ from modal_gpu_action.backends.modal_image import (
     dockerignore_files,
     requirements_commands,
 )
+from modal_gpu_action.backends.project_files import ProjectFiles
 from modal_gpu_action.container import entry
-from modal_gpu_action.project_files import ProjectFiles
 from modal_gpu_action.settings import Settings
 
 APP_NAME = "modal-gpu-action"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from modal_gpu_action.project_files import ProjectFiles, list_project_files
+from modal_gpu_action.backends.project_files import ProjectFiles, list_project_files
 from modal_gpu_action.settings import DependencySource, ImageSettings, Settings
 
 RECIPE_VERSION = 1  # bump when the way layers are built changes: the key changes with it

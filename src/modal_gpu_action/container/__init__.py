@@ -1,6 +1,8 @@
 """What runs where the tests run: in the Modal container, on a self-hosted runner, and inside
 pytest itself as two plugins.
 
+Stage 4 of inputs -> settings -> backend -> container -> report -> render -> publish.
+
 The host (the rest of `modal_gpu_action`) imports this package; this package imports nothing of
 the host. It is shipped whole: the Modal backend adds it (and the package's __init__.py, nothing
 else of ours) to the container, where Modal imports `modal_gpu_action.container.entry`; for

@@ -1,4 +1,7 @@
-"""Every input of the action, read from command-line flags or GitHub's `INPUT_*` variables (and in
+"""Stages 1 and 2 of inputs -> settings -> backend -> container -> report -> render -> publish:
+the action's inputs (`inputs`) and the settings made of them.
+
+Every input of the action, read from command-line flags or GitHub's `INPUT_*` variables (and in
 GitHub mode GitHub's event), validated once, before anything runs or reaches the network. A bad
 value is a `SettingsError` whose one-line message names the input, what was given and what is
 accepted; the CLI turns it into exit code 2.
@@ -8,7 +11,8 @@ One module a concern:
 - `values`: `SettingsError` and the checks several inputs share (choices, numbers, paths);
 - `run`: `Settings`, what runs and where, and `load_settings`;
 - `image` and `dependencies`: the Modal image's inputs and the project's dependency files;
-- `publishing` and `github_event`: the PR comment, the label and GitHub's event.
+- `publishing` and `github_event`: the PR comment, the label and GitHub's event;
+- `gpu`: the `gpu` input's specs: Modal's GPU types, counts and prices.
 """
 
 from modal_gpu_action.settings.dependencies import DependencyFiles, DependencySource

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from modal_gpu_action.project_files import resolve_inside
 from modal_gpu_action.settings.values import SettingsError, shown
 
 DependencySource = Literal["uv.lock", "requirements", "pyproject", "none"]
@@ -95,6 +94,17 @@ def _project_file(project: Path, name: str) -> Path | None:
             " refused (the image is built from the project's own files only)"
         )
     return resolved
+
+
+def resolve_inside(path: Path, root: Path) -> tuple[Path, str | None]:
+    """`path` resolved, and why it may not be read as part of `root` (None when it may): it
+    must resolve inside `root` (through any links) and outside every `.git` folder."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root):
+        return resolved, "outside"
+    if ".git" in resolved.relative_to(root).parts:
+        return resolved, ".git"
+    return resolved, None
 
 
 def _read_pyproject(path: Path | None) -> dict[str, Any] | None:

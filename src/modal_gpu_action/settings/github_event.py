@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from modal_gpu_action.github_limits import REPOSITORY, SHA, run_url_from_env
+from modal_gpu_action.github_actions.github_limits import REPOSITORY, SHA, run_url_from_env
 from modal_gpu_action.settings.values import SettingsError
 
 PULL_REQUEST_EVENTS = frozenset(

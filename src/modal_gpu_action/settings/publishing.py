@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from modal_gpu_action.github_actions.workflow import in_github_actions
 from modal_gpu_action.settings.github_event import GitHubContext, privileged_event, read_context
 from modal_gpu_action.settings.inputs import raw_inputs
 from modal_gpu_action.settings.values import SettingsError, boolean, choice, integer
-from modal_gpu_action.workflow import in_github_actions
 
 COMMENT_MODES = ("sticky", "new", "off")
 COMMENT_ON = ("always", "failure", "change")

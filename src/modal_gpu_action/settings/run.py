@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from modal_gpu_action.gpu import GpuSpec, GpuSpecError, parse_gpu_spec
+from modal_gpu_action.settings.gpu import GpuSpec, GpuSpecError, parse_gpu_spec
 from modal_gpu_action.settings.image import ImageSettings, load_image_settings
 from modal_gpu_action.settings.inputs import DEFAULTS, raw_inputs
 from modal_gpu_action.settings.publishing import PublishSettings, load_publish_settings
@@ -63,7 +63,7 @@ class Settings:
     image: ImageSettings = field(default_factory=ImageSettings)
     publishing: PublishSettings = field(default_factory=PublishSettings)
     # GITHUB_WORKSPACE, else the current directory: what relative paths are relative to, and
-    # the checkout that outputs may not be written through (output_files.py).
+    # the checkout that outputs may not be written through (github_actions/output_files.py).
     workspace: Path = field(default_factory=Path.cwd)
 
     def secret_values(self) -> list[str]:

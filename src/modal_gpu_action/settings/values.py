@@ -11,7 +11,11 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from modal_gpu_action.output_files import OutputPathError, allowed_roots, check_output_path
+from modal_gpu_action.github_actions.output_files import (
+    OutputPathError,
+    allowed_roots,
+    check_output_path,
+)
 
 
 class SettingsError(ValueError):

@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from modal_gpu_action.results import TestCase, TestReport
+from modal_gpu_action.report.results import TestCase, TestReport
 
 MASK = "***"
 MIN_SECRET_CHARS = 4

@@ -32,11 +32,11 @@ from itertools import compress
 from operator import attrgetter
 from urllib.parse import quote
 
-from modal_gpu_action.conclusion import Conclusion
-from modal_gpu_action.durations import format_duration
-from modal_gpu_action.github_limits import COMMENT_CHARS, SUMMARY_BYTES, safe_link
-from modal_gpu_action.results import CaseOutcome, TestCase, TestReport, Totals
-from modal_gpu_action.tables import LEFT, RIGHT, table
+from modal_gpu_action.github_actions.github_limits import COMMENT_CHARS, SUMMARY_BYTES, safe_link
+from modal_gpu_action.render.durations import format_duration
+from modal_gpu_action.render.tables import LEFT, RIGHT, table
+from modal_gpu_action.report.conclusion import Conclusion
+from modal_gpu_action.report.results import CaseOutcome, TestCase, TestReport, Totals
 
 _WJ = "\u2060"
 # In this order: backslashes first, then "&" before the entities that bring their own.

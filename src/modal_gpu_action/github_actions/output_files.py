@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from modal_gpu_action.workflow import one_line
+from modal_gpu_action.github_actions.workflow import one_line
 
 
 class OutputPathError(ValueError):

@@ -134,17 +134,6 @@ def list_project_files(project: Path) -> ProjectFiles:
     return _classify(root, rules, candidates, notes)
 
 
-def resolve_inside(path: Path, root: Path) -> tuple[Path, str | None]:
-    """`path` resolved, and why it may not be read as part of `root` (None when it may): it
-    must resolve inside `root` (through any links) and outside every `.git` folder."""
-    resolved = path.resolve()
-    if not resolved.is_relative_to(root):
-        return resolved, "outside"
-    if ".git" in resolved.relative_to(root).parts:
-        return resolved, ".git"
-    return resolved, None
-
-
 # -- listing ---------------------------------------------------------------------------------
 
 

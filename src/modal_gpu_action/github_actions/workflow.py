@@ -1,6 +1,7 @@
 """GitHub Actions workflow commands and files: outputs, step summary, masks, log groups.
 
 Kept here so every module writes them the same way (and nothing else prints `::` commands).
+The action's outputs themselves are listed in publish/outputs.py (`OUTPUTS`).
 
 Text from the tests (their output, ids, messages, paths in the checkout) is the pull request's:
 GitHub would obey a `::add-mask::`, `::error::` or `::stop-commands::` line in it. Such text is
@@ -18,34 +19,8 @@ import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
-
-from modal_gpu_action import conclusion
-
-
-@dataclass(frozen=True, slots=True)
-class OutputSpec:
-    name: str
-    description: str
-
-
-OUTPUTS: tuple[OutputSpec, ...] = (
-    OutputSpec("conclusion", conclusion.listed() + "."),
-    OutputSpec("tests", "Number of tests in the report."),
-    OutputSpec("passed", "Number of tests that passed (xpassed included)."),
-    OutputSpec("failed", "Number of tests that failed."),
-    OutputSpec("errors", "Number of tests that errored (fixtures, collection, crashes)."),
-    OutputSpec("skipped", "Number of tests skipped (xfailed included)."),
-    OutputSpec("duration-seconds", "Wall time of the test run in seconds."),
-    OutputSpec("junit-xml", "Path of the merged JUnit XML report."),
-    OutputSpec("gpu", "The GPU the tests ran on, as the GPU reported it (or the spec asked for)."),
-    OutputSpec(
-        "cost-usd", "Estimated GPU cost of the run in US dollars (Modal's per-second prices)."
-    ),
-    OutputSpec("comment-url", "URL of the PR comment written or updated, when there was one."),
-)
 
 
 def in_github_actions(environ: Mapping[str, str] = os.environ) -> bool:

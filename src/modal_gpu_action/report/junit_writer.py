@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from modal_gpu_action.results import CaseOutcome, TestReport
+from modal_gpu_action.report.results import CaseOutcome, TestReport
 
 # XML 1.0 cannot hold most control characters, which test output can contain.
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

@@ -27,9 +27,8 @@ from urllib.parse import quote
 
 from github import GithubException
 
-from modal_gpu_action.comment_sections import Section
-from modal_gpu_action.github_comment import publish
-from modal_gpu_action.github_requests import (
+from modal_gpu_action.publish.github_comment import publish
+from modal_gpu_action.publish.github_requests import (
     DEFAULT_TIMING,
     Api,
     Cancelled,
@@ -40,6 +39,7 @@ from modal_gpu_action.github_requests import (
     explain,
     pull_number,
 )
+from modal_gpu_action.render.comment_sections import Section
 from modal_gpu_action.settings import GitHubContext, LabelSettings, PublishSettings
 
 __all__ = [

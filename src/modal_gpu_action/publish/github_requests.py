@@ -44,9 +44,9 @@ from github.Issue import Issue
 from github.IssueComment import IssueComment
 from github.Repository import Repository
 
-from modal_gpu_action.durations import format_duration
+from modal_gpu_action.github_actions.workflow import command
+from modal_gpu_action.render.durations import format_duration
 from modal_gpu_action.settings import GitHubContext
-from modal_gpu_action.workflow import command
 
 ACTIONS_BOT = "github-actions[bot]"  # who the workflow's GITHUB_TOKEN writes as
 PUBLISH_SECONDS_ENV = "MODAL_GPU_ACTION_PUBLISH_SECONDS"

@@ -1,5 +1,6 @@
 """GitHub-flavoured markdown tables, written one way for the summary, the comment and the matrix
-table. Cells must already be escaped (`render.escape_inline`): no line break, every `|` escaped."""
+table. Cells must already be escaped (`markdown.escape_inline`): no line break, every `|`
+escaped."""
 
 from __future__ import annotations
 

@@ -59,7 +59,7 @@ import defusedxml.ElementTree as safe_etree
 from junitparser import Error, Failure
 from junitparser import TestCase as JUnitCase
 
-from modal_gpu_action.conclusion import Conclusion
+from modal_gpu_action.report.conclusion import Conclusion
 
 
 class CaseOutcome(enum.StrEnum):

@@ -15,7 +15,7 @@ row data of each section is stored in the comment itself:
 Tamper-safety:
 - The marker and the data line come first, before any text of a report, at fixed places.
 - The JSON escapes `<`, `>`, `&` and `-` (as `\\u003c`...), so nothing in it can close the HTML
-  comment early (`-->`, `--!>`); the marker's key is percent-encoded (`render.comment_marker`).
+  comment early (`-->`, `--!>`); the marker's key is percent-encoded (`markdown.comment_marker`).
 - Bodies are split on delimiters that carry a random nonce chosen, at each write, so that it
   occurs in no body: no report text can fake a section boundary.
 - What is read back is checked (types, ranges); a section whose row is unreadable is left out,
@@ -36,12 +36,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from modal_gpu_action.conclusion import Conclusion
-from modal_gpu_action.durations import format_duration
-from modal_gpu_action.github_limits import COMMENT_CHARS, SHA, safe_link
-from modal_gpu_action.render import comment_marker, escape_inline
-from modal_gpu_action.results import TestReport
-from modal_gpu_action.tables import LEFT, RIGHT, table
+from modal_gpu_action.github_actions.github_limits import COMMENT_CHARS, SHA, safe_link
+from modal_gpu_action.render.durations import format_duration
+from modal_gpu_action.render.markdown import comment_marker, escape_inline
+from modal_gpu_action.render.tables import LEFT, RIGHT, table
+from modal_gpu_action.report.conclusion import Conclusion
+from modal_gpu_action.report.results import TestReport
 
 # What a job's own body should stay within (render_comment's limit_chars in GitHub mode), so that
 # the table, the hidden rows and the other jobs' rows still fit beside it.
@@ -60,7 +60,7 @@ _WRITER = re.compile(r"^[0-9a-z]{0,32}$")
 class Section:
     """One job's part of the comment: its table row and its markdown body.
 
-    `body` is the job's report as markdown, already escaped by `render` (without the marker line).
+    `body` is the job's report as markdown, already escaped by `markdown` (without the marker line).
     `run_url`, `sha` and `written_at` are filled in by `github_comment.publish` when left empty.
     """
 
@@ -123,7 +123,7 @@ def clean_key(key: str) -> str:
 
 
 def marker(key: str) -> str:
-    """The hidden first line a comment is found by (render's marker: the key is percent-encoded,
+    """The hidden first line a comment is found by (markdown's marker: the key is percent-encoded,
     so it cannot close the HTML comment)."""
     return comment_marker(" ".join(key.split()))
 

@@ -4,7 +4,7 @@ GitHub shows at most 10 error annotations per step, so past `limit` the rest are
 `::notice::`. Values are escaped as @actions/core does (`escapeData`, `escapeProperty`): a test's
 message cannot end the command or start another one; and, as in the markdown, characters that
 mislead the eye (bidirectional overrides, zero-width characters) are shown as U+FFFD
-(`render.neutralise`). File paths are as the JUnit report gives
+(`markdown.neutralise`). File paths are as the JUnit report gives
 them (pytest: relative to its rootdir); `path_prefix` (the working directory, relative to the
 repository) makes them relative to the repository, where GitHub looks for them.
 """
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import posixpath
 
-from modal_gpu_action.github_limits import ERROR_ANNOTATIONS
-from modal_gpu_action.render import neutralise
-from modal_gpu_action.results import CaseOutcome, TestCase, TestReport
-from modal_gpu_action.workflow import command
+from modal_gpu_action.github_actions.github_limits import ERROR_ANNOTATIONS
+from modal_gpu_action.github_actions.workflow import command
+from modal_gpu_action.render.markdown import neutralise
+from modal_gpu_action.report.results import CaseOutcome, TestCase, TestReport
 
 _MESSAGE_CHARS = 4_000  # an annotation is a pointer; the job summary has the full traceback
 

@@ -44,7 +44,9 @@ from dataclasses import replace
 from github import GithubException
 from github.IssueComment import IssueComment
 
-from modal_gpu_action.comment_sections import (
+from modal_gpu_action.github_actions.github_limits import COMMENT_CHARS
+from modal_gpu_action.publish.github_requests import Api, Log, Timing, pull_number
+from modal_gpu_action.render.comment_sections import (
     Section,
     clean_key,
     compose_comment,
@@ -54,8 +56,6 @@ from modal_gpu_action.comment_sections import (
     parse_comment,
     strip_marker,
 )
-from modal_gpu_action.github_limits import COMMENT_CHARS
-from modal_gpu_action.github_requests import Api, Log, Timing, pull_number
 from modal_gpu_action.settings import GitHubContext, PublishSettings
 
 

@@ -1,0 +1,31 @@
+"""The action's outputs, as action.yml and the README list them (`OUTPUTS`). The engine writes
+their values to `$GITHUB_OUTPUT` (`github_actions.workflow.write_outputs`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modal_gpu_action.report import conclusion
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSpec:
+    name: str
+    description: str
+
+
+OUTPUTS: tuple[OutputSpec, ...] = (
+    OutputSpec("conclusion", conclusion.listed() + "."),
+    OutputSpec("tests", "Number of tests in the report."),
+    OutputSpec("passed", "Number of tests that passed (xpassed included)."),
+    OutputSpec("failed", "Number of tests that failed."),
+    OutputSpec("errors", "Number of tests that errored (fixtures, collection, crashes)."),
+    OutputSpec("skipped", "Number of tests skipped (xfailed included)."),
+    OutputSpec("duration-seconds", "Wall time of the test run in seconds."),
+    OutputSpec("junit-xml", "Path of the merged JUnit XML report."),
+    OutputSpec("gpu", "The GPU the tests ran on, as the GPU reported it (or the spec asked for)."),
+    OutputSpec(
+        "cost-usd", "Estimated GPU cost of the run in US dollars (Modal's per-second prices)."
+    ),
+    OutputSpec("comment-url", "URL of the PR comment written or updated, when there was one."),
+)

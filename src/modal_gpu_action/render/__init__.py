@@ -1,0 +1,11 @@
+"""Stage 6 of inputs -> settings -> backend -> container -> report -> render -> publish: a
+TestReport as text people read. Pure functions, no network, nothing written.
+
+Imports report (and the github_actions base); nothing of publish.
+
+    markdown.py          the job summary and the PR comment as markdown; the escapers
+    comment_sections.py  the comment a matrix of jobs shares: its sections, rows and size
+    annotations.py       `::error` commands on the failed tests' files
+    tables.py            markdown tables, one way everywhere
+    durations.py         a duration as people read it
+"""
