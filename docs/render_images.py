@@ -17,10 +17,10 @@ from cmarkgfm.cmark import Options
 STYLE = """
 body { font: 14px/1.5 -apple-system, 'Segoe UI', 'DejaVu Sans', sans-serif; color: #1f2328;
        margin: 0; padding: 16px; background: #f6f8fa; display: flex; gap: 16px; align-items: flex-start; }
-.panel { background: #fff; border: 1px solid #d0d7de; border-radius: 6px; padding: 8px 16px; width: 600px; }
+.panel { background: #fff; border: 1px solid #d0d7de; border-radius: 6px; padding: 8px 16px; width: 680px; }
 .label { font-size: 12px; color: #59636e; border-bottom: 1px solid #d0d7de; margin: 0 -16px 8px;
          padding: 0 16px 8px; font-weight: 600; }
-table { border-collapse: collapse; margin: 8px 0; font-size: 13px; }
+table { border-collapse: collapse; margin: 8px 0; font-size: 13px; display: block; width: max-content; max-width: 100%; overflow: auto; }
 td, th { border: 1px solid #d0d7de; padding: 4px 10px; }
 th { background: #f6f8fa; }
 code, pre { font: 12px ui-monospace, 'DejaVu Sans Mono', monospace; background: #f6f8fa; }
@@ -54,7 +54,7 @@ def main(summary: Path, comment: Path, png: Path) -> None:
                 "--disable-component-update",
                 "--no-first-run",
                 f"--user-data-dir={scratch}/profile",
-                "--window-size=1280,720",
+                "--window-size=1496,620",
                 f"--screenshot={png.resolve()}",
                 html.as_uri(),
             ],

@@ -15,6 +15,7 @@ import selectors
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -51,6 +52,21 @@ def why_unavailable() -> str | None:
     return None
 
 
+def image_cache_folder(tmp: Path) -> Path:
+    """A folder for the mock's image layers: under `tmp`, unless `/` is an overlay (Docker) on
+    the same filesystem, where the kernel refuses layer folders: then under /dev/shm (the mock's
+    README says so). The caller removes it."""
+    root_is_overlay = any(
+        line.split()[4] == "/" and line.split(" - ")[1].split()[0] == "overlay"
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+    )
+    if root_is_overlay and tmp.stat().st_dev == Path("/").stat().st_dev:
+        return Path(tempfile.mkdtemp(prefix="modal-mock-images-", dir="/dev/shm"))
+    folder = tmp / "modal-image-cache"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def clean_environ(**extra: str) -> dict[str, str]:
     """This process's environment without GitHub's, the action's inputs and Modal's settings
     (CI itself runs on GitHub Actions: the CLI under test must not write to its summary)."""
@@ -66,20 +82,42 @@ def clean_environ(**extra: str) -> dict[str, str]:
 
 
 class ModalMock:
-    """One mock server: `start()`, `env()` for the client, `state()` its record, `stop()`."""
+    """One mock server: `start()`, `env()` for the client, `state()` its record, `stop()`.
 
-    def __init__(self, folder: Path) -> None:
+    With `build_images`, it builds every image the client defines for real (base Python, RUN
+    steps with the package registries reachable) and runs each call in the image's own Python;
+    `image_cache` keeps the layers for the servers that share it (one folder per test session:
+    tests/test_modal_built_images.py), `registries` maps registry images to this machine
+    (`NAME=host`)."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        build_images: bool = False,
+        image_cache: Path | None = None,
+        registries: Sequence[str] = (),
+    ) -> None:
         self.folder = folder
         self.state_path = folder / "modal-state.json"
         self.log_path = folder / "modal-mock.log"
         self.process: subprocess.Popen[str] | None = None
         self.credentials: dict[str, str] = {}
+        self.build_images = build_images
+        self.image_cache = image_cache
+        self.registries = tuple(registries)
 
     def start(self, timeout: float = 180.0) -> None:
         command = ["uv", "run", "--no-project"]
         for package in MOCK_PACKAGES:
             command += ["--with", package]
         command += ["python", str(MOCK), "--state", str(self.state_path), "--seconds", "1800"]
+        if self.build_images:
+            command.append("--build-images")
+            if self.image_cache is not None:
+                command += ["--image-cache", str(self.image_cache)]
+            for registry in self.registries:
+                command += ["--registry", registry]
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
                 command,

@@ -40,6 +40,20 @@ def test_action_outputs_are_the_outputs_the_engine_writes() -> None:
         assert (
             ACTION["outputs"][output.name]["value"] == f"${{{{ steps.run.outputs.{output.name} }}}}"
         )
+        assert ACTION["outputs"][output.name]["description"] == output.description, output.name
+
+
+def test_the_engine_writes_every_output_but_the_comment_url_and_no_other() -> None:
+    from modal_gpu_action.engine import RunOutcome, _outputs
+    from modal_gpu_action.report.conclusion import Conclusion
+    from modal_gpu_action.report.results import TestReport
+    from modal_gpu_action.settings import load_settings
+
+    settings = load_settings({"backend": "local"}, {}, workspace=ROOT)
+    outcome = RunOutcome(TestReport(), Conclusion.NO_TESTS, 1, (), "", None)
+    written = set(_outputs(outcome, settings))
+    # comment-url is written after the comment is published (engine.run)
+    assert written | {"comment-url"} == {o.name for o in OUTPUTS}
 
 
 def test_marketplace_branding_is_set() -> None:

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from modal_gpu_action.render.annotations import annotation_commands
-from modal_gpu_action.report.results import CaseOutcome, TestCase, TestReport, parse_junit
+from modal_gpu_action.report.results import (
+    CaseOutcome,
+    CaseResult,
+    TestCase,
+    TestReport,
+    parse_junit,
+)
 
 ERROR = re.compile(r"::error file=([^,:\r\n]*),line=(\d+),title=([^,:\r\n]*)::([^\r\n]*)")
 
@@ -93,3 +99,23 @@ def test_a_long_message_is_shortened() -> None:
     [line] = annotation_commands(TestReport((case,)))
     assert len(line) < 4_200
     assert line.endswith("x…")
+
+
+def test_an_annotation_names_the_test_by_its_node_id_and_says_the_cause() -> None:
+    case = TestCase(
+        "tests.test_x",
+        "test_m",
+        CaseOutcome.ERROR,
+        message='failed on setup with "file /w/tests/test_x.py, line 3',
+        detail="E       fixture 'gpu' not found",
+        file="tests/test_x.py",
+        line=3,
+        nodeid="tests/test_x.py::test_m",
+        more=(CaseResult(CaseOutcome.ERROR, "teardown"),),
+    )
+    [line] = annotation_commands(TestReport((case,)))
+    match = ERROR.fullmatch(line)
+    assert match, line
+    title, message = unescape(match.group(3)), unescape(match.group(4))
+    assert title == "tests/test_x.py::test_m errored"
+    assert message == "Error in setup: fixture 'gpu' not found (and 1 more failure of this test)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 
 import cmarkgfm
@@ -257,3 +258,20 @@ def test_every_conclusion_has_one_icon_and_one_wording_in_the_table() -> None:
     for conclusion in Conclusion:
         assert f"| {conclusion.icon} {conclusion.value} |" in table
     assert len({c.icon for c in Conclusion}) == len(Conclusion)
+
+
+def test_not_run_tests_and_problems_get_a_column_only_where_a_job_has_some() -> None:
+    plain = {k: part(k) for k in ("A10G", "L4")}
+    assert "Not run" not in compose_comment("k", plain) and "Problems" not in compose_comment(
+        "k", plain
+    )
+    assert '"not_run"' not in compose_comment("k", plain)  # rows as before
+    crashed = {**plain, "T4": part("T4", "failed", not_run=3, problems=1)}
+    body = compose_comment("k", crashed)
+    header = next(line for line in body.splitlines() if line.startswith("| Job"))
+    assert header == (
+        "| Job | Result | Tests | Passed | Failed | Errors | Skipped | Not run | Problems | Duration |"
+    )
+    assert "| T4 | ❌ failed | 4 | 3 | 1 | 0 | 0 | 3 | 1 | 1m 01s |" in body
+    assert parse_comment(body)["T4"] == crashed["T4"]
+    assert not parse_comment(body)["T4"].same_result(replace(crashed["T4"], problems=0))

@@ -12,13 +12,20 @@ import pytest
 from test_container_run import cases, outcome
 
 from modal_gpu_action.container.names import junit_names, mangle_test_address
+from modal_gpu_action.container.protocol import RunRequest
 from modal_gpu_action.container.record import (
     MAX_JUNIT_BYTES_ENV,
+    NOT_RUN_TYPE,
+    PROBLEM_CLASSNAME,
+    SUBTESTS_PROPERTY,
     choose_junit,
     read_progress,
     running_test,
     synthesize_junit,
 )
+from modal_gpu_action.container.run import run_tests
+from modal_gpu_action.report import results
+from modal_gpu_action.report.results import CaseOutcome, Problem, Subtests, parse_junit
 
 # --- the crash record, turned into JUnit ---------------------------------------------------------
 
@@ -99,6 +106,92 @@ def test_synthesised_junit_keeps_each_outcome_as_pytest_writes_it() -> None:
         "errors": "3",
         "skipped": "2",
     }
+
+
+def test_synthesised_junit_reads_back_as_pytest_counts_a_crashed_run() -> None:
+    records: list[dict[str, object]] = [
+        {"e": "configure", "junit_prefix": ""},
+        {"e": "sessionstart"},
+        {
+            "e": "collectskip",
+            "nodeid": "tests/test_gpu.py",
+            "location": ["tests/test_gpu.py", None],
+            "text": "('/w/tests/test_gpu.py', 7, 'Skipped: CuPy is not installed')",
+        },
+        {
+            "e": "collected",
+            "items": [
+                ["tests/t.py::TestK::test_sizes", "tests/t.py", 3],
+                ["tests/t.py::test_dies", "tests/t.py", 9],
+                ["tests/t.py::test_later", "tests/t.py", 12],
+            ],
+        },
+        {"e": "start", "nodeid": "tests/t.py::TestK::test_sizes"},
+        *(
+            {
+                "e": "report",
+                "nodeid": "tests/t.py::TestK::test_sizes",
+                "when": "call",
+                "outcome": outcome,
+                "message": f"size {n}" if outcome == "failed" else "",
+                "subtest": f"(size={n})",
+            }
+            for n, outcome in enumerate(["passed", "passed", "failed", "failed"])
+        ),
+        {"e": "report", "nodeid": "tests/t.py::TestK::test_sizes", "when": "call", "outcome": "passed"},
+        {"e": "report", "nodeid": "tests/t.py::TestK::test_sizes", "when": "teardown", "outcome": "passed"},
+        {"e": "start", "nodeid": "tests/t.py::test_dies"},
+        {"e": "note", "name": "record of the run", "message": "cut", "detail": ""},
+    ]  # fmt: skip
+    xml = synthesize_junit(records, unfinished_reason="pytest was killed by signal 9")
+    for case in ET.fromstring(xml).iter("testcase"):
+        assert case.get("classname") == PROBLEM_CLASSNAME or case.get("nodeid")
+    report = parse_junit(xml.encode())
+    assert [(case.id, case.outcome) for case in report.cases] == [
+        ("tests/test_gpu.py", CaseOutcome.SKIPPED),
+        ("tests/t.py::TestK::test_sizes", CaseOutcome.FAILED),
+        ("tests/t.py::test_dies", CaseOutcome.ERROR),
+        ("tests/t.py::test_later", CaseOutcome.NOT_RUN),
+    ]
+    assert report.cases[0].message == "CuPy is not installed" and report.cases[0].collection
+    assert [r.message for r in report.cases[1].results] == ["size 2", "size 3"]
+    assert report.cases[3].message == "not run: pytest was killed by signal 9"
+    assert report.subtests == Subtests(passed=2, failed=2)
+    assert report.problems == (Problem("record of the run", "cut"),)
+
+
+def test_the_names_the_host_reads_are_the_ones_the_runner_writes() -> None:
+    assert (PROBLEM_CLASSNAME, NOT_RUN_TYPE, SUBTESTS_PROPERTY) == (
+        results.PROBLEM_CLASSNAME,
+        results.NOT_RUN_TYPE,
+        results.SUBTESTS_PROPERTY,
+    )
+
+
+def test_pytests_own_junit_gets_node_ids_and_subtest_counts_from_the_plugin(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "base.py").write_text("class Shared:\n    def test_inherited(self):\n        pass\n")
+    (tests / "test_k.py").write_text(
+        "import unittest\nfrom base import Shared\n\n\n"
+        "class TestHere(Shared):\n    pass\n\n\n"
+        "class TestK(unittest.TestCase):\n    def test_sizes(self):\n"
+        "        for n in range(4):\n            with self.subTest(n=n):\n"
+        "                self.assertLess(n, 3)\n"
+    )
+    result = run_tests(
+        RunRequest(str(tmp_path), "tests", ["-p", "no:cacheprovider"], 60.0, {}), stream=None
+    )
+    assert "synthesised" not in result.junit_xml  # pytest's own file
+    report = parse_junit(result.junit_xml.encode())
+    assert sorted(case.id for case in report.cases) == [
+        "tests/test_k.py::TestHere::test_inherited",  # its file is base.py: only the id says
+        "tests/test_k.py::TestK::test_sizes",
+    ]
+    assert report.subtests == Subtests(passed=3, failed=1)
 
 
 # --- hostile files: read back capped, and never fatally -----------------------------------------
@@ -216,3 +309,21 @@ def test_records_of_the_wrong_shape_are_left_out_never_fatal(tmp_path: Path) -> 
     found = cases(synthesize_junit(records))
     assert sorted(found) == ["modal-gpu-action::None", "tests.t::test_x"]
     assert found["tests.t::test_x"].get("time") == "0.000"
+
+
+def test_every_test_after_a_crash_is_not_run_however_many_were_collected(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_many.py").write_text(
+        "import os, pytest\n\n\n"
+        "@pytest.mark.parametrize('n', range(300), ids=lambda n: f'a-rather-long-parameter-{n}')\n"
+        "def test_n(n):\n    if n == 150:\n        os._exit(9)\n"
+    )
+    result = run_tests(
+        RunRequest(str(tmp_path), "", ["-p", "no:cacheprovider"], 60.0, {}), stream=None
+    )
+    report = parse_junit(result.junit_xml.encode())
+    totals = report.totals
+    assert (totals.tests, totals.passed, totals.errors, totals.not_run) == (300, 150, 1, 149)
+    assert report.cases[-1].id == "test_many.py::test_n[a-rather-long-parameter-299]"

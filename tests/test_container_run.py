@@ -146,7 +146,11 @@ def test_segfault_mid_run_keeps_the_finished_tests_and_names_the_crash(tmp_path:
         "tests.test_crash::test_first": "passed",
         "tests.test_crash::test_second": "passed",
         "tests.test_crash::test_dies": "error",
+        "tests.test_crash::test_never_reached": "skipped",  # collected, never started
     }
+    not_run = cases(result.junit_xml)["tests.test_crash::test_never_reached"].find("skipped")
+    assert not_run is not None and not_run.get("type") == "modal-gpu-action.not-run"
+    assert not_run.get("message") == f"not run: {result.problem}"
     error = cases(result.junit_xml)["tests.test_crash::test_dies"].find("error")
     assert error is not None and "Fatal Python error: Segmentation fault" in (error.text or "")
     assert "Fatal Python error: Segmentation fault" in result.output_tail
@@ -364,7 +368,7 @@ REWRITES = {
     # mode of tests/fixtures/projects/hostile_junit/conftest.py: why pytest's file is not used
     "entity": "it declares a document type (entities), as pytest never does",
     "html": "its root element is <html>, not <testsuites>",
-    "big": "it is 200,7",  # ...38 bytes, more than the 50,000 read
+    "big": "it is 20",  # 0,863 bytes (or so), more than the 50,000 read
     "directory": "it is a directory, not a regular file",
     "devzero": "it is a symbolic link",
 }
@@ -414,7 +418,11 @@ def test_a_run_whose_junit_file_was_rewritten_still_writes_every_report(
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
-    assert "4 tests: 2 passed, 1 failed, 1 errors" in done.stdout
+    assert "3 tests: 2 passed, 1 failed, 0 errors" in done.stdout  # the problem is no test
+    assert "PROBLEM pytest's JUnit report: pytest's JUnit report was not used" in done.stdout
     for markdown in (summary.read_text(encoding="utf-8"), comment.read_text(encoding="utf-8")):
         assert "pytest's JUnit report was not used" in markdown.replace("\\", "")
-    assert len(cases(junit.read_text(encoding="utf-8"))) == 4
+        assert "Problems with the run (1)" in markdown
+    written = ET.fromstring(junit.read_text(encoding="utf-8"))
+    suites = {suite.get("name"): len(suite.findall("testcase")) for suite in written}
+    assert suites == {"modal-gpu-action": 3, "modal-gpu-action: problems with the run": 1}

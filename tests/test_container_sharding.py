@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -132,7 +133,7 @@ def test_shards_together_run_exactly_the_unsharded_tests(
     for index, shard in enumerate(shards):
         assert shard.exit_code == 0 and case_ids(shard)
         assert f"shard {index + 1}/{count}: {len(case_ids(shard))} of 27 tests" in shard.output_tail
-        assert "assigned by node id hash" in shard.output_tail
+        assert "assigned by test id" in shard.output_tail
 
 
 def collected_node_ids(path: Path) -> list[str]:
@@ -181,11 +182,26 @@ def test_shards_are_balanced_by_a_durations_junit(many: Path, unsharded: list[st
     assert "balanced by durations (26 of 27 tests known)" in shards[0].output_tail
 
 
-def test_an_unusable_durations_file_falls_back_to_the_hash_rule(many: Path) -> None:
-    shards = run_shards(many, 2, durations_junit="<not xml")
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("<not xml", "not JUnit XML: "),
+        ("<coverage><class name='x'/></coverage>", "not JUnit XML: its root is <coverage>"),
+        ("<testsuites><testsuite/></testsuites>", "a JUnit XML report without any test case"),
+    ],
+)
+def test_a_durations_file_that_is_not_junit_warns_and_falls_back_to_test_ids(
+    many: Path, text: str, why: str
+) -> None:
+    shards = run_shards(many, 2, durations_junit=text)
     assert all(s.exit_code == 0 for s in shards)
-    assert "assigned by node id hash (" in shards[0].output_tail
-    assert "unusable: not JUnit XML" in shards[0].output_tail
+    for shard in shards:
+        assert "assigned by test id. WARNING: --shard-durations " in shard.output_tail
+        assert f"is unusable ({why}" in shard.output_tail
+        assert "balancing fell back to test ids" in shard.output_tail
+    # the same split as with no file at all
+    plain = run_shards(many, 2)
+    assert [case_ids(s) for s in shards] == [case_ids(s) for s in plain]
 
 
 def test_sharding_applies_after_keyword_selection(many: Path) -> None:
@@ -222,3 +238,104 @@ def test_the_plugin_refuses_impossible_options(many: Path, args: list[str], mess
     )
     assert done.returncode == 4
     assert message in done.stderr
+
+
+def test_a_durations_file_outside_the_project_changes_no_test_id(
+    many: Path, tmp_path: Path
+) -> None:
+    # pytest picks its rootdir from the arguments that look like paths (in a project without a
+    # configuration file, the common folder of them all): the file outside the project, given
+    # as one token (as run.py gives it), must not move it and every id with it.
+    nodeids = collected_node_ids(many)
+    many = Path(shutil.copytree(many, tmp_path / "no-ini"))
+    (many / "pytest.ini").unlink()
+    outside = tmp_path / "elsewhere" / "durations.xml"
+    outside.parent.mkdir()
+    cases = "".join(
+        '<testcase classname="{}" name="{}" time="1.0"/>'.format(*junit_names(n)) for n in nodeids
+    )
+    outside.write_text(f"<testsuites><testsuite>{cases}</testsuite></testsuites>")
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q",
+            "-p", "modal_gpu_action.container.sharding", "--shard-index", "0",
+            "--shard-count", "2", f"--shard-durations={outside}", "tests",
+        ],
+        cwd=many, capture_output=True, text=True, timeout=60,
+        env={"PYTHONPATH": str(SOURCE), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    kept = [line for line in done.stdout.splitlines() if "::" in line]
+    assert kept and set(kept) <= set(nodeids)  # the same ids, no prefix
+    expected = assign_shards(nodeids, 2, dict.fromkeys(nodeids, 1.0))
+    assert sorted(kept) == sorted(n for n, shard in expected.items() if shard == 0)
+
+
+def test_the_plugin_needs_nothing_of_pytest_7s_api(many: Path, tmp_path: Path) -> None:
+    # pytest 6 has no pytest.StashKey nor config.stash: take the first away and shard.
+    (tmp_path / "without_pytest7_api.py").write_text("import pytest\n\ndel pytest.StashKey\n")
+    runs = [
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "without_pytest7_api",
+                "-p",
+                "modal_gpu_action.container.sharding",
+                "--shard-index",
+                str(index),
+                "--shard-count",
+                "2",
+                "tests",
+            ],
+            cwd=many,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            # no installed plugin (pytest-timeout uses StashKey itself)
+            env={
+                "PYTHONPATH": f"{tmp_path}:{SOURCE}",
+                "PATH": "/usr/bin:/bin",
+                "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+            },
+        )
+        for index in (0, 1)
+    ]
+    for index, done in enumerate(runs):
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"shard {index + 1}/2: " in done.stdout
+    passed = [int(re.search(r"(\d+) passed", done.stdout).group(1)) for done in runs]  # type: ignore[union-attr]
+    assert sum(passed) == 27
+
+
+def test_sharding_works_with_pytest_6(many: Path, tmp_path: Path) -> None:
+    """With a real pytest 6.2 where uv has it at hand (offline: no download in a test run)."""
+    uv = shutil.which("uv")
+    venv = tmp_path / "pytest6"
+    if uv is None:
+        pytest.skip("uv is not on PATH")
+    made = subprocess.run(
+        [uv, "venv", "-q", "--offline", "--python", sys.executable, str(venv)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    python = venv / "bin" / "python"
+    installed = made.returncode == 0 and (
+        subprocess.run(
+            [uv, "pip", "install", "-q", "--offline", "--python", str(python), "pytest==6.2.5"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).returncode
+        == 0
+    )
+    if not installed:
+        pytest.skip("pytest 6.2.5 is not in uv's cache (offline)")
+    shards = run_shards(many, 2, python=str(python))
+    assert all(s.exit_code == 0 for s in shards), [s.output_tail for s in shards]
+    assert "pytest-6.2.5" in shards[0].output_tail
+    together = [case for shard in shards for case in case_ids(shard)]
+    assert len(together) == len(set(together)) == 27

@@ -13,10 +13,12 @@ import pytest
 
 from modal_gpu_action.backends.base import InfrastructureError
 from modal_gpu_action.backends.modal import ModalBackend
-from modal_gpu_action.backends.modal_answers import Shard, backend_result, settle
+from modal_gpu_action.backends.modal_answers import Shard, backend_result, settle, stop
 from modal_gpu_action.backends.modal_image import REMOTE_PROJECT
+from modal_gpu_action.backends.modal_records import LogRelay, ShardRecords
 from modal_gpu_action.container.protocol import Ending, Gpu, GpuFacts, RunRequest, RunResult
 from modal_gpu_action.container.record import synthesize_junit
+from modal_gpu_action.container.relay import MARKER, encode
 from modal_gpu_action.settings import load_settings
 from modal_gpu_action.settings.gpu import parse_gpu_spec
 
@@ -46,8 +48,15 @@ def answer(gpu: str | None = None, **fields: Any) -> dict[str, Any]:
     return {"result": RunResult(**values).to_dict(), "seconds": 3.0}
 
 
-def settled(answer: Any = None, error: BaseException | None = None, label: str = "") -> Shard:
+def settled(
+    answer: Any = None,
+    error: BaseException | None = None,
+    label: str = "",
+    relayed: ShardRecords | None = None,
+) -> Shard:
     shard = Shard(RunRequest(REMOTE_PROJECT, "tests", [], 60.0, {}, label=label))
+    if relayed is not None:
+        shard.relayed = relayed
     settle(shard, answer, error, elapsed=2.0, time_limit=180)
     return shard
 
@@ -81,11 +90,13 @@ def test_a_modal_timeout_is_a_timed_out_shard_and_other_errors_are_infrastructur
     first = settled(error=TimeoutError("Function call exceeded its timeout"), label="shard 1/2")
     second = settled(error=RuntimeError("container exited with -9"), label="shard 2/2")
 
-    assert first.result is not None and first.result.ending is Ending.TIMED_OUT
-    assert first.result.problem == "Modal stopped shard 1/2 at its time limit (180 s)"
+    assert first.ending is Ending.TIMED_OUT and first.error is None
     assert second.error == "shard 2/2 failed on Modal: RuntimeError: container exited with -9"
     result = backend_result(parse_gpu_spec("T4"), [first, second], cancelled=False)
+    # The timed-out shard reports what it relayed (nothing here); the lost one, which relayed
+    # nothing either, is its error alone.
     assert [s.timed_out for s in result.shards] == [True]
+    assert result.shards[0].problem == "Modal stopped shard 1/2 at its time limit (180 s)"
     assert result.infrastructure_error == second.error
 
 
@@ -149,3 +160,125 @@ def test_cost_without_a_reported_gpu_is_the_worst_case_of_the_fallbacks() -> Non
 def test_a_cancelled_run_with_no_answer_is_a_result_not_an_error() -> None:
     result = backend_result(parse_gpu_spec("T4"), [Shard(REQUEST)], cancelled=True)
     assert result.cancelled and result.shards == []
+
+
+# --- what a container relayed while its tests ran -------------------------------------------------
+
+GPU_RECORD = {"e": "gpu", "facts": GpuFacts(True, [Gpu(0, "NVIDIA H100 80GB HBM3", 81559, "580")],
+                                            "13.0", "1 GPU").to_dict()}  # fmt: skip
+
+
+def records_of_test(nodeid: str, outcome: str = "passed", finished: bool = True) -> list[Any]:
+    """The progress plugin's records of one test (container/progress.py)."""
+    path, name = nodeid.split("::")
+    records: list[dict[str, Any]] = [
+        {"e": "start", "nodeid": nodeid, "location": [path, 1, name],
+         "junit": [path.removesuffix(".py").replace("/", "."), name]},
+        {"e": "report", "nodeid": nodeid, "when": "setup", "outcome": "passed", "duration": 0.1},
+    ]  # fmt: skip
+    if finished:
+        records += [
+            {"e": "report", "nodeid": nodeid, "when": "call", "outcome": outcome, "duration": 1.0,
+             **({"message": "assert 1 == 2", "text": "E  assert 1 == 2"} if outcome == "failed" else {})},
+            {"e": "report", "nodeid": nodeid, "when": "teardown", "outcome": "passed", "duration": 0},
+        ]  # fmt: skip
+    return records
+
+
+def frame_line(records: ShardRecords, seq: int, batch: list[Any], attempt: str = "a1") -> str:
+    return encode(records.token, attempt, seq, batch) + "\n"
+
+
+def test_frames_are_taken_out_of_the_log_and_the_rest_passes_at_once() -> None:
+    relay = LogRelay()
+    shard = relay.new_shard()
+    line = frame_line(shard, 0, [GPU_RECORD, *records_of_test("tests/test_a.py::test_one")])
+    pieces = ["[shard 1/2] collected 2 items\n[shard 1/2] tests/test_a.py ", ".", "\n",
+              line[:10], line[10:200], line[200:], "no newline yet"]  # fmt: skip
+
+    shown = [relay.filter(2, piece) for piece in pieces]
+
+    assert shown == ["[shard 1/2] collected 2 items\n[shard 1/2] tests/test_a.py ", ".", "\n",
+                     "", "", "", "no newline yet"]  # fmt: skip
+    assert [r["e"] for r in shard.records] == ["gpu", "start", "report", "report", "report"]
+    assert shard.gpu is not None and shard.gpu.gpus[0].name == "NVIDIA H100 80GB HBM3"
+    # stdout and stderr are separate streams: a frame's start held on one holds nothing back
+    # on the other.
+    assert relay.filter(2, "\n" + MARKER[:5]) == "\n" and relay.filter(1, "out\n") == "out\n"
+    assert relay.flush() == MARKER[:5]
+
+
+def test_only_whole_frames_of_this_run_are_taken() -> None:
+    relay = LogRelay()
+    shard = relay.new_shard()
+    good = frame_line(shard, 0, [GPU_RECORD])
+    damaged = good.replace(good.split(" ")[4][:8], "AAAAAAAA", 1)  # the payload, not its CRC
+    forged = encode("another-runs-token", "a1", 0, [GPU_RECORD]) + "\n"
+    printed_by_a_test = f"{MARKER} is how the action relays its records\n"
+
+    shown = relay.filter(2, damaged + forged + printed_by_a_test)
+
+    assert shown == forged + printed_by_a_test
+    assert relay.unreadable == 1 and not shard.heard
+
+
+def test_a_restarted_shard_reports_its_last_container_and_missing_frames() -> None:
+    relay = LogRelay()
+    shard = relay.new_shard()
+    first = records_of_test("tests/test_a.py::test_one")
+    relay.filter(2, frame_line(shard, 0, first, attempt="first"))
+    relay.filter(2, frame_line(shard, 0, [GPU_RECORD], attempt="second"))
+    relay.filter(2, frame_line(shard, 1, first, attempt="first"))  # late: ignored
+    relay.filter(2, frame_line(shard, 2, records_of_test("tests/test_a.py::test_two"), "second"))
+
+    notes = [r["message"] for r in shard.records if r["e"] == "note"]
+    assert [r.get("nodeid") for r in shard.records if r["e"] == "start"] == [
+        "tests/test_a.py::test_two"
+    ]
+    assert notes == [
+        "1 of the 3 batches of records relayed while the tests ran did not arrive: the tests in"
+        " them are missing from this report.",
+        "This shard ran in 2 containers (Modal started it again after the container before was"
+        " lost): these are the last one's tests.",
+    ]
+
+
+def relayed(*records: dict[str, Any]) -> ShardRecords:
+    relay = LogRelay()
+    shard = relay.new_shard()
+    relay.filter(2, frame_line(shard, 0, list(records)))
+    return shard
+
+
+def test_a_shard_that_never_answered_reports_the_tests_that_finished() -> None:
+    records = relayed(
+        GPU_RECORD,
+        *records_of_test("tests/test_a.py::test_one"),
+        *records_of_test("tests/test_a.py::test_two", outcome="failed"),
+        *records_of_test("tests/test_a.py::test_three", finished=False),
+    )
+    timed_out = settled(error=TimeoutError("exceeded"), label="shard 1/2", relayed=records)
+    lost = settled(error=RuntimeError("exited with -9"), label="shard 2/2", relayed=records)
+    cancelled = Shard(REQUEST, relayed=records)
+    stop(cancelled, Ending.CANCELLED, "the run was cancelled")
+
+    result = backend_result(parse_gpu_spec("H100"), [timed_out, lost, cancelled], cancelled=True)
+
+    assert [s.ending for s in result.shards] == [Ending.TIMED_OUT, Ending.CRASHED, Ending.CANCELLED]
+    for shard in result.shards:
+        assert shard.gpu.gpus[0].name == "NVIDIA H100 80GB HBM3"
+        assert shard.problem is not None
+        assert shard.problem.endswith(" while running tests/test_a.py::test_three")
+        assert 'tests="3" failures="1" errors="1"' in shard.junit_xml
+        assert "test did not finish: " + shard.problem in shard.junit_xml
+    assert result.shards[1].problem == (
+        "its container ended before it answered (RuntimeError: exited with -9) while running"
+        " tests/test_a.py::test_three"
+    )
+    assert result.infrastructure_error == "shard 2/2 failed on Modal: RuntimeError: exited with -9"
+
+
+def test_a_lost_container_that_relayed_nothing_is_its_error_alone() -> None:
+    lost = settled(error=RuntimeError("no capacity"))
+    with pytest.raises(InfrastructureError, match="failed on Modal: RuntimeError: no capacity"):
+        backend_result(parse_gpu_spec("T4"), [lost], cancelled=False)

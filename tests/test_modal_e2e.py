@@ -3,13 +3,16 @@
 The real CLI runs as a subprocess with the real `modal` client (1.5.4, the mock's version) against
 ../shared/modal-mock, whose emulated containers run our in-container entry and runner for real:
 the suite runs in the container and streams back, JUnit comes back, shards run at once, and the
-server's record shows what the client asked for. What the mock does not do (build images,
-schedule GPUs, retry preempted containers) is listed in benchmarks/README.md, "Modal backend".
+server's record shows what the client asked for. The tests of what a run keeps when it ends
+without an answer (cancel, Modal's time limit, a lost container) use a server that builds the
+images (`built`): there the calls run in the image's own Python. What the mock does not do
+(schedule GPUs, retry preempted containers) is listed in README.md, "What has been exercised".
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import signal
 import socket
@@ -27,6 +30,8 @@ from modal_mock_server import (
     ModalMock,
     Run,
     clean_environ,
+    client_command,
+    image_cache_folder,
     run_cli,
     since,
     why_unavailable,
@@ -50,6 +55,21 @@ def mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModalMock]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModalMock]:
+    """A server that builds the images for real: the calls run in the image's own Python (the
+    partial results travel from there), with no `modal` in it."""
+    cache = image_cache_folder(tmp_path_factory.mktemp("modal-images"))
+    server = ModalMock(tmp_path_factory.mktemp("modal-mock-built"), build_images=True,
+                       image_cache=cache)  # fmt: skip
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def project(tmp_path: Path, name: str) -> Path:
@@ -344,8 +364,11 @@ def test_cancel_stops_the_containers_and_keeps_what_finished(
     kept = cases(junit)  # the finished shard's tests are in the report, all of them passed
     passed = [k for k, v in kept.items() if v == "passed"]
     assert 0 < len(passed) < 9, result.output
-    # ... and at most an entry saying the other shard was cancelled (the engine's choice).
-    assert set(kept) - set(passed) <= {"pytest.shard 2/2"}, result.output
+    # ... and the test the other shard was running, as an error saying why it did not finish
+    # (the tests it had yet to start, when the report knows them, are skipped as not run).
+    unfinished = [v for k, v in kept.items() if v != "passed" and k.startswith("tests.")]
+    assert unfinished.count("error") == 1 and set(unfinished) <= {"error", "skipped"}, kept
+    assert "did not finish: the run was cancelled while running" in result.output
 
 
 def test_cancel_while_the_app_starts_stops_it_before_any_test(
@@ -439,6 +462,31 @@ def test_credentials_modal_refuses_are_a_configuration_error(
     assert "as-not-the-right-one" not in result.output
 
 
+def test_a_local_modal_login_is_used_as_modal_itself_would(mock: ModalMock, tmp_path: Path) -> None:
+    """`modal token new` on a developer's machine leaves the token in a profile of the Modal
+    configuration file, not in the environment. Here the server's address too, so the run only
+    reaches the server if Modal's client reads the same profile: MODAL_PROFILE chooses it, and
+    the default profile holds a token the server refuses."""
+    url, token_id, secret = (mock.credentials[k] for k in ("url", "token_id", "token_secret"))
+    path = tmp_path / "modal.toml"
+    path.write_text(
+        f'[default]\ntoken_id = "ak-refused"\ntoken_secret = "as-refused"\nserver_url = "{url}"\n'
+        f'[mock]\ntoken_id = "{token_id}"\ntoken_secret = "{secret}"\nserver_url = "{url}"\n'
+    )
+    folder = project(tmp_path, "pyproject_project")
+    args = ["run", "--backend", "modal", "--junit-xml", str(tmp_path / "x.xml"), "--comment", "off"]
+
+    chosen = run_cli(args, env=clean_environ(MODAL_CONFIG_PATH=str(path), MODAL_PROFILE="mock"),
+                     cwd=folder)  # fmt: skip
+    assert chosen.returncode == 0, chosen.output
+    assert secret not in chosen.output
+    # Two profiles, none active and no MODAL_PROFILE: Modal refuses to connect; so does this,
+    # before connecting.
+    neither = run_cli(args, env=clean_environ(MODAL_CONFIG_PATH=str(path)), cwd=folder)
+    assert neither.returncode == 2, neither.output
+    assert "no Modal profile is active" in neither.output
+
+
 def test_missing_credentials_fail_in_a_second_with_the_fix(tmp_path: Path) -> None:
     folder = project(tmp_path, "pyproject_project")
     started = time.monotonic()
@@ -447,7 +495,7 @@ def test_missing_credentials_fail_in_a_second_with_the_fix(tmp_path: Path) -> No
          "--quiet", "python", "-m", "modal_gpu_action", "run", "--backend", "modal",
          "--comment", "off"],
         cwd=folder,
-        env=clean_environ(),
+        env=clean_environ(MODAL_CONFIG_PATH=str(tmp_path / "no-modal.toml")),
         capture_output=True,
         text=True,
         timeout=60,
@@ -457,5 +505,150 @@ def test_missing_credentials_fail_in_a_second_with_the_fix(tmp_path: Path) -> No
 
     assert completed.returncode == 2, completed.stdout + completed.stderr
     assert "MODAL_TOKEN_ID and MODAL_TOKEN_SECRET are empty" in completed.stderr
+    assert "no-modal.toml (MODAL_CONFIG_PATH) does not exist" in completed.stderr
     assert "forks" in completed.stderr and "repository secrets" in completed.stderr
     assert elapsed < 3  # uv's start included; the check itself is in test_modal_image.py
+
+
+# --- what finished is kept, however the run ends ---------------------------------------------------
+
+EXPECTED = {"passes": "passed", "fails": "failure", "skipped": "skipped"}
+
+
+def finished_and_unfinished(junit: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """partial_project's tests: those that finished (outcome as their name says, checked) and
+    those that did not (errors), each with its message. The tests that never started (skipped
+    as `not run`, when the report knows them) and the action's own entries are left out."""
+    finished, unfinished = {}, {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        if not (case.get("classname") or "").startswith("tests."):
+            continue
+        name, kinds = case.get("name") or "", [c.tag for c in case]
+        error = next((c for c in case if c.tag == "error"), None)
+        if error is not None and "did not finish" in (error.get("message") or ""):
+            unfinished[name] = error.get("message") or ""
+            continue
+        if any((c.get("message") or "").startswith("not run: ") for c in case):
+            continue
+        outcome = next((k for k in kinds if k in ("failure", "error", "skipped")), "passed")
+        assert outcome == EXPECTED[name.rsplit("_", 1)[-1]], (name, outcome)
+        finished[name] = outcome
+    return finished, unfinished
+
+
+def slowest_rows(summary: str) -> dict[str, str]:
+    """The summary's "Slowest tests" table: test name (its last part) -> result."""
+    section = summary.split("### Slowest tests", 1)[1].split("\n### ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and "test_" in cells[0]:
+            rows[re.split(r"::|\.", re.sub(r"[`\\]", "", cells[0]))[-1]] = cells[1]
+    return rows
+
+
+def test_sigint_keeps_every_test_that_finished_in_each_shard(
+    built: ModalMock, tmp_path: Path
+) -> None:
+    """The acceptance test of a cancelled run: two shards, each has run two tests and is in the
+    third when GitHub's SIGINT comes. The summary lists the four tests that finished with their
+    outcomes, the two that were running say they did not finish, the conclusion is cancelled,
+    both containers were killed, and no pytest is left."""
+    folder = project(tmp_path, "partial_project")
+    before = built.state()
+    mark = f"partial-{uuid.uuid4().hex}"
+    waiting: set[str] = set()
+    sent: dict[str, float] = {}
+
+    def cancel_once_both_wait(at: float, line: str, process: subprocess.Popen[bytes]) -> None:
+        if "partial-project: 2 tests finished" in line:
+            waiting.add(line.split("]", 1)[0])
+        if len(waiting) == 2 and not sent:
+            sent["SIGINT"] = at
+            process.send_signal(signal.SIGINT)
+
+    summary, junit = tmp_path / "summary.md", tmp_path / "cancelled.xml"
+    result = run_cli(
+        ["run", "--backend", "modal", "--junit-xml", str(junit), "--comment", "off",
+         "--summary-file", str(summary), "--shards", "2",
+         "--env", f"FINISH_FIRST=2\nWAIT_SECONDS=60\nMARK={mark}"],
+        env=clean_environ(**built.env()),
+        cwd=folder,
+        timeout=90,
+        on_line=cancel_once_both_wait,
+    )  # fmt: skip
+    record = since(before, built.state())
+
+    assert sent, result.output
+    assert result.returncode == 3, result.output
+    assert result.seconds - sent["SIGINT"] < 7, result.output  # before GitHub's SIGTERM
+    finished, unfinished = finished_and_unfinished(junit)
+    assert len(finished) == 4 and len(unfinished) == 2, result.output
+    assert all("the run was cancelled while running tests/" in m for m in unfinished.values())
+    named = [c for c in ET.parse(junit).getroot().iter("testcase") if c.get("nodeid")]
+    assert len(named) == 12  # the six tests that never started are there too, as not run
+    text = summary.read_text()
+    assert text.startswith("## ") and ": cancelled" in text.splitlines()[0]
+    outcome_words = {"passed": "passed", "failure": "failed", "skipped": "skipped"}
+    assert slowest_rows(text) == {n: outcome_words[o] for n, o in finished.items()}
+    for name in unfinished:
+        assert name in text.replace("\\", "")  # among the errors
+    # Both containers were killed by the cancel, and nothing of the tests is left running.
+    killed = [c for c in record.calls if c.get("killed") == "FunctionCallCancel"]
+    assert len(killed) == 2 and len(record.cancelled) == 2, record.calls
+    assert processes_with(mark) == [], "a cancelled shard's pytest is still running"
+    # The relayed records never reach the log people read.
+    assert "modal-gpu-action-records" not in result.output
+
+
+def test_a_container_stopped_at_modals_time_limit_keeps_what_finished(
+    built: ModalMock, tmp_path: Path
+) -> None:
+    """Modal's own limit (timeout-minutes plus the container's grace) is only a backstop: here it
+    is made to come first (8 s), as it does when the install or a kill outlasts the grace."""
+    folder = project(tmp_path, "partial_project")
+    driver = tmp_path / "short_modal_limit.py"
+    driver.write_text(
+        "import sys\n"
+        "from modal_gpu_action.backends import modal, modal_app\n"
+        "modal.container_timeout = modal_app.container_timeout = lambda settings: 8\n"
+        "from modal_gpu_action.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    before = built.state()
+    junit = tmp_path / "timed-out.xml"
+    completed = subprocess.run(
+        client_command(str(driver), "run", "--backend", "modal", "--junit-xml", str(junit),
+                       "--comment", "off", "--env", "FINISH_FIRST=3\nWAIT_SECONDS=60"),
+        cwd=folder, env=clean_environ(**built.env()), capture_output=True, text=True,
+        timeout=90, check=False,
+    )  # fmt: skip
+    output = completed.stdout + completed.stderr
+    record = since(before, built.state())
+
+    assert [c for c in record.calls if c.get("timeout")], record.calls
+    assert completed.returncode == 1, output
+    assert "GPU tests: TIMED OUT" in output
+    finished, unfinished = finished_and_unfinished(junit)
+    assert sorted(finished) == ["test_01_passes", "test_02_fails", "test_03_skipped"], output
+    assert list(unfinished) == ["test_04_passes"], output
+    assert (
+        "Modal stopped the container at its time limit (8 s) while running"
+        in (unfinished["test_04_passes"])
+    )
+
+
+def test_a_crashed_container_keeps_what_finished(built: ModalMock, tmp_path: Path) -> None:
+    folder = project(tmp_path, "partial_project")
+    mark = f"crash-{uuid.uuid4().hex}"
+    result, junit = run(built, folder, "--env", f"FINISH_FIRST=2\nTHEN=crash\nMARK={mark}")
+
+    assert result.returncode == 3, result.output
+    assert "GPU tests: INFRASTRUCTURE ERROR" in result.output
+    assert "exited with -9" in result.output
+    finished, unfinished = finished_and_unfinished(junit)
+    assert sorted(finished) == ["test_01_passes", "test_02_fails"], result.output
+    assert list(unfinished) == ["test_03_skipped"], result.output
+    assert "its container ended before it answered" in unfinished["test_03_skipped"]
+    assert cases(junit)["modal-gpu-action.infrastructure"] == "error"
+    assert processes_with(mark) == [], "pytest outlived its container"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from modal_gpu_action.report.redaction import MIN_SECRET_CHARS, redact_report, redact_text
-from modal_gpu_action.report.results import CaseOutcome, TestCase, TestReport
+from modal_gpu_action.report.results import CaseOutcome, CaseResult, Problem, TestCase, TestReport
 from modal_gpu_action.settings import load_settings
 
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"
@@ -60,6 +60,24 @@ def test_every_text_of_every_case_is_redacted() -> None:
     )
     assert redact_report(report, [KEY]).sources == ("/tmp/***/junit.xml",)
     assert redact_report(report, [KEY]).wall_time == 2.0
+
+
+def test_node_ids_further_failures_and_the_runs_problems_are_redacted_too() -> None:
+    case = TestCase(
+        "t",
+        "test_x",
+        CaseOutcome.FAILED,
+        message="first",
+        nodeid=f"t.py::test_x[{KEY}]",
+        more=(CaseResult(CaseOutcome.FAILED, f"second {KEY}", f"E   {KEY}"),),
+    )
+    report = TestReport((case,), problems=(Problem(f"shard {KEY}", f"died: {KEY}", KEY),))
+    redacted = redact_report(report, [KEY])
+    [cleaned] = redacted.cases
+    assert cleaned.nodeid == "t.py::test_x[***]"
+    assert cleaned.more == (CaseResult(CaseOutcome.FAILED, "second ***", "E   ***"),)
+    assert redacted.problems == (Problem("shard ***", "died: ***", "***"),)
+    assert KEY not in repr(redacted)
 
 
 def test_each_line_of_a_multi_line_value_is_redacted_too() -> None:

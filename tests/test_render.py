@@ -12,6 +12,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from cmarkgfm.cmark import Options
 
 from modal_gpu_action.github_actions.github_limits import run_url_from_env
 from modal_gpu_action.render.annotations import annotation_commands
+from modal_gpu_action.render.failures import trim_repeats
 from modal_gpu_action.render.markdown import (
+    code_inline,
     comment_marker,
     escape_block,
     escape_inline,
@@ -30,7 +33,15 @@ from modal_gpu_action.render.markdown import (
     render_summary,
 )
 from modal_gpu_action.report.conclusion import Conclusion
-from modal_gpu_action.report.results import CaseOutcome, TestCase, TestReport, parse_junit
+from modal_gpu_action.report.results import (
+    CaseOutcome,
+    CaseResult,
+    Problem,
+    Subtests,
+    TestCase,
+    TestReport,
+    parse_junit,
+)
 
 REPORTS = Path(__file__).parent / "fixtures" / "reports"
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"
@@ -56,6 +67,7 @@ ISSUE_REFERENCE = re.compile(r"(?:^|\W)#[0-9]|\bGH-[0-9]", re.IGNORECASE)
 EMOJI_CODE = re.compile(r":[a-z0-9_+-]+:")
 BARE_LINK = re.compile(r"https?://|www\.", re.IGNORECASE)
 VOID = {"br", "hr", "img", "input", "meta", "link", "source", "wbr"}
+FOLDED_LISTS = ("Skipped tests", "Expected failures", "Tests not run")
 
 
 @dataclass
@@ -126,7 +138,7 @@ def render_html(markdown: str) -> tuple[Node, list[str]]:
 def assert_inert(root: Node, allowed_links: tuple[str, ...] = ()) -> None:
     """Only the tags we write, no link but ours, and nothing GitHub would turn into one."""
     ours = {"h2", "h3", "h4", "p", "table", "thead", "tbody", "tr", "th", "td", "ul", "li"}
-    ours |= {"details", "summary", "pre", "code", "strong", "a"}
+    ours |= {"details", "summary", "pre", "code", "strong", "em", "a"}
     for node in root.walk():
         assert node.tag in ours, node
         if node.tag == "a":
@@ -135,8 +147,13 @@ def assert_inert(root: Node, allowed_links: tuple[str, ...] = ()) -> None:
         widths = {len(row.find("th") + row.find("td")) for row in table.find("tr")}
         assert len(widths) == 1, f"rows of different widths: {widths}"
     for details in root.find("details"):
-        assert [c.tag for c in details.children if isinstance(c, Node)] == ["summary", "pre"]
-        assert details.find("summary")[0].text() == "Traceback"
+        children = [c.tag for c in details.children if isinstance(c, Node)]
+        summary = details.find("summary")[0].text()
+        if summary in FOLDED_LISTS:  # the tests skipped, expected to fail or not run, named
+            assert children == ["summary", "ul"], children
+        else:  # a failure's traceback, a problem's output
+            assert summary in ("Traceback", "Details"), summary
+            assert children == ["summary", "pre"], children
     prose = "".join(root.prose()).replace(WJ, "")
     # With the joiners removed the text is intact; with them, no pattern matches.
     prose_with_joiners = "".join(root.prose())
@@ -243,6 +260,42 @@ def test_escape_block_keeps_a_traceback_verbatim_inside_details(text: str) -> No
     expected = f"{text}\n".replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "\ufffd")
     assert pre.text() == visible(expected)
     assert root.find("p")[-1].text() == "after"  # nothing inside escaped the block
+
+
+def shown_in_code(text: str) -> str:
+    """What code_inline shows of `text`: one line, control characters replaced, nothing else."""
+    text = re.sub(r"[\n\r\t\x85\u2028\u2029]", " ", text)
+    return visible(re.sub(r"[\x00-\x1f\x7f-\x9f]", "\ufffd", text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tests/test_x.py::TestC::test_m[p]",
+        "tests/t.py::test[a|b]",
+        "tests/t.py::test[a\\|b]",
+        "`starts with a backtick",
+        "ends with a backtick`",
+        " spaces around ",
+        "``` fence ```",
+        *HOSTILE,
+        *random_texts(300, seed=3),
+    ],
+)
+def test_code_inline_shows_a_node_id_exactly_in_a_table_cell_and_a_paragraph(text: str) -> None:
+    # What people copy from the summary and paste into pytest must be the id itself.
+    if not text.strip(" "):
+        return
+    cell, line = code_inline(text, in_table=True), code_inline(text)
+    root, _ = render_html(f"| Test | Result |\n| --- | --- |\n| {cell} | x |\n\n- {line} end")
+    [row] = root.find("tbody")[0].find("tr")
+    cells = row.find("td")
+    assert len(cells) == 2
+    assert [code.text() for code in cells[0].find("code")] == [shown_in_code(text)]
+    [item] = root.find("li")
+    assert [code.text() for code in item.find("code")] == [shown_in_code(text)]
+    assert item.text() == f"{shown_in_code(text)} end"
+    assert_inert(root)
 
 
 def test_neutralise_shows_every_misleading_character_and_keeps_the_rest() -> None:
@@ -384,7 +437,11 @@ def test_summary_of_hostile_names_renders_them_as_inert_text(hostile_report: Tes
         f"{'💥' if case.outcome is CaseOutcome.ERROR else '❌'} {case.id} — {case.file}:{case.line}"
         for case in failures
     ]
-    tracebacks = [details.find("pre")[0].text() for details in root.find("details")]
+    tracebacks = [
+        details.find("pre")[0].text()
+        for details in root.find("details")
+        if details.find("summary")[0].text() == "Traceback"
+    ]
     # A detail that only repeats the message (a strict xpass) gets no traceback block.
     assert tracebacks == [case.detail + "\n" for case in failures if case.detail != case.message]
 
@@ -405,9 +462,10 @@ def test_summary_has_totals_facts_slowest_and_skip_reasons(hostile_report: TestR
     ]
     assert facts == [["GPU", "Backend", "Cost"], ["NVIDIA H100 80GB HBM3 ×1", "modal", "$0.0123"]]  # noqa: RUF001
     assert slowest[0] == ["Test", "Result", "Duration"]
-    assert slowest[1][:2] == ["check_outcomes.test_slow_pass", "passed"]
-    timed = sorted((c.duration for c in hostile_report.cases if c.duration > 0), reverse=True)
-    assert [row[2] for row in slowest[1:]] == [f"{duration:.2f}s" for duration in timed[:10]]
+    assert slowest[1][:2] == ["check_outcomes.py::test_slow_pass", "passed"]
+    # no row would read 0.00s
+    timed = sorted((c.duration for c in hostile_report.cases), reverse=True)
+    assert [row[2] for row in slowest[1:]] == [f"{d:.2f}s" for d in timed[:10] if d >= 0.005]
     assert skipped == [["Reason", "Tests"], ["needs two GPUs", "2"], ["CUDA 12 only", "1"]]
     assert xfailed == [["Reason", "Tests"], ["known bug #42", "1"]]
     assert [h.text() for h in root.find("h3")] == [
@@ -426,8 +484,13 @@ def test_comment_of_hostile_names_is_compact_and_inert(hostile_report: TestRepor
     assert_inert(root, allowed_links=(RUN_URL,))
     items = [li.text().replace(WJ, "") for li in root.find("li")]
     assert items == [
-        f"{'💥' if case.outcome is CaseOutcome.ERROR else '❌'} {case.id} — {shown(case.message)}"
+        f"{'💥' if case.outcome is CaseOutcome.ERROR else '❌'} {case.id} — {shown(explained)}"
         for case in hostile_report.failures
+        for explained in [
+            case.message.replace('failed on setup with "', "Error in setup: ")
+            .replace('failed on teardown with "', "Error in teardown: ")
+            .removesuffix('"')
+        ]
     ]
     assert root.find("a")[0].attrs["href"] == RUN_URL
     assert "<details>" not in comment  # tracebacks live in the summary
@@ -527,7 +590,11 @@ def test_the_longest_tracebacks_are_cut_first_keeping_their_ends() -> None:
     assert len(summary.encode()) <= 1_048_576
     assert left_out(summary) == 0
     root, _ = render_html(summary)
-    tracebacks = [details.find("pre")[0].text() for details in root.find("details")]
+    tracebacks = [
+        details.find("pre")[0].text()
+        for details in root.find("details")
+        if details.find("summary")[0].text() == "Traceback"
+    ]
     assert tracebacks[0::2] == [short + "\n"] * 5  # short ones untouched
     for traceback in tracebacks[1::2]:
         assert traceback.startswith("[… ")
@@ -568,6 +635,8 @@ def test_golden_summary_and_comment() -> None:
             facts=FACTS,
             run_url=run_url_from_env(GITHUB_ENV),
             title="GPU tests on H100",
+            commit="0123456789abcdef0123456789abcdef01234567",
+            ran_at=datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC),
         ),
     }
     for name, text in rendered.items():
@@ -577,3 +646,122 @@ def test_golden_summary_and_comment() -> None:
         assert text == path.read_text(encoding="utf-8"), (
             f"{name} changed: UPDATE_GOLDEN=1 rewrites it"
         )
+
+
+# --- the run's problems, tests not run, subtests, several failures in one test -------------------
+def crashed_report() -> TestReport:
+    """Two shards: one finished with subtest failures, one killed mid-run."""
+    return TestReport(
+        (
+            TestCase(
+                "tests.test_k.TestK",
+                "test_sizes",
+                CaseOutcome.FAILED,
+                0.5,
+                "size 2 @team",
+                "E   AssertionError: size 2",
+                "tests/test_k.py",
+                7,
+                nodeid="tests/test_k.py::TestK::test_sizes",
+                more=(CaseResult(CaseOutcome.FAILED, "size 3 #12", "E   AssertionError: size 3"),),
+            ),
+            TestCase("tests.test_k", "test_fast", CaseOutcome.PASSED, 0.001, nodeid="tests/test_k.py::test_fast"),
+            TestCase(
+                "tests.test_k",
+                "test_later",
+                CaseOutcome.NOT_RUN,
+                message="not run: pytest was killed by signal 9 (SIGKILL) <b>",
+                nodeid="tests/test_k.py::test_later[<b>]",
+            ),
+        ),
+        wall_time=61.0,
+        problems=(
+            Problem("shard 1/2", "pytest stopped after 2 collection errors", "tail 1"),
+            Problem("shard 2/2", "pytest stopped after 2 collection errors", "tail 2"),
+            Problem("shard 2/2", "pytest was killed by signal 9 (SIGKILL) </details>", "```x```"),
+        ),
+        subtests=Subtests(passed=21039, failed=2),
+    )  # fmt: skip
+
+
+def test_problems_not_run_tests_and_subtests_have_their_own_place_and_stay_inert() -> None:
+    report = crashed_report()
+    summary = render_summary(report)
+    comment = render_comment(report, key="k", run_url=RUN_URL)
+    for markdown in (summary, comment):
+        root, _ = render_html(markdown)
+        assert_inert(root, allowed_links=(RUN_URL,))
+        text = root.text().replace(WJ, "")
+        assert "Problems with the run (3)" in text
+        # the same message from two shards is one line naming both
+        assert "shard 1/2, shard 2/2: pytest stopped after 2 collection errors" in text
+        assert "Subtests: 21,039 passed, 2 failed." in text
+        assert "1 more failure of this test" in text or "Failure 2 of 2" in text
+        totals = [cell.text() for cell in root.find("table")[0].find("th")]
+        assert totals == ["Tests", "Passed", "Failed", "Errors", "Skipped", "Not run", "Duration"]
+        assert [cell.text() for cell in root.find("table")[0].find("td")][-2:] == ["1", "1m 01s"]
+    root, _ = render_html(summary)
+    assert [h.text() for h in root.find("h3")] == [
+        "Problems with the run (3)",
+        "Failures and errors (1)",
+        "Slowest tests",
+        "Not run (1)",
+    ]
+    outputs = [
+        d.find("pre")[0].text()
+        for d in root.find("details")
+        if d.find("summary")[0].text() == "Details"
+    ]
+    assert outputs == ["tail 1\n", "```x```\n"]
+    not_run = [d for d in root.find("details") if d.find("summary")[0].text() == "Tests not run"]
+    assert [li.text() for li in not_run[0].find("li")] == ["tests/test_k.py::test_later[<b>]"]
+    never = "Collected but never started: pytest was killed by signal 9 (SIGKILL) <b>."
+    assert never in root.text().replace(WJ, "")
+    # each failure of the test, with its traceback
+    tracebacks = [
+        d.find("pre")[0].text()
+        for d in root.find("details")
+        if d.find("summary")[0].text() == "Traceback"
+    ]
+    assert tracebacks == ["E   AssertionError: size 2\n", "E   AssertionError: size 3\n"]
+    assert "Failure 2 of 2: size 3 #12" in root.text().replace(WJ, "")
+
+
+def test_the_slowest_table_has_no_row_that_would_read_zero() -> None:
+    cases = tuple(
+        TestCase("t", f"test_{n}", CaseOutcome.PASSED, duration, nodeid=f"t.py::test_{n}")
+        for n, duration in enumerate([0.004, 0.0, 0.006, 1.5])
+    )
+    root, _ = render_html(render_summary(TestReport(cases)))
+    [_, slowest] = root.find("table")
+    assert [row.find("td")[2].text() for row in slowest.find("tr")[1:]] == ["1.50s", "0.01s"]
+    only_fast = TestReport(cases[:2])
+    assert "Slowest tests" not in render_summary(only_fast)
+
+
+def test_skipped_tests_are_named_in_a_folded_list() -> None:
+    cases = tuple(
+        TestCase("t", f"test_{n}", CaseOutcome.SKIPPED, message=f"needs {n % 2 + 1} GPUs", nodeid=f"t.py::test_{n}")
+        for n in range(130)
+    )  # fmt: skip
+    root, _ = render_html(render_summary(TestReport(cases)))
+    assert_inert(root)
+    [folded] = [d for d in root.find("details") if d.find("summary")[0].text() == "Skipped tests"]
+    items = [li.text() for li in folded.find("li")]
+    assert items[0] == "t.py::test_0 — needs 1 GPUs"
+    assert len(items) == 101 and items[-1] == "… and 30 more, all in the merged JUnit file"
+
+
+def test_a_recursion_traceback_is_trimmed_to_one_copy_of_what_repeats() -> None:
+    frame = "tests/test_r.py:2: in f\n    return f(n + 1)\n           ^^^^^^^^"
+    detail = (
+        "def test_r():\n>       f(0)\n\n" + "\n".join([frame] * 500) + "\nE   RecursionError: x"
+    )
+    trimmed = trim_repeats(detail)
+    assert trimmed.count("return f(n + 1)") == 1
+    assert "[… the 3 lines above repeat 499 more times …]" in trimmed
+    assert trimmed.endswith("E   RecursionError: x")
+    assert trim_repeats("a\nb\nc") == "a\nb\nc"
+    case = TestCase("t", "test_r", CaseOutcome.FAILED, message="RecursionError: x", detail=detail)
+    summary = render_summary(TestReport((case,)))
+    assert summary.count("return f(n + 1)") == 1

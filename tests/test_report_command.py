@@ -137,3 +137,33 @@ def test_a_report_past_the_size_cap_fails_and_says_so(tmp_path: Path) -> None:
     done = report(padded)
     assert done.returncode == 1, done.stderr
     assert f"The JUnit report is {cap + 1000:,} bytes, more than the {cap:,} bytes" in done.stdout
+
+
+def test_a_report_without_tests_exits_as_run_does_and_says_why(tmp_path: Path) -> None:
+    empty = CORPUS / "no-cases.xml"
+    summary = tmp_path / "summary.md"
+    done = report(empty, "--summary-file", summary)
+    assert done.returncode == 1, done.stderr  # fail-on-empty, as `run` has it by default
+    text = summary.read_text(encoding="utf-8")
+    assert text.startswith("## ⚠️ Test results: no tests\n")
+    assert "fails this command because \\-\\-fail\\-on\\-empty is true" in text
+    assert report(empty, "--fail-on-empty", "false", "--summary-file", summary).returncode == 0
+
+
+def test_problems_of_a_run_written_by_the_action_read_back_apart_from_the_tests(
+    tmp_path: Path,
+) -> None:
+    from modal_gpu_action.report.junit_writer import to_junit_xml
+    from modal_gpu_action.report.results import parse_junit
+
+    crashed = parse_junit(PASSING).with_problem("shard 2/2", "pytest was killed by signal 9")
+    merged = tmp_path / "merged.xml"
+    merged.write_text(to_junit_xml(crashed), encoding="utf-8")
+    summary = tmp_path / "summary.md"
+    done = report(merged, "--summary-file", summary)
+    assert done.returncode == 1, done.stderr  # a problem fails the run
+    text = summary.read_text(encoding="utf-8")
+    assert "### Problems with the run (1)" in text
+    assert "**shard 2/2**: pytest was killed by signal 9" in text
+    tests = parse_junit(PASSING).totals.tests
+    assert f"| {tests} |" in text.split("\n")[4]  # the problem is no test

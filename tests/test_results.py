@@ -11,15 +11,19 @@ from pathlib import Path
 
 import pytest
 
+from modal_gpu_action.report.junit_writer import to_junit_xml
 from modal_gpu_action.report.results import (
     CaseOutcome,
     JUnitError,
     JUnitFileError,
+    Problem,
+    Subtests,
     TestCase,
     TestReport,
     load_reports,
     merge,
     parse_junit,
+    pytest_node_id,
     read_junit,
 )
 
@@ -247,26 +251,27 @@ def test_a_missing_file_is_an_error_naming_it(tmp_path: Path) -> None:
     assert isinstance(raised.value, JUnitError)
 
 
-def only_error(report: TestReport) -> TestCase:
-    """The one case of a report that could not be used: an error saying why."""
-    [case] = report.cases
-    assert case.outcome is CaseOutcome.ERROR
+def only_error(report: TestReport) -> Problem:
+    """The one problem of a report that could not be used, saying why: no test case."""
+    assert report.cases == ()
+    [problem] = report.problems
     assert report.conclusion == "failed"
-    return case
+    assert report.totals.tests == report.totals.errors == 0  # a problem is not a test
+    return problem
 
 
-def test_a_directory_is_one_error_case_and_read_junit_refuses_it(tmp_path: Path) -> None:
+def test_a_directory_is_one_problem_and_read_junit_refuses_it(tmp_path: Path) -> None:
     case = only_error(parse_junit(tmp_path))
-    assert case.name == f"JUnit report {tmp_path}"
+    assert case.where == f"JUnit report {tmp_path}"
     assert case.message == "The JUnit report was not used: is a directory, not a JUnit XML file"
     with pytest.raises(JUnitFileError, match="is a directory"):
         read_junit(tmp_path)
 
 
-def test_a_document_that_is_not_junit_is_one_error_case_and_read_junit_refuses_it() -> None:
+def test_a_document_that_is_not_junit_is_one_problem_and_read_junit_refuses_it() -> None:
     page = b"<html><body><testcase name='x'/></body></html>"
     case = only_error(parse_junit(page, name="page.xml"))
-    assert case.name == "JUnit report page.xml"
+    assert case.where == "JUnit report page.xml"
     assert case.message == (
         "The JUnit report was not used: not a JUnit XML report: its root is <html>"
     )
@@ -314,16 +319,16 @@ def test_an_external_entity_is_refused_and_never_read(tmp_path: Path) -> None:
         read_junit(document.encode())
 
 
-def test_an_entity_declaration_is_one_error_case_without_expanding_anything() -> None:
+def test_an_entity_declaration_is_one_problem_without_expanding_anything() -> None:
     started = time.perf_counter()
     case = only_error(parse_junit(BILLION_LAUGHS, name="bomb.xml"))
     assert time.perf_counter() - started < 1
-    assert case.name == "JUnit report bomb.xml"
+    assert case.where == "JUnit report bomb.xml"
     assert "refused: the XML declares entities" in case.message
     assert "lol" not in case.message.split("(", 1)[0]
 
 
-def test_a_missing_file_is_one_error_case(tmp_path: Path) -> None:
+def test_a_missing_file_is_one_problem(tmp_path: Path) -> None:
     case = only_error(parse_junit(tmp_path / "junit.xml"))
     assert case.message == "The JUnit report was not used: no such file"
 
@@ -352,7 +357,7 @@ def test_a_link_to_a_report_is_read(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("encoding", ["bogus", "shift_jis", "utf-7", "rot13", "idna", "undefined"])
-def test_an_encoding_that_cannot_be_decoded_is_one_error_case(encoding: str) -> None:
+def test_an_encoding_that_cannot_be_decoded_is_one_problem(encoding: str) -> None:
     document = f'<?xml version="1.0" encoding="{encoding}"?><testsuite><testcase name="a"/>'
     case = only_error(parse_junit(f"{document}</testsuite>".encode()))
     assert case.message.startswith("The JUnit report was not used: cannot be decoded: ")
@@ -367,9 +372,8 @@ def test_a_report_past_the_size_cap_keeps_the_cases_within_it_and_says_so(
     full = parse_junit(data)
     for source in (data, junit_from_pytest("mixed", "xunit1")):
         report = parse_junit(source, max_bytes=cap)
-        assert report.cases[:6] == full.cases[:6]
-        [damage] = report.cases[6:]
-        assert damage.outcome is CaseOutcome.ERROR
+        assert report.cases == full.cases[:6]
+        [damage] = report.problems
         assert damage.message == (
             f"The JUnit report is {len(data):,} bytes, more than the {cap:,} bytes that are read:"
             f" kept the 6 complete test cases in its first {cap:,} bytes; whatever came after was"
@@ -379,8 +383,8 @@ def test_a_report_past_the_size_cap_keeps_the_cases_within_it_and_says_so(
     # is still said.
     padded = data + b" " * 1000
     report = parse_junit(padded, max_bytes=len(data) + 10)
-    assert report.cases[:-1] == full.cases
-    assert report.cases[-1].message.startswith(f"The JUnit report is {len(padded):,} bytes")
+    assert report.cases == full.cases
+    assert report.problems[-1].message.startswith(f"The JUnit report is {len(padded):,} bytes")
     assert parse_junit(data, max_bytes=len(data)) == full
 
 
@@ -441,10 +445,9 @@ def test_a_truncated_report_keeps_every_complete_case(
     for cut in [*range(0, len(data) - 1, 53), *(end for end in ends[:-1]), *(e - 1 for e in ends)]:
         report = parse_junit(data[:cut], name="junit.xml")
         kept = sum(1 for end in ends if end <= cut)
-        assert report.cases[:kept] == full.cases[:kept], cut
-        [damage] = report.cases[kept:]
-        assert damage.outcome is CaseOutcome.ERROR
-        assert damage.name == "JUnit report junit.xml"
+        assert report.cases == full.cases[:kept], cut
+        [damage] = report.problems
+        assert damage.where == "JUnit report junit.xml"
         assert "cut short" in damage.message, (cut, damage)
         assert report.conclusion == "failed"
 
@@ -455,8 +458,8 @@ def test_a_cut_short_report_says_how_many_cases_it_kept(
     data = junit_from_pytest("mixed", "xunit2").read_bytes()
     cut = complete_case_ends(data)[6] + 10
     report = parse_junit(data[:cut])
-    assert report.totals.tests == 8
-    assert report.cases[-1].message == (
+    assert report.totals.tests == 7
+    assert report.problems[-1].message == (
         "The JUnit report was cut short after 7 complete test cases; later results are missing."
     )
     # The suite never closed, so its time is unknown: the kept cases' durations stand in.
@@ -464,35 +467,33 @@ def test_a_cut_short_report_says_how_many_cases_it_kept(
 
 
 @pytest.mark.parametrize("content", [b"", b"  \n"])
-def test_an_empty_report_is_one_error(tmp_path: Path, content: bytes) -> None:
+def test_an_empty_report_is_one_problem(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "junit.xml"
     path.write_bytes(content)
-    [case] = load_reports([path]).cases
-    assert case.outcome is CaseOutcome.ERROR
+    case = only_error(load_reports([path]))
     assert case.message == "The JUnit report was cut short: the file is empty."
-    assert case.name == f"JUnit report {path}"
+    assert case.where == f"JUnit report {path}"
 
 
 def test_damage_in_the_middle_keeps_the_cases_before_it() -> None:
     document = b"<testsuite><testcase name='a'/><testcase name='b'/><<oops/></testsuite>"
     report = parse_junit(document)
-    assert [case.name for case in report.cases[:2]] == ["a", "b"]
-    assert report.cases[2].message == (
+    assert [case.name for case in report.cases] == ["a", "b"]
+    assert report.problems[0].message == (
         "The JUnit report is not well-formed XML; kept the 2 complete test cases before the damage."
     )
-    assert report.cases[2].detail.startswith("XML parse error: not well-formed")
+    assert report.problems[0].detail.startswith("XML parse error: not well-formed")
 
 
-def test_with_extra_error_adds_one_error_case() -> None:
+def test_a_problem_of_the_run_fails_it_and_is_no_test() -> None:
     report = parse_junit(CORPUS / "jest" / "jest-junit.xml")
     assert report.conclusion == "passed"
-    crashed = report.with_extra_error("pytest", "crash", "pytest crashed with signal 11", "core")
-    assert crashed.cases[:-1] == report.cases
-    assert crashed.cases[-1] == TestCase(
-        "pytest", "crash", CaseOutcome.ERROR, message="pytest crashed with signal 11", detail="core"
-    )
+    crashed = report.with_problem("shard 1/2", "pytest was killed by signal 11", "core")
+    assert crashed.cases == report.cases
+    assert crashed.totals == report.totals  # "3 tests: 3 errors" no more
+    assert crashed.problems == (Problem("shard 1/2", "pytest was killed by signal 11", "core"),)
     assert crashed.conclusion == "failed"
-    assert crashed.failures == (crashed.cases[-1],)
+    assert crashed.failures == ()
 
 
 def test_conclusion_of_an_empty_or_skipped_run() -> None:
@@ -518,3 +519,112 @@ def test_a_module_skipped_at_collection_keeps_its_reason() -> None:
     [case] = parse_junit(xml).cases
     assert case.outcome == "skipped"
     assert case.message == "CuPy is not installed"
+
+
+# --- node ids, several failures in one case, problems, collection entries, subtests --------------
+
+
+@pytest.mark.parametrize(
+    ("classname", "name", "file", "nodeid"),
+    [
+        ("tests.test_x.TestC", "test_m[p]", "tests/test_x.py", "tests/test_x.py::TestC::test_m[p]"),
+        ("tests.test_x", "test_f", "tests/test_x.py", "tests/test_x.py::test_f"),
+        ("tests.test_x.A.B", "t[1.5-x/y]", "tests/test_x.py", "tests/test_x.py::A::B::t[1.5-x/y]"),
+        ("pre.tests.test_x.C", "t", "tests/test_x.py", "tests/test_x.py::C::t"),  # junit_prefix
+        ("", "tests.test_x", "tests/test_x.py", "tests/test_x.py"),  # a module, at collection
+        ("tests", "test_x", "tests/test_x.py", "tests/test_x.py"),  # the same, xunit1
+        ("mod", "mod.func", "mod.py", "mod.py::mod.func"),  # a doctest
+        ("tests.test_x.C", "t", "tests/base.py", ""),  # inherited from another file: unknown
+        ("tests.test_x.C", "t", None, ""),  # xunit2 has no file: the names stay
+    ],
+)
+def test_a_pytest_node_id_is_worked_out_from_the_file_and_the_names(
+    classname: str, name: str, file: str | None, nodeid: str
+) -> None:
+    assert pytest_node_id(classname, name, file) == nodeid
+
+
+def test_pytest_reports_give_node_ids_and_other_producers_keep_their_names(
+    junit_from_pytest: Callable[[str, str], Path],
+) -> None:
+    xunit1 = parse_junit(junit_from_pytest("mixed", "xunit1"))
+    assert {case.id for case in xunit1.cases} >= {
+        "check_outcomes.py::test_fails",
+        "check_hostile.py::test_hostile[pipe|cell]",
+    }
+    xunit2 = parse_junit(junit_from_pytest("mixed", "xunit2"))
+    assert "check_outcomes.test_fails" in {case.id for case in xunit2.cases}
+    jest = parse_junit(CORPUS / "jest" / "jest-junit.xml")
+    assert all(case.nodeid == "" for case in jest.cases)
+
+
+def test_a_nodeid_attribute_wins_over_the_names() -> None:
+    document = b"""<testsuites name="pytest tests"><testsuite name="pytest">
+    <testcase classname="tests.test_x.TestC" name="test_m" file="tests/base.py" line="3"
+      nodeid="tests/test_x.py::TestC::test_m"/></testsuite></testsuites>"""
+    [case] = parse_junit(document).cases
+    assert case.id == "tests/test_x.py::TestC::test_m"
+
+
+def test_every_failure_of_a_case_is_kept_its_worst_first() -> None:
+    document = b"""<testsuite><testcase classname="t" name="test_sizes">
+      <failure message="size 2">tb 2</failure><skipped message="skip"/>
+      <failure message="size 3">tb 3</failure><error message="teardown">tb e</error>
+    </testcase></testsuite>"""
+    [case] = parse_junit(document).cases
+    assert (case.outcome, case.message) == (CaseOutcome.ERROR, "teardown")
+    assert [(r.outcome, r.message, r.detail) for r in case.results] == [
+        (CaseOutcome.ERROR, "teardown", "tb e"),
+        (CaseOutcome.FAILED, "size 2", "tb 2"),
+        (CaseOutcome.FAILED, "size 3", "tb 3"),
+    ]
+    assert parse_junit(document).totals.tests == 1
+
+
+def test_the_merged_junit_keeps_every_failure_problem_not_run_test_and_subtest_count() -> None:
+    document = b"""<testsuites name="pytest tests"><testsuite name="pytest">
+    <properties><property name="modal-gpu-action.subtests-passed" value="21039"/>
+      <property name="modal-gpu-action.subtests-failed" value="2"/></properties>
+    <testcase classname="tests.test_k.TestK" name="test_sizes" file="tests/test_k.py" line="3">
+      <failure message="size 2">tb 2</failure><failure message="size 3">tb 3</failure></testcase>
+    <testcase classname="tests.test_k" name="test_later" file="tests/test_k.py" line="9">
+      <skipped type="modal-gpu-action.not-run" message="not run: pytest was killed"/></testcase>
+    <testcase classname="modal-gpu-action" name="record of the run">
+      <error message="The record was cut">detail</error></testcase>
+    </testsuite></testsuites>"""
+    report = parse_junit(document, name="shard 1/2")
+    assert report.subtests == Subtests(passed=21039, failed=2)
+    assert report.totals.tests == 2 and report.totals.not_run == 1 and report.totals.failed == 1
+    assert report.problems == (Problem("record of the run", "The record was cut", "detail"),)
+    assert report.cases[0].nodeid == "tests/test_k.py::TestK::test_sizes"
+    again = parse_junit(to_junit_xml(report).encode())
+    assert again.cases == report.cases
+    assert again.problems == report.problems
+    assert again.subtests == report.subtests
+    assert again.conclusion == "failed"
+
+
+def test_shards_count_a_module_skipped_or_broken_at_collection_once() -> None:
+    def shard(*names: str) -> TestReport:
+        cases = "".join(f'<testcase classname="t" name="{n}"/>' for n in names)
+        return parse_junit(
+            f"""<testsuites name="pytest tests"><testsuite name="pytest">{cases}
+            <testcase classname="" name="tests.test_gpu" file="tests/test_gpu.py">
+              <skipped message="collection skipped">('/w/tests/test_gpu.py', 7,
+              'Skipped: CuPy is not installed')</skipped></testcase>
+            <testcase classname="" name="tests.test_broken" file="tests/test_broken.py">
+              <error message="collection failure">E   ModuleNotFoundError: x</error></testcase>
+            </testsuite></testsuites>""".encode()
+        )
+
+    merged = merge([shard("a", "b"), shard("c"), shard()])
+    assert [case.name for case in merged.cases] == [
+        "a", "b", "tests.test_gpu", "tests.test_broken", "c",
+    ]  # fmt: skip
+    assert (merged.totals.tests, merged.totals.skipped, merged.totals.errors) == (5, 1, 1)
+    # within one report nothing is left out: only what another shard already reported
+    twice = parse_junit(
+        b"""<testsuite><testcase name="m"><skipped message="collection skipped"/></testcase>
+        <testcase name="m"><skipped message="collection skipped"/></testcase></testsuite>"""
+    )
+    assert merge([twice]).totals.tests == 2

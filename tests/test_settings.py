@@ -230,3 +230,130 @@ def test_the_command_refuses_them_with_exit_code_2_before_anything_runs(
     assert completed.returncode == 2, completed.stdout + completed.stderr
     assert f"for input {named}: expected a path inside" in completed.stderr
     assert completed.stdout == ""
+
+
+# -- Modal-only inputs, checked before any network call ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "python:3.12-slim",
+        "nvcr.io/nvidia/pytorch:25.01-py3",
+        "ghcr.io/org/team/image@sha256:" + "a" * 64,
+        "localhost:5000/cuda:12.4.1-devel-ubuntu22.04",
+        "registry.example.com:443/my_org/my-image__x:tag.1",
+        "[::1]:5000/image:latest",
+    ],
+)
+def test_image_references_docker_accepts_are_accepted(project: Path, image: str) -> None:
+    assert load(project, image=image).image.registry_image == image
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "nvcr.io/NVIDIA/pytorch:25.01",  # uppercase in the name
+        "pytorch/pytorch:2.4 cuda",
+        "pytorch:",
+        "python:3.12:slim",
+        "-python",
+        "image@sha256:short",
+        "https://nvcr.io/nvidia/pytorch",
+        "org//image",
+    ],
+)
+def test_a_malformed_image_reference_is_refused(project: Path, image: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load(project, image=image)
+    assert str(raised.value).startswith(f"invalid value {image!r} for input 'image': expected an")
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("numpy>=>2", "expected a requirement a line (PEP 508)"),
+        ("torch==2.4 +cu121", "expected a requirement a line (PEP 508)"),
+        ("--index-url https://download.pytorch.org/whl/cu121", "not options"),
+        ("./wheels/mylib.whl", "expected a requirement a line (PEP 508)"),
+        ("mylib @ file:///home/me/mylib", "not a file: the image is built on Modal"),
+    ],
+)
+def test_an_extra_package_that_is_not_a_requirement_is_refused(
+    project: Path, line: str, reason: str
+) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load(project, extra_packages=f"pytest-xdist\n{line}")
+    message = str(raised.value)
+    assert message.startswith(f"invalid value {line!r} for input 'extra-packages'")
+    assert reason in message and "\n" not in message
+
+
+def test_requirements_pep_508_allows_are_accepted_as_extra_packages(project: Path) -> None:
+    lines = [
+        "pytest-xdist",
+        "numpy>=2,<3",
+        'torch==2.4.1; sys_platform == "linux"',
+        "jax[cuda12]>=0.4",
+        "mylib @ https://example.com/mylib-1.0-py3-none-any.whl",
+    ]
+    assert load(project, extra_packages="\n".join(lines)).image.extra_packages == tuple(lines)
+
+
+@pytest.mark.parametrize(
+    "name", ["team/hf", "has space", "x" * 65, "ap-" + "a" * 22, "émoji", "semi;colon"]
+)
+def test_a_modal_secret_name_modal_would_refuse_is_refused(project: Path, name: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load(project, modal_secrets=f"fine-name, {name}")
+    assert str(raised.value).startswith(f"invalid value {name!r} for input 'modal-secrets'")
+
+
+def test_modal_secret_names_are_checked_only_for_the_modal_backend(project: Path) -> None:
+    assert load(project, modal_secrets="hf_token, team.wandb-1").modal_secrets == (
+        "hf_token",
+        "team.wandb-1",
+    )
+    assert load(project, backend="local", modal_secrets="not/checked").modal_secrets == (
+        "not/checked",
+    )
+
+
+@pytest.mark.parametrize(
+    ("declared", "where"),
+    [
+        ("[project]\nname = 'p'\nrequires-python = '>=3.13'\n", "pyproject.toml"),
+        ("[metadata]\nname = p\n[options]\npython_requires = >=3.13\n", "setup.cfg"),
+    ],
+)
+def test_a_python_version_outside_requires_python_is_refused(
+    project: Path, declared: str, where: str
+) -> None:
+    (project / where).write_text(declared)
+    with pytest.raises(SettingsError) as raised:
+        load(project, python_version="3.12")
+    assert str(raised.value) == (
+        "invalid value '3.12' for input 'python-version': expected a version the project's"
+        f" requires-python '>=3.13' ({where}) allows: 3.13, 3.14"
+    )
+    assert load(project, python_version="3.13").image.python_version == "3.13"
+    # An image that brings its own Python does not use python-version: nothing to refuse.
+    assert load(
+        project, python_version="3.12", image="pytorch/pytorch:2.4.1-cuda12.1-cudnn9-runtime"
+    )
+    assert load(project, python_version="3.12", backend="local")
+
+
+def test_requires_python_with_patch_versions_allows_the_minor_version(project: Path) -> None:
+    (project / "pyproject.toml").write_text("[project]\nname = 'p'\nrequires-python = '~=3.11.4'\n")
+    assert load(project, python_version="3.11").image.python_version == "3.11"
+    with pytest.raises(SettingsError, match=r"allows: 3\.11$"):
+        load(project, python_version="3.12")
+
+
+def test_test_dependencies_is_auto_or_none(project: Path) -> None:
+    assert load(project).image.test_dependencies == "auto"
+    assert load(project, test_dependencies="NONE").image.test_dependencies == "none"
+    with pytest.raises(SettingsError, match="for input 'test-dependencies': expected one of auto"):
+        load(project, test_dependencies="all")

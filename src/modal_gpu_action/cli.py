@@ -5,7 +5,12 @@
     modal-gpu-action plan [same flags as run]
     python -m modal_gpu_action            (GITHUB_ACTIONS=true: `run` with the INPUT_* variables)
 
-Exit codes: 0 passed, 1 tests failed, 2 bad input, 3 infrastructure failure.
+Exit codes: 0 passed, 1 tests failed (or none ran, with `fail-on-empty`), 2 bad input, 3
+infrastructure failure. Errors and warnings are workflow commands (`::error::`) in GitHub mode
+only; elsewhere they are plain lines on stderr.
+
+`--pytest-args` takes the next word whatever it starts with (`--pytest-args -x`), as people type
+it; argparse alone would read `-x` as an option of ours.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,13 +44,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args and in_github_actions():
         args = ["run"]  # the composite action runs `python -m modal_gpu_action` with INPUT_*
     parser = _parser()
-    namespace = parser.parse_args(args)
+    namespace = parser.parse_args(_joined_values(args))
     try:
         result: int = namespace.handler(namespace)
     except SettingsError as error:
         _error(str(error))
         return BAD_INPUT
+    except BrokenPipeError:  # `plan | head`: the reader left; nothing more to say
+        _stdout_to_devnull()
+        return PASSED
     return result
+
+
+# Options whose value may start with "-" as typed: `--pytest-args -x`.
+_DASHED_VALUES = ("--pytest-args",)
+
+
+def _joined_values(args: list[str]) -> list[str]:
+    """`--pytest-args -x` as `--pytest-args=-x`, which argparse reads as the value it is."""
+    joined: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg in _DASHED_VALUES and index + 1 < len(args) and args[index + 1].startswith("-"):
+            joined.append(f"{arg}={args[index + 1]}")
+            index += 2
+            continue
+        joined.append(arg)
+        index += 1
+    return joined
+
+
+def _stdout_to_devnull() -> None:
+    """After a broken pipe, Python's own flush at exit would fail again and print a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _error(message: str) -> None:
@@ -75,6 +112,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument(
         "--title", default="Test results", help="headline of the summary and comment"
+    )
+    report.add_argument(
+        "--fail-on-empty",
+        choices=("true", "false"),
+        default="true",
+        help="exit 1 when the reports hold no test, as `run` does (default: true)",
     )
     report.set_defaults(handler=_report)
 
@@ -116,6 +159,7 @@ def _flags(namespace: argparse.Namespace) -> dict[str, str | None]:
 
 def _report(namespace: argparse.Namespace) -> int:
     from modal_gpu_action.render.markdown import render_summary
+    from modal_gpu_action.report.conclusion import Conclusion
     from modal_gpu_action.report.results import JUnitError, load_reports
 
     workspace = Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd())
@@ -125,19 +169,30 @@ def _report(namespace: argparse.Namespace) -> int:
     except JUnitError as error:
         _error(str(error))
         return BAD_INPUT
-    summary = render_summary(report, title=namespace.title)
+    fail_on_empty = namespace.fail_on_empty == "true"
+    notes: tuple[str, ...] = ()
+    if report.conclusion is Conclusion.NO_TESTS:
+        notes = (
+            "The reports hold no test, which fails this command because --fail-on-empty is true."
+            if fail_on_empty
+            else "The reports hold no test; --fail-on-empty is false.",
+        )
+    summary = render_summary(report, title=namespace.title, notes=notes)
     try:
-        _write_report_files(namespace, report, summary, files, workspace)
+        _write_report_files(namespace, report, summary, notes, files, workspace)
     except OSError as error:
         _error(str(error))
         return BAD_INPUT
-    return FAILED if report.totals.failed or report.totals.errors else PASSED
+    if report.conclusion is Conclusion.NO_TESTS:
+        return FAILED if fail_on_empty else PASSED
+    return PASSED if report.conclusion.passing else FAILED
 
 
 def _write_report_files(
     namespace: argparse.Namespace,
     report: TestReport,
     summary: str,
+    notes: tuple[str, ...],
     files: dict[str, Path | None],
     workspace: Path,
 ) -> None:
@@ -155,6 +210,9 @@ def _write_report_files(
             key=namespace.comment_key,
             title=namespace.title,
             run_url=run_url_from_env(os.environ),
+            notes=notes,
+            commit=os.environ.get("GITHUB_SHA", ""),
+            ran_at=datetime.now(UTC),
         )
         write_output(files["comment-file"], comment, workspace=workspace)
 
@@ -164,8 +222,13 @@ def _run(namespace: argparse.Namespace) -> int:
 
     flags = _flags(namespace)
     with session(flags, os.environ) as started:  # the label goes at its end, whatever happened
-        settings = load_settings(flags, os.environ)
-        files = _output_files(namespace, settings.workspace)
+        try:
+            settings = load_settings(flags, os.environ)
+            files = _output_files(namespace, settings.workspace)
+        except SettingsError as error:
+            # Said now: removing the label when the block ends can take its time (retries).
+            _error(str(error))
+            return BAD_INPUT
         return run(
             settings,
             started,
@@ -191,5 +254,6 @@ def _plan(namespace: argparse.Namespace) -> int:
     from modal_gpu_action.engine import plan
 
     settings = load_settings(_flags(namespace), os.environ)
-    print(json.dumps(plan(settings), indent=2))
+    sys.stdout.write(json.dumps(plan(settings), indent=2) + "\n")
+    sys.stdout.flush()  # here, where a broken pipe (`plan | head`) is caught
     return PASSED

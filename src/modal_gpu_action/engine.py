@@ -7,24 +7,32 @@
 Everything the user had is written before anything that can fail on the network: the merged JUnit
 file, the job summary and the outputs come first, the PR comment after. The label is removed when
 the session ends, however it ends.
+
+The shards' reports are merged as results.merge does (a module skipped or broken at collection
+counts once); what went wrong with the run itself (a shard that crashed, timed out or was
+cancelled, pytest stopped by collection errors, the JUnit file not written) is a `Problem` of
+the report, apart from the tests, counted in the `problems` output. An interpreter without pytest
+is an infrastructure error. Errors and warnings are workflow commands in GitHub mode only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from modal_gpu_action.backends.base import Backend, BackendResult, InfrastructureError
-from modal_gpu_action.container.protocol import RunResult
+from modal_gpu_action.container.protocol import Ending, RunRequest, RunResult
 from modal_gpu_action.exit_codes import FAILED, INFRASTRUCTURE, PASSED
 from modal_gpu_action.github_actions.github_limits import run_url_from_env
 from modal_gpu_action.github_actions.output_files import write_output
@@ -34,16 +42,26 @@ from modal_gpu_action.github_actions.workflow import (
     commands_stopped,
     in_github_actions,
     mask,
+    one_line,
     write_outputs,
 )
 from modal_gpu_action.render.annotations import annotation_commands
 from modal_gpu_action.render.comment_sections import SECTION_LIMIT, section_for
 from modal_gpu_action.render.durations import format_duration
+from modal_gpu_action.render.failures import explanation
 from modal_gpu_action.render.markdown import render_comment, render_summary
 from modal_gpu_action.report.conclusion import Conclusion
+from modal_gpu_action.report.headline import first_line
 from modal_gpu_action.report.junit_writer import to_junit_xml
 from modal_gpu_action.report.redaction import redact_report
-from modal_gpu_action.report.results import TestReport, merge, parse_junit
+from modal_gpu_action.report.results import (
+    CaseOutcome,
+    JUnitFileError,
+    TestReport,
+    merge,
+    parse_junit,
+    read_junit,
+)
 from modal_gpu_action.settings import Settings, load_label_settings
 
 if TYPE_CHECKING:
@@ -74,14 +92,36 @@ class Session:
 
 
 def plan(settings: Settings) -> dict[str, Any]:
-    """What a run would do, without running anything or contacting Modal."""
+    """What a run would do, without running anything or contacting Modal. Its keys are in one
+    style whatever the backend, the inputs' own (`test-path`, `timeout-seconds`)."""
     if settings.backend == "modal":
         from modal_gpu_action.backends import modal as modal_backend
 
-        return modal_backend.plan(settings)
-    from modal_gpu_action.backends import local
+        planned = modal_backend.plan(settings)
+    else:
+        from modal_gpu_action.backends import local
 
-    return local.plan(settings)
+        planned = local.plan(settings)
+    kebab: dict[str, Any] = _kebab_keys(planned)
+    return kebab
+
+
+_OUR_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _kebab_keys(value: Any) -> Any:
+    """`value` with every key of ours written `like-this` (`shard_index` -> `shard-index`);
+    other keys (an environment variable's name) and the values are left as they are."""
+    if isinstance(value, dict):
+        return {
+            (key.replace("_", "-") if isinstance(key, str) and _OUR_KEY.match(key) else key): (
+                _kebab_keys(item)
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_kebab_keys(item) for item in value]
+    return value
 
 
 @contextmanager
@@ -121,7 +161,10 @@ def run(
     github_mode = in_github_actions(environ)
     if github_mode:
         mask(settings.secret_values(), stream)
-    outcome = execute(settings, started.cancel, stream=stream)
+    durations_problem = durations_warning(settings)
+    if durations_problem:
+        _warn(durations_problem, stream, github_mode)
+    outcome = execute(settings, started.cancel, stream=stream, github_mode=github_mode)
     # Before anything is rendered or written: a test can print a secret it was given.
     outcome = dataclasses.replace(
         outcome, report=redact_report(outcome.report, settings.secret_values())
@@ -131,8 +174,13 @@ def run(
     # becomes an entry in the report that is still rendered and published.
     outcome = _write_junit(outcome, settings)
     title = f"{TITLE} on {key}"
+    notes = _notes(outcome, settings)
     summary = render_summary(
-        outcome.report, facts=outcome.facts, title=title, conclusion=outcome.conclusion
+        outcome.report,
+        facts=outcome.facts,
+        title=title,
+        conclusion=outcome.conclusion,
+        notes=notes,
     )
     publishing = settings.publishing
     comment = render_comment(
@@ -142,6 +190,9 @@ def run(
         run_url=run_url_from_env(environ),
         title=title,
         conclusion=outcome.conclusion,
+        notes=notes,
+        commit=_commit(settings, environ),
+        ran_at=datetime.now(UTC),
         limit_chars=SECTION_LIMIT,  # room for a matrix comment's table and other sections
     )
     for path, text, name in (
@@ -149,16 +200,16 @@ def run(
         (comment_file, comment, "comment-file"),
     ):
         if path is not None:
-            _write_or_warn(path, text, settings.workspace, name, stream)
+            _write_or_warn(path, text, settings.workspace, name, stream, github_mode)
     with commands_stopped(github_mode, stream):  # test ids and messages in it
-        print(_one_screen(outcome, settings), file=stream, flush=True)
+        print(one_screen(outcome, settings, notes), file=stream, flush=True)
     if not github_mode:
         return outcome.exit_code
     if settings.job_summary and environ.get("GITHUB_STEP_SUMMARY"):
         try:
             append_summary(Path(environ["GITHUB_STEP_SUMMARY"]), summary)
         except OSError as error:
-            _warn(f"the job summary was not written: {error}", stream)
+            _warn(f"the job summary was not written: {error}", stream, github_mode)
     if settings.annotations:
         prefix = _relative_to_workspace(settings.working_directory, environ)
         for line in annotation_commands(outcome.report, path_prefix=prefix):
@@ -168,7 +219,7 @@ def run(
         try:
             write_outputs(output_file, _outputs(outcome, settings))  # before the network
         except OSError as error:
-            _warn(f"the step's outputs were not written: {error}", stream)
+            _warn(f"the step's outputs were not written: {error}", stream, github_mode)
     if publishing.context is not None and publishing.comment != "off":
         import modal_gpu_action.publish.github as github
 
@@ -183,26 +234,74 @@ def run(
 
 
 def _write_junit(outcome: RunOutcome, settings: Settings) -> RunOutcome:
-    """Write the merged JUnit file; when it cannot be, the report says so as an error entry."""
+    """Write the merged JUnit file; when it cannot be, the report says so as a problem of the
+    run (it fails the run: the file is one of its outputs)."""
     try:
         write_output(settings.junit_xml, to_junit_xml(outcome.report), workspace=settings.workspace)
     except OSError as error:
-        report = outcome.report.with_extra_error(
-            "modal-gpu-action", "junit-xml", f"the merged JUnit file was not written: {error}", ""
+        report = outcome.report.with_problem(
+            "junit-xml", f"the merged JUnit file was not written: {error}"
         )
-        return dataclasses.replace(outcome, report=report)
+        conclusion, code = outcome.conclusion, outcome.exit_code
+        if conclusion in (Conclusion.PASSED, Conclusion.NO_TESTS):
+            conclusion, code = Conclusion.FAILED, FAILED
+        return dataclasses.replace(outcome, report=report, conclusion=conclusion, exit_code=code)
     return outcome
 
 
-def _write_or_warn(path: Path, text: str, workspace: Path, name: str, stream: TextIO) -> None:
+def _write_or_warn(
+    path: Path, text: str, workspace: Path, name: str, stream: TextIO, github_mode: bool
+) -> None:
     try:
         write_output(path, text, workspace=workspace)
     except OSError as error:
-        _warn(f"the {name} was not written: {error}", stream)
+        _warn(f"the {name} was not written: {error}", stream, github_mode)
 
 
-def _warn(message: str, stream: TextIO) -> None:
-    print(command("warning", message, title="modal-gpu-action"), file=stream, flush=True)
+def _warn(message: str, stream: TextIO, github_mode: bool) -> None:
+    """A warning: a workflow command in GitHub mode, a plain line elsewhere."""
+    if github_mode:
+        print(command("warning", message, title="modal-gpu-action"), file=stream, flush=True)
+    else:
+        print(f"warning: {one_line(message)}", file=stream, flush=True)
+
+
+def durations_warning(settings: Settings) -> str:
+    """Why `shard-durations` cannot balance the shards ("" when it can, or is not used): the
+    sharding plugin then falls back to test ids and says so in pytest's header too."""
+    path = settings.shard_durations
+    if path is None or settings.shards == 1:
+        return ""
+    try:
+        report = read_junit(path)
+    except JUnitFileError as error:
+        why = error.reason
+    else:
+        if report.cases:
+            return ""
+        why = report.problems[0].message if report.problems else "it holds no test case"
+    return (
+        f"input 'shard-durations': {one_line(str(path))} is not a JUnit XML report with test"
+        f" durations ({one_line(why)}): balancing fell back to test ids"
+    )
+
+
+def _commit(settings: Settings, environ: Mapping[str, str]) -> str:
+    """The commit the run is about: the pull request's head, else GITHUB_SHA."""
+    context = settings.publishing.context
+    return (context.sha if context is not None else "") or environ.get("GITHUB_SHA", "")
+
+
+def _notes(outcome: RunOutcome, settings: Settings) -> tuple[str, ...]:
+    """Sentences under the headline: why the conclusion is what it is, where that is not plain."""
+    if outcome.conclusion is not Conclusion.NO_TESTS:
+        return ()
+    if settings.fail_on_empty:
+        return (
+            "pytest collected no tests, which fails the run because 'fail-on-empty' is true"
+            " (check 'test-path' and the -k/-m options in 'pytest-args').",
+        )
+    return ("pytest collected no tests; the run passes because 'fail-on-empty' is false.",)
 
 
 def section_key(settings: Settings, outcome: RunOutcome) -> str:
@@ -223,27 +322,44 @@ def _relative_to_workspace(directory: Path, environ: Mapping[str, str]) -> str:
 
 
 def execute(
-    settings: Settings, cancel: threading.Event, *, stream: TextIO = sys.stdout
+    settings: Settings,
+    cancel: threading.Event,
+    *,
+    stream: TextIO = sys.stdout,
+    github_mode: bool | None = None,
 ) -> RunOutcome:
     """Run the backend (setting `cancel` stops it); never raises for the run's sake."""
+    github_mode = in_github_actions() if github_mode is None else github_mode
     backend = _backend(settings, cancel)
+    requests: list[RunRequest] = []
     try:
-        result = backend.run(backend.requests())
+        requests = backend.requests()
+        result = backend.run(requests)
     except InfrastructureError as error:
-        report = TestReport().with_extra_error(
-            "modal-gpu-action", "infrastructure", str(error), getattr(error, "detail", "")
-        )
+        report = TestReport().with_problem("infrastructure", str(error), error.detail)
+        return _infrastructure_outcome(report, str(error), settings, stream, github_mode)
+    outcome = outcome_from(result, settings, cancelled=cancel.is_set(), requests=requests)
+    if outcome.conclusion is Conclusion.INFRASTRUCTURE_ERROR and outcome.report.problems:
+        _say_error(outcome.report.problems[-1].message, stream, github_mode)
+    return outcome
+
+
+def _infrastructure_outcome(
+    report: TestReport, message: str, settings: Settings, stream: TextIO, github_mode: bool
+) -> RunOutcome:
+    _say_error(message, stream, github_mode)
+    return RunOutcome(
+        report, Conclusion.INFRASTRUCTURE_ERROR, INFRASTRUCTURE, (), _asked_gpu(settings), None
+    )
+
+
+def _say_error(message: str, stream: TextIO, github_mode: bool) -> None:
+    """An error: a workflow command in GitHub mode, a plain line elsewhere."""
+    if github_mode:
         title = Conclusion.INFRASTRUCTURE_ERROR.value
-        print(command("error", str(error), title=title), file=stream, flush=True)
-        return RunOutcome(
-            report,
-            Conclusion.INFRASTRUCTURE_ERROR,
-            INFRASTRUCTURE,
-            (),
-            _asked_gpu(settings),
-            None,
-        )
-    return outcome_from(result, settings, cancelled=cancel.is_set())
+        print(command("error", message, title=title), file=stream, flush=True)
+    else:
+        print(f"error: {one_line(message)}", file=stream, flush=True)
 
 
 def _asked_gpu(settings: Settings) -> str:
@@ -280,45 +396,99 @@ def _cancel_on_signals(cancel: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def outcome_from(result: BackendResult, settings: Settings, *, cancelled: bool) -> RunOutcome:
-    """Merge the shards into one report, adding an entry for each crash and timeout."""
+def outcome_from(
+    result: BackendResult,
+    settings: Settings,
+    *,
+    cancelled: bool,
+    requests: Sequence[RunRequest] = (),
+) -> RunOutcome:
+    """Merge the shards into one report; each shard's problem (a crash, a timeout, a cancel,
+    pytest stopped by collection errors) is a problem of the run, apart from the tests."""
     reports = []
     for shard in result.shards:
         report = parse_junit(shard.junit_xml.encode(), name=_shard_name(shard))
-        # The runner already turns the test that was running into an error when pytest crashed,
-        # timed out or was stopped; add the shard's problem only where no case says it.
-        if shard.problem and not any(shard.problem in case.detail for case in report.failures):
-            report = report.with_extra_error(
-                "pytest", _shard_name(shard), shard.problem, shard.output_tail
+        if shard.problem:
+            report = report.with_problem(
+                _shard_name(shard), _problem_message(shard, report), shard.output_tail
             )
         reports.append(report)
     report = merge(reports)
-    # A report pytest never finished has no suite time: the shards' own run time stands in.
+    # The run's wall time: the longest shard's pytest (shards run side by side). pytest's own
+    # suite time misses a run it never finished (a timeout, a crash).
     longest_shard = max((s.duration_seconds for s in result.shards), default=0.0)
-    if not report.wall_time:
-        report = dataclasses.replace(report, wall_time=longest_shard)
+    report = dataclasses.replace(report, wall_time=longest_shard or report.wall_time)
     totals = report.totals
     cancelled = cancelled or result.cancelled or any(s.cancelled for s in result.shards)
+    missing = _missing_pytest(result.shards, requests, settings)
     if cancelled:
         conclusion, code = Conclusion.CANCELLED, INFRASTRUCTURE
-    elif result.infrastructure_error:
+    elif result.infrastructure_error or missing:
         conclusion, code = Conclusion.INFRASTRUCTURE_ERROR, INFRASTRUCTURE
     elif any(s.timed_out for s in result.shards):
         conclusion, code = Conclusion.TIMED_OUT, FAILED
-    elif totals.failed or totals.errors:
+    elif totals.failed or totals.errors or totals.not_run or report.problems:
         conclusion, code = Conclusion.FAILED, FAILED
     elif totals.tests == 0 or all(s.no_tests for s in result.shards):
         conclusion, code = Conclusion.NO_TESTS, FAILED if settings.fail_on_empty else PASSED
     else:
         conclusion, code = Conclusion.PASSED, PASSED
     if result.infrastructure_error and not cancelled:
-        report = report.with_extra_error(
-            "modal-gpu-action", "infrastructure", result.infrastructure_error, ""
-        )
+        report = report.with_problem("infrastructure", result.infrastructure_error)
+    if missing and not cancelled:
+        report = report.with_problem("infrastructure", missing)
     gpu = _gpu_description(result.shards) or _asked_gpu(settings)
     cost = result.cost_usd
     facts = _facts(result, settings, gpu, cost)
     return RunOutcome(report, conclusion, code, facts, gpu, cost)
+
+
+def _problem_message(shard: RunResult, report: TestReport) -> str:
+    """The shard's problem for people. pytest's exit code 2 after collection errors means it ran
+    no test at all, which "interrupted" does not say."""
+    problem = shard.problem or ""
+    collection_errors = sum(
+        1 for case in report.cases if case.collection and case.outcome is CaseOutcome.ERROR
+    )
+    if (
+        shard.exit_code == 2
+        and shard.ending is Ending.FINISHED
+        and collection_errors
+        and all(case.collection for case in report.cases)
+    ):
+        return (
+            f"pytest stopped after {collection_errors:,} collection"
+            f" error{'' if collection_errors == 1 else 's'} and ran no test (exit code 2;"
+            " its option --continue-on-collection-errors runs the tests that were collected)"
+        )
+    return problem
+
+
+_NO_PYTEST = re.compile(r"No module named '?pytest'?\s*$", re.MULTILINE)
+
+
+def _missing_pytest(
+    shards: Sequence[RunResult], requests: Sequence[RunRequest], settings: Settings
+) -> str:
+    """What to say when the interpreter that was to run pytest has none ("" when it had): not
+    the tests' failure but the machine's, an infrastructure error."""
+    for shard in shards:
+        if shard.ending is not Ending.COULD_NOT_RUN or not _NO_PYTEST.search(shard.output_tail):
+            continue
+        python = next(
+            (r.python for r in requests if r.shard_index == shard.shard_index and r.python), ""
+        )
+        if settings.backend == "local":
+            return (
+                f"the Python interpreter {python or 'chosen'} has no pytest: install pytest in it"
+                " (the job's Python environment), or name one that has it in the"
+                " MODAL_GPU_ACTION_PYTHON variable"
+            )
+        return (
+            "the image's Python has no pytest: add pytest to the image (the project's test"
+            " dependencies, 'requirements' or 'extra-packages')"
+        )
+    return ""
 
 
 def _shard_name(shard: RunResult) -> str:
@@ -369,6 +539,8 @@ def _outputs(outcome: RunOutcome, settings: Settings) -> dict[str, str]:
         "failed": str(totals.failed),
         "errors": str(totals.errors),
         "skipped": str(totals.shown_skipped),
+        "not-run": str(totals.not_run),
+        "problems": str(len(outcome.report.problems)),
         "duration-seconds": f"{outcome.report.wall_time:.1f}",
         "junit-xml": str(settings.junit_xml),
         "gpu": outcome.gpu,
@@ -376,21 +548,48 @@ def _outputs(outcome: RunOutcome, settings: Settings) -> dict[str, str]:
     }
 
 
-def _one_screen(outcome: RunOutcome, settings: Settings) -> str:
-    totals = outcome.report.totals
+def one_screen(outcome: RunOutcome, settings: Settings, notes: Sequence[str] = ()) -> str:
+    """The result as the console shows it at the end of the log: counts as pytest gives them,
+    the run's problems, then each failure by its node id (what `pytest` takes to run it again)
+    with the line that explains it."""
+    report = outcome.report
+    totals = report.totals
+    counts = (
+        f"{totals.shown_passed} passed, {totals.failed} failed, {totals.errors}"
+        f" error{_s(totals.errors)}, {totals.shown_skipped} skipped"
+    )
+    if totals.not_run:
+        counts += f", {totals.not_run} not run"
     lines = [
         "",
         f"{TITLE}: {outcome.conclusion.value.upper()}",
-        f"  {totals.tests} tests: {totals.shown_passed} passed, {totals.failed} failed,"
-        f" {totals.errors} errors, {totals.shown_skipped} skipped"
-        f" in {format_duration(outcome.report.wall_time)}",
+        f"  {totals.tests} test{_s(totals.tests)}: {counts} in {format_duration(report.wall_time)}",
     ]
+    subtests = report.subtests
+    if subtests.total:
+        lines.append(
+            f"  {subtests.total} subtest{_s(subtests.total)}: {subtests.passed} passed,"
+            f" {subtests.failed} failed, {subtests.skipped} skipped"
+        )
+    lines += [f"  {note}" for note in notes]
     for label, value in outcome.facts:
         lines.append(f"  {label}: {value}")
-    for case in outcome.report.failures[:10]:
-        first = case.message.splitlines()[0] if case.message else ""
-        lines.append(f"  {case.outcome.upper()} {case.id}: {first[:160]}")
-    if len(outcome.report.failures) > 10:
-        lines.append(f"  ... and {len(outcome.report.failures) - 10} more")
+    for problem in report.problems[:10]:
+        message = first_line(problem.message)
+        lines.append(f"  PROBLEM {problem.where}: {message[:300]}")
+    if len(report.problems) > 10:
+        lines.append(f"  ... and {len(report.problems) - 10} more problems")
+    for case in report.failures[:10]:
+        explained = first_line(explanation(case))
+        more = f" (and {len(case.more)} more)" if case.more else ""
+        lines.append(f"  {case.outcome.upper()} {case.id}: {explained[:200]}{more}")
+    if len(report.failures) > 10:
+        lines.append(f"  ... and {len(report.failures) - 10} more")
+    if totals.not_run:
+        lines.append(f"  NOT RUN: {totals.not_run} test{_s(totals.not_run)} never started")
     lines.append(f"  JUnit XML: {settings.junit_xml}")
     return "\n".join(lines)
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"

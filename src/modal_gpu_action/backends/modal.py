@@ -10,6 +10,13 @@ or timeout is known as its own (modal_answers.py), and a cancel can stop each ca
 streams live (`modal.enable_output()`): the image build and the tests in separate `::group::`
 sections on GitHub.
 
+What finished is kept however a shard ends: while pytest runs, each container relays its crash
+record through its own log (container/relay.py); `_relayed_logs` takes those lines out of the
+output Modal shows and keeps them per shard (modal_records.py). A shard that never answers
+(cancelled, stopped at Modal's time limit, its container lost) reports the tests that finished
+and the one that was running (modal_answers.partial_result), once the app has stopped and its
+last logs have arrived.
+
 Cancellation: the engine turns SIGINT and SIGTERM into `cancel_event`. While the shards run,
 the main thread polls each call (`FunctionCall.get(timeout=...)`) and the event in turn; once it
 is set, every unfinished call is cancelled with its containers terminated, `app.run()` is left
@@ -48,8 +55,8 @@ from modal_gpu_action.backends.modal_answers import (
     Shard,
     backend_result,
     one_line,
-    placeholder,
     settle,
+    stop,
 )
 from modal_gpu_action.backends.modal_app import (
     build_app,
@@ -65,6 +72,8 @@ from modal_gpu_action.backends.modal_image import (
     describe_steps,
     stage_build_files,
 )
+from modal_gpu_action.backends.modal_records import LogRelay
+from modal_gpu_action.container.entry import SETUP_RELAY
 from modal_gpu_action.container.protocol import Ending, RunRequest
 from modal_gpu_action.github_actions.workflow import (
     commands_stopped,
@@ -73,6 +82,12 @@ from modal_gpu_action.github_actions.workflow import (
     mask,
 )
 from modal_gpu_action.settings import Settings, SettingsError
+
+# How long Modal's client waits for a stopped app's last logs (its default: 10 s), unless
+# MODAL_LOGS_TIMEOUT says otherwise. On a cancel those logs hold the relayed records of the tests
+# that finished last, and GitHub kills the job 10 s after its SIGINT: the report must be written
+# before that.
+LOGS_TIMEOUT_SECONDS = 5
 
 # How long one round of polls waits, shared among the calls still running: what a cancel or a
 # finished shard may wait to be noticed, and about one request a second for each running call.
@@ -85,7 +100,10 @@ CREDENTIALS_HELP = (
     " MODAL_TOKEN_SECRET as repository secrets (Settings > Secrets and variables > Actions) and"
     " pass them to this step with `env: MODAL_TOKEN_ID: ${{ secrets.MODAL_TOKEN_ID }}` (and the"
     " same for MODAL_TOKEN_SECRET) or the inputs modal-token-id/modal-token-secret; for pull"
-    " requests from forks, gate the job on a label or skip it when the secrets are empty."
+    " requests from forks, gate the job on a label or skip it when the secrets are empty. On"
+    " your own machine, `modal token new` stores a token in ~/.modal.toml, which is used when"
+    " the inputs and variables are empty (MODAL_PROFILE and MODAL_CONFIG_PATH choose another"
+    " profile or file, as they do for `modal`)."
 )
 
 
@@ -130,8 +148,9 @@ def check_credentials(
     environ: Mapping[str, str] = os.environ,
     stream: TextIO | None = None,
 ) -> None:
-    """Mask both values in the job log; raise SettingsError (exit 2) when one is missing.
-    Runs before `import modal`, so a missing secret fails in well under a second."""
+    """Mask both values in the job log; raise SettingsError (exit 2) when one is missing from
+    the inputs, the environment and the Modal profile (settings/modal_credentials.py). Runs
+    before `import modal`, so a missing secret fails in well under a second."""
     if in_github_actions(environ):
         mask(
             [v for v in (settings.modal_token_id, settings.modal_token_secret) if v],
@@ -150,7 +169,13 @@ def check_credentials(
             f"missing Modal credentials: {' and '.join(missing)}"
             f" {'is' if len(missing) == 1 else 'are'} empty (input"
             f" {' and '.join(repr(m.lower().replace('_', '-')) for m in missing)} or the"
-            f" environment variable{'s' if len(missing) > 1 else ''}). {CREDENTIALS_HELP}"
+            f" environment variable{'s' if len(missing) > 1 else ''}"
+            + (
+                f"; {settings.modal_credentials_source}"
+                if settings.modal_credentials_source
+                else ""
+            )
+            + f"). {CREDENTIALS_HELP}"
         )
 
 
@@ -158,8 +183,9 @@ def _credentials_state(settings: Settings) -> str:
     try:
         check_credentials(settings, environ={})
     except SettingsError:
-        return "missing (a run would stop with exit code 2)"
-    return "present"
+        why = settings.modal_credentials_source
+        return "missing (a run would stop with exit code 2" + (f"; {why})" if why else ")")
+    return f"present ({settings.modal_credentials_source})"
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -195,7 +221,8 @@ class ModalBackend:
             raise InfrastructureError("nothing to run: no shard requests")
         check_credentials(self.settings, environ=self.environ, stream=self.stream)
         recipe = build_recipe(self.settings)
-        shards = [Shard(request) for request in requests]
+        relay = LogRelay()
+        shards = [Shard(request, relay.new_shard()) for request in requests]
         with tempfile.TemporaryDirectory(prefix="modal-gpu-action-") as folder:
             staging = Path(folder)
             stage_build_files(recipe, staging)
@@ -209,7 +236,9 @@ class ModalBackend:
             app, function = build_app(self.settings, recipe, staging)
             for line in upload_summary(recipe.upload):
                 print(line, file=self.stream, flush=True)
-            with modal.enable_output():
+            if "MODAL_LOGS_TIMEOUT" not in os.environ:  # see LOGS_TIMEOUT_SECONDS
+                modal.config.config.override_locally("logs_timeout", str(LOGS_TIMEOUT_SECONDS))
+            with modal.enable_output(), _relayed_logs(modal, relay, self.stream):
                 self._session(modal, client, app, function, container_setup(recipe), shards)
         return self._result(shards)
 
@@ -219,7 +248,7 @@ class ModalBackend:
                 self.settings.modal_token_id, self.settings.modal_token_secret
             )
         except modal.exception.AuthError as error:
-            raise SettingsError(_auth_message(error)) from None
+            raise SettingsError(_auth_message(error, self.settings)) from None
         except Exception as error:
             raise InfrastructureError(f"cannot reach Modal: {one_line(error)}") from None
 
@@ -245,7 +274,7 @@ class ModalBackend:
                 except KeyboardInterrupt:
                     pass  # the event is set: Modal has aborted the app's start-up
                 except Exception as error:
-                    raise _setup_error(modal, error) from None
+                    raise _setup_error(modal, error, self.settings) from None
             if self.cancel_event.is_set():
                 print("modal-gpu-action: cancelled before the tests started", file=self.stream)
                 return
@@ -270,7 +299,8 @@ class ModalBackend:
             for shard in shards:
                 with _interruptible(self.cancel_event):
                     shard.started = time.monotonic()
-                    shard.call = function.spawn(shard.request.to_dict(), setup)
+                    shard_setup = {**setup, SETUP_RELAY: shard.relayed.token}
+                    shard.call = function.spawn(shard.request.to_dict(), shard_setup)
         except KeyboardInterrupt:
             pass  # the event is set
         except Exception as error:
@@ -307,7 +337,7 @@ class ModalBackend:
     def _announce(self, shard: Shard) -> None:
         if shard.error:
             state = f"failed: {shard.error}"
-        elif shard.result is not None and shard.result.timed_out:
+        elif shard.ending is Ending.TIMED_OUT:
             state = "timed out"
         elif shard.result is not None:
             state = f"finished (pytest exit code {shard.result.exit_code})"
@@ -321,7 +351,9 @@ class ModalBackend:
 
     def _cancel(self, shards: list[Shard]) -> None:
         """Cancel unfinished calls and terminate their containers. On a cancel they report as
-        cancelled; when another shard could not start, they are lost to that error."""
+        cancelled; when another shard could not start, that error is theirs too. Either way
+        their report is what they relayed (modal_answers.partial_result), built once the app
+        has stopped and its last logs have arrived."""
         print(
             f"modal-gpu-action: stopping {len(shards)} running container"
             f"{'s' if len(shards) > 1 else ''}",
@@ -333,13 +365,59 @@ class ModalBackend:
                 shard.call.cancel(terminate_containers=True)
             shard.seconds = time.monotonic() - shard.started
             if self.cancel_event.is_set():
-                note = "cancelled before it finished"
-                shard.result = placeholder(shard.request, shard.seconds, Ending.CANCELLED, note)
+                stop(shard, Ending.CANCELLED, "the run was cancelled")
             else:
                 shard.error = f"{shard.label} was stopped: another shard could not start"
+                stop(shard, Ending.CRASHED, "stopped because another shard could not start")
 
     def _result(self, shards: list[Shard]) -> BackendResult:
         return backend_result(self.settings.gpu, shards, cancelled=self.cancel_event.is_set())
+
+
+@contextlib.contextmanager
+def _relayed_logs(modal: Any, relay: LogRelay, stream: TextIO) -> Iterator[None]:
+    """Inside `modal.enable_output()`: every piece of log text Modal is about to show goes
+    through `relay.filter` first, which keeps the containers' relayed records and passes the
+    rest on. Modal's output manager takes each piece in `put_streaming_log` (modal 1.5 and 1.6;
+    the exported `modal.output.OutputManager` declares it). Without it, nothing is relayed: a
+    shard that does not answer then reports no tests."""
+    manager = modal.output.OutputManager.get()
+    show = getattr(manager, "put_streaming_log", None)
+    if show is None:
+        yield
+        return
+
+    async def put_streaming_log(log: Any, prefix: str = "") -> None:
+        text = log.data
+        try:
+            kept = relay.filter(int(log.file_descriptor), text) if text else text
+        except Exception:  # never lose output to the relay
+            kept = text
+        if kept == text:
+            await show(log, prefix=prefix)
+        elif kept:
+            piece = type(log)()
+            piece.CopyFrom(log)
+            piece.data = kept
+            await show(piece, prefix=prefix)
+
+    manager.put_streaming_log = put_streaming_log
+    try:
+        yield
+    finally:
+        with contextlib.suppress(AttributeError):
+            del manager.put_streaming_log
+        held = relay.flush()
+        if held:
+            print(held, file=stream, flush=True)
+        if relay.unreadable:
+            print(
+                f"modal-gpu-action: warning: {relay.unreadable} relayed record"
+                f" line{'s' if relay.unreadable > 1 else ''} arrived damaged and"
+                f" {'were' if relay.unreadable > 1 else 'was'} left out",
+                file=stream,
+                flush=True,
+            )
 
 
 @contextlib.contextmanager
@@ -384,10 +462,10 @@ def _still_running(error: Exception) -> bool:
     return type(error) is TimeoutError and not error.args
 
 
-def _setup_error(modal: Any, error: Exception) -> Exception:
+def _setup_error(modal: Any, error: Exception, settings: Settings) -> Exception:
     exc = modal.exception
     if isinstance(error, exc.AuthError):
-        return SettingsError(_auth_message(error))
+        return SettingsError(_auth_message(error, settings))
     if isinstance(error, exc.NotFoundError) and "secret" in str(error).lower():
         return SettingsError(
             f"invalid value for input 'modal-secrets': {one_line(error)} (create it with"
@@ -398,8 +476,9 @@ def _setup_error(modal: Any, error: Exception) -> Exception:
     return InfrastructureError(f"Modal could not start the app: {one_line(error)}")
 
 
-def _auth_message(error: BaseException) -> str:
+def _auth_message(error: BaseException, settings: Settings) -> str:
     return (
         f"Modal refused the credentials: {one_line(error)}. Check that MODAL_TOKEN_ID and"
-        " MODAL_TOKEN_SECRET hold one token's id and secret (`modal token new` makes one)."
+        " MODAL_TOKEN_SECRET hold one token's id and secret (`modal token new` makes one);"
+        f" these came from {settings.modal_credentials_source or 'the inputs'}."
     )

@@ -1,10 +1,12 @@
 """What the Modal containers answered, as the run's BackendResult.
 
 Each shard's call ends with an answer (container/entry.py's `{"result": ...}` or `{"error":
-...}`) or an exception (Modal's timeout, a lost container); `settle` turns either into the
-shard's RunResult or its error, and `backend_result` puts the shards together with the GPU time
-and the cost, priced by the GPU each container reported (a fallback list may give each shard
-another one).
+...}`) or an exception (Modal's timeout, a lost container), or it is cancelled; `settle` turns
+an answer into the shard's RunResult or its error, and notes how a shard without one ended.
+`backend_result` puts the shards together with the GPU time and the cost, priced by the GPU each
+container reported (a fallback list may give each shard another one). A shard that never
+answered gets the report of what its container relayed while the tests ran (modal_records.py):
+the tests that finished keep their outcome, the one running says why it did not finish.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from modal_gpu_action.backends.base import BackendResult, InfrastructureError
+from modal_gpu_action.backends.modal_records import ShardRecords
 from modal_gpu_action.container.protocol import Ending, GpuFacts, RunRequest, RunResult
-from modal_gpu_action.container.record import synthesize_junit
+from modal_gpu_action.container.record import running_test, synthesize_junit
 from modal_gpu_action.settings.gpu import GpuChoice, GpuSpec
 
 NAME = "modal"
@@ -28,12 +31,17 @@ class Shard:
     """One shard: its request, its Modal call, and what became of it."""
 
     request: RunRequest
+    relayed: ShardRecords = dataclasses.field(default_factory=lambda: ShardRecords(""))
     call: Any = None  # the modal.FunctionCall
     started: float = 0.0  # time.monotonic() at the spawn
     result: RunResult | None = None
     seconds: float = 0.0  # the container's own time for this shard
     error: str | None = None  # not the tests' fault
     detail: str = ""
+    # How a shard that did not answer ended, and one line saying so: its report is then made
+    # of what its container relayed (`backend_result`).
+    ending: Ending | None = None
+    note: str = ""
 
     @property
     def label(self) -> str:
@@ -49,10 +57,16 @@ def settle(
     if error is not None:
         shard.seconds = elapsed
         if is_function_timeout(error):
-            note = f"Modal stopped {shard.label} at its time limit ({time_limit} s)"
-            shard.result = placeholder(shard.request, elapsed, Ending.TIMED_OUT, note)
+            stop(
+                shard,
+                Ending.TIMED_OUT,
+                f"Modal stopped {shard.label} at its time limit ({time_limit} s)",
+            )
         else:
             shard.error = f"{shard.label} failed on Modal: {one_line(error)}"
+            stop(
+                shard, Ending.CRASHED, f"its container ended before it answered ({one_line(error)})"
+            )
         return
     if not isinstance(answer, dict):
         shard.error = f"{shard.label} answered something unexpected: {type(answer).__name__}"
@@ -88,19 +102,32 @@ def settle(
 _CAUSE = re.compile(r"\b([A-Za-z_.]*(?:Error|Exception|Exit)\b:?.*)$")
 
 
-def placeholder(request: RunRequest, seconds: float, ending: Ending, note: str) -> RunResult:
-    """The result of a shard that did not answer: no cases, and why."""
+def stop(shard: Shard, ending: Ending, note: str) -> None:
+    """Record how a shard that will not answer ended (cancelled, timed out, lost)."""
+    shard.ending, shard.note = ending, note
+
+
+def partial_result(shard: Shard) -> RunResult | None:
+    """The report of a shard that did not answer, from what its container relayed: the tests
+    that finished, the one that was running as an error saying why it did not finish. None for
+    a lost container that relayed nothing (it never reached pytest: its error says why)."""
+    if shard.ending is None or (shard.ending is Ending.CRASHED and not shard.relayed.heard):
+        return None
+    records = shard.relayed.records
+    running = running_test(records)
+    reason = shard.note + (f" while running {running}" if running else "")
+    request = shard.request
     return RunResult(
-        junit_xml=synthesize_junit([]),
+        junit_xml=synthesize_junit(records, unfinished_reason=reason),
         exit_code=None,
-        duration_seconds=round(seconds, 3),
-        gpu=GpuFacts(False, [], None, f"unknown: {note}"),
-        ending=ending,
+        duration_seconds=round(shard.seconds, 3),
+        gpu=shard.relayed.gpu or GpuFacts(False, [], None, f"unknown: {shard.note}"),
+        ending=shard.ending,
         output_tail="",
         shard_index=request.shard_index,
         shard_count=request.shard_count,
         label=request.label,
-        problem=note,
+        problem=reason,
     )
 
 
@@ -122,8 +149,11 @@ def one_line(error: BaseException) -> str:
 
 
 def backend_result(spec: GpuSpec, shards: Sequence[Shard], *, cancelled: bool) -> BackendResult:
-    """The run's result from its shards. Raises InfrastructureError when no shard answered
-    and the run was not cancelled."""
+    """The run's result from its shards, those that did not answer from what they relayed.
+    Raises InfrastructureError when no shard has a result and the run was not cancelled."""
+    for shard in shards:
+        if shard.result is None:
+            shard.result = partial_result(shard)
     results = [s.result for s in shards if s.result is not None]
     errors = [s for s in shards if s.error]
     if not results and not cancelled:

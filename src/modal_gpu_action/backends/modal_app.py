@@ -13,12 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modal_gpu_action.backends.modal_image import (
-    REMOTE_PROJECT,
-    Recipe,
-    dockerignore_files,
-    requirements_commands,
-)
+from modal_gpu_action.backends.dockerfile import dockerignore_files
+from modal_gpu_action.backends.modal_image import REMOTE_PROJECT, Recipe, layers
 from modal_gpu_action.backends.project_files import ProjectFiles
 from modal_gpu_action.container import entry
 from modal_gpu_action.settings import Settings
@@ -100,20 +96,14 @@ def build_image(recipe: Recipe, staging: Path) -> Any:
             add_python=base.add_python,
             ignore=dockerfile_context_filter(recipe),
         )
-    if recipe.source == "uv.lock":
-        image = image.uv_sync(
-            str(staging / "uv"),
-            groups=list(recipe.groups) or None,
-            extras=list(recipe.extras) or None,
-        )
-    elif recipe.source == "requirements":
+    # Our own Dockerfile commands (modal_image.py says why not Modal's uv_sync/uv_pip_install).
+    for layer in layers(recipe):
         image = image.dockerfile_commands(
-            requirements_commands(recipe), context_dir=staging / "requirements", ignore=[]
+            list(layer.commands),
+            context_files={name: str(staging / staged) for name, staged in layer.context_files},
+            context_dir=staging / layer.context_dir if layer.context_dir else None,
+            ignore=[],
         )
-    elif recipe.source == "pyproject" and recipe.dependencies:
-        image = image.uv_pip_install(*recipe.dependencies)
-    if recipe.packages:
-        image = image.uv_pip_install(*recipe.packages)
     # Added when a container starts, never built into a layer: a commit that only changes code
     # reuses every cached layer above. Exactly the listed files (project_files.py); the links
     # among them are recreated in the container (container/entry.py's make_links).
@@ -192,10 +182,14 @@ def build_app(settings: Settings, recipe: Recipe, staging: Path) -> tuple[Any, A
 
 
 def container_setup(recipe: Recipe) -> dict[str, Any]:
-    """What `run_shard` does before the tests: where the project is, whether to install it, and
-    the links to recreate (the keys are container/entry.py's)."""
+    """What `run_shard` does before the tests: where the project is, whether and how to install
+    it (with its dependencies when they could not all be read; the version of a git-versioned
+    project in its tool's variables), and the links to recreate (the keys are
+    container/entry.py's)."""
     return {
         entry.SETUP_PROJECT: REMOTE_PROJECT,
         entry.SETUP_INSTALL: recipe.install_project,
+        entry.SETUP_INSTALL_DEPENDENCIES: recipe.install_dependencies,
+        entry.SETUP_INSTALL_ENV: dict(recipe.version.env) if recipe.version else {},
         entry.SETUP_LINKS: [[link.path, link.target] for link in recipe.upload.links],
     }

@@ -1,44 +1,81 @@
-"""The Modal image recipe as plain data, its human-readable steps and its dependency key.
+"""The Modal image recipe as plain data, its layers as Dockerfile commands, its human-readable
+steps and its dependency key.
 
-The dependency layers are built from the project's dependency declarations only (uv.lock and the
-dependency tables of pyproject.toml, or requirements files, or `[project] dependencies`), never
-from its source: the source is added when a container starts, so a commit that only edits code
-reuses every cached layer. `dependency_key` hashes exactly what those layers are built from.
-The declarations were read and checked with the other inputs (settings/dependencies.py): building
-the recipe refuses nothing.
+The layers are built from the project's dependency declarations only (uv.lock and the dependency
+tables of pyproject.toml; else the requirements files and the dependencies of its metadata:
+pyproject.toml, setup.cfg, setup.py's literal keywords), never from its source: the source is
+added when a container starts, so a commit that only edits code reuses every cached layer.
+`dependency_key` hashes exactly what those layers are built from. The declarations were read and
+checked with the other inputs (settings/dependencies.py): building the recipe refuses nothing.
 
-No `modal` import here: `plan` reads this module and must start fast. backends/modal.py turns a
-`Recipe` into `modal.Image` calls.
+Every layer is our own Dockerfile commands, not Modal's `uv_sync`/`uv_pip_install`: Modal's
+uv_sync reads pyproject.toml with the `toml` 0.10 library, which refuses valid TOML (a
+dependency group that mixes strings and tables); ours read nothing but what uv reads, `plan`
+shows them as they run, and they are the same whatever `modal` version the runner has.
+- uv.lock projects: `uv sync --frozen --no-install-project` into /.uv/.venv (then on PATH), from
+  the dependency tables and uv.lock; then one `uv pip install` of the build backend and of the
+  packages the lock does not hold (extra-packages, pytest when undeclared).
+- other projects: one `uv pip install` (one resolution) of the metadata's dependencies with the
+  chosen extras and groups, the build backend, the packages and the requirements files.
+Installs into the image's Python pass `--break-system-packages`: an image is built for the tests,
+and PEP 668's marker (Ubuntu 24.04-based images) protects a distribution's own tools, which the
+tests do not run; a virtual environment instead would hide what the image brings (a PyTorch
+image's torch).
+
+The project itself is installed when a container starts (container/entry.py), without build
+isolation (its build backend is in a layer) and, when its dependencies were all read, without
+them and offline; a git-versioned project is given the version of this checkout
+(project_version.py). No `modal` import here: `plan` reads this module and must start fast;
+modal_app.py turns the layers into `modal.Image` calls.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shlex
 import shutil
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+from modal_gpu_action.backends.dockerfile import dockerfile_copies, dockerfile_has_python
 from modal_gpu_action.backends.project_files import ProjectFiles, list_project_files
+from modal_gpu_action.backends.project_version import ProjectVersion, project_version
 from modal_gpu_action.settings import DependencySource, ImageSettings, Settings
+from modal_gpu_action.settings.dependencies import chosen_requirements
+from modal_gpu_action.settings.image import image_has_python
+from modal_gpu_action.settings.project_metadata import (
+    SETUPTOOLS_FALLBACK,
+    ProjectMetadata,
+    normalized_name,
+)
 
-RECIPE_VERSION = 1  # bump when the way layers are built changes: the key changes with it
+RECIPE_VERSION = 2  # bump when the way layers are built changes: the key changes with it
 
 # Where things are inside the container.
 REMOTE_PROJECT = "/root/project"
 REMOTE_REQUIREMENTS = "/.requirements"
-UV_IMAGE = "ghcr.io/astral-sh/uv:latest"  # what Modal's own uv_sync/uv_pip_install copy uv from
-UV_BINARY = "/.uv/uv"
-
-# Registry images whose name says they carry Python (and pip); the others get Modal's standalone
-# Python (`add_python=`). Modal cannot tell offline either; `plan` shows the choice.
-_PYTHON_IMAGE_HINTS = ("python", "pytorch", "tensorflow", "jax", "conda", "py3", "huggingface")
-
-_NAME = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
+UV_IMAGE = "ghcr.io/astral-sh/uv:latest"  # where Modal's own uv steps copy uv from
+UV_ROOT = "/.uv"
+UV_BINARY = f"{UV_ROOT}/uv"
+# The `python` the image's PATH finds (Modal runs the function with it), else `python3`.
+IMAGE_PYTHON = '"$(command -v python || command -v python3)"'
+# Build backends whose editable install needs nothing but what the recipe puts in a layer.
+_KNOWN_BACKENDS = (
+    "setuptools.build_meta",
+    "hatchling.build",
+    "flit_core.buildapi",
+    "pdm.backend",
+    "poetry.core.masonry.api",
+    "uv_build",
+)
+_COPY_UV = f"COPY --from={UV_IMAGE} /uv {UV_BINARY}"
+_INSTALL = (
+    f"RUN {UV_BINARY} pip install --python {IMAGE_PYTHON} --break-system-packages"
+    " --compile-bytecode"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +90,18 @@ class Base:
 
 
 @dataclass(frozen=True, slots=True)
+class Layer:
+    """One `dockerfile_commands` layer: its commands, and its build context as files staged by
+    `stage_build_files` (relative to the staging folder): single files under a name, or a
+    folder copied whole (`COPY . ...`)."""
+
+    name: str
+    commands: tuple[str, ...]
+    context_files: tuple[tuple[str, str], ...] = ()
+    context_dir: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Recipe:
     """Everything the image is built from, read from the project's files once."""
 
@@ -60,19 +109,27 @@ class Recipe:
     base: Base
     source: DependencySource
     upload: ProjectFiles  # what of the project folder goes to the container (project_files.py)
-    extras: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
+    metadata: ProjectMetadata = field(default_factory=ProjectMetadata)
+    extras: tuple[str, ...] = ()  # installed: the input's and the test extras found
+    groups: tuple[str, ...] = ()  # installed: the input's and the test groups found
+    default_groups: tuple[str, ...] = ()  # uv's, installed with test-dependencies `auto`
+    test_dependencies: str = "auto"
+    for_tests: tuple[str, ...] = ()  # what `auto` found, in words
     uv_pyproject: str = ""  # pyproject.toml's dependency tables, re-written (uv.lock projects)
     uv_lock: Path | None = None
     requirements: tuple[Path, ...] = ()  # the files to install
     requirement_files: tuple[Path, ...] = ()  # the same plus the files they include (-r, -c)
-    dependencies: tuple[str, ...] = ()  # pyproject projects: [project] deps, extras, groups
-    # extra-packages, the extras and groups of a requirements project, and pytest when undeclared
+    dependencies: tuple[str, ...] = ()  # not uv.lock: the metadata's, with extras and groups
+    build_requires: tuple[str, ...] = ()  # the build backend, for the install at start
+    # extra-packages, and pytest when nothing declares it
     packages: tuple[str, ...] = ()
     pytest_added: bool = False
-    install_project: bool = False  # a package: installed with --no-deps at container start
+    install_project: bool = False  # a package: installed at container start
+    install_dependencies: bool = False  # ... with its dependencies: they could not all be read
+    version: ProjectVersion | None = None  # given to a git-versioned project at start
     dockerfile_files: tuple[Path, ...] = ()  # files the Dockerfile copies into its layers
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # what cannot be known here
 
     def requirement_path(self, path: Path) -> str:
         """Where a requirements file lies in the build (its place in the project, kept)."""
@@ -88,39 +145,43 @@ def build_recipe(settings: Settings) -> Recipe:
     if files is None:
         raise ValueError("the settings were loaded for backend 'local': no image is built")
     project = settings.working_directory
+    metadata = files.metadata
     notes: list[str] = []
+    warnings: list[str] = []
     base = _base(image, notes)
     upload = list_project_files(project)
-    pyproject = files.pyproject
-    extras, groups = image.extras, image.groups
-    declared: list[str] = []
+    install_project = _is_package(upload, files.pyproject)
+    declared = chosen_requirements(files)
     dependencies: list[str] = []
-    packages = list(image.extra_packages)
+    install_dependencies = False
     if files.source == "uv.lock":
-        assert pyproject is not None
         if image.requirements:
             notes.append("input 'requirements' is not used: the project has a uv.lock")
-        declared = _uv_declared(pyproject, extras, groups)
-    elif files.source == "requirements":
-        chosen = _chosen_dependencies(pyproject or {}, extras, groups)
-        packages += chosen
-        declared = [*files.required, *chosen]
-    elif files.source == "pyproject":
-        assert pyproject is not None
-        if "dependencies" in pyproject.get("project", {}).get("dynamic", []):
-            notes.append(
-                "pyproject.toml declares its dependencies as dynamic: they cannot be read"
-                " without building the project; add a uv.lock or a requirements file"
+    else:
+        dependencies = declared
+        declared = [*declared, *files.required]
+        for why in metadata.unknown:
+            warnings.append(
+                f"{why}; the project is installed with its dependencies at container start"
+                " (those the image lacks are fetched on every run): declare them in"
+                " pyproject.toml, setup.cfg or a requirements file"
+                if install_project
+                else f"{why}; they are not installed"
             )
-        dependencies = _project_dependencies(pyproject) + _chosen_dependencies(
-            pyproject, extras, groups
-        )
-        declared = list(dependencies)
+        install_dependencies = install_project and bool(metadata.unknown)
     declared += image.extra_packages
-    pytest_added = "pytest" not in {_normalized_name(r) for r in declared}
+    packages = list(image.extra_packages)
+    pytest_added = "pytest" not in {normalized_name(r) for r in declared}
     if pytest_added:
         packages.append("pytest")
-    dockerfile_files = _dockerfile_copies(base.dockerfile, upload) if base.dockerfile else ()
+    build_requires = (metadata.build_requires or (SETUPTOOLS_FALLBACK,)) if install_project else ()
+    warnings += _unknowable(files.pyproject, metadata, base, install_project)
+    version = None
+    if install_project and metadata.vcs_version:
+        version = project_version(project, metadata.vcs_version, metadata.name)
+        if version.warning:
+            warnings.append(version.warning)
+    dockerfile_files = dockerfile_copies(base.dockerfile, upload) if base.dockerfile else ()
     if any(path == project for path in dockerfile_files):
         notes.append(
             "the Dockerfile copies the whole project into a layer: every commit rebuilds it"
@@ -131,34 +192,39 @@ def build_recipe(settings: Settings) -> Recipe:
         base=base,
         source=files.source,
         upload=upload,
-        extras=extras,
-        groups=groups,
+        metadata=metadata,
+        extras=files.extras,
+        groups=files.groups,
+        default_groups=files.default_groups,
+        test_dependencies=files.test_dependencies,
+        for_tests=files.for_tests,
         uv_pyproject=files.uv_pyproject,
         uv_lock=files.uv_lock,
         requirements=files.requirements,
         requirement_files=files.requirement_files,
         dependencies=tuple(dependencies),
+        build_requires=tuple(build_requires),
         packages=tuple(dict.fromkeys(packages)),
         pytest_added=pytest_added,
-        install_project=_is_package(upload, pyproject),
+        install_project=install_project,
+        install_dependencies=install_dependencies,
+        version=version,
         dockerfile_files=tuple(p for p in dockerfile_files if p != project),
         notes=tuple(notes),
+        warnings=tuple(warnings),
     )
 
 
 def dependency_key(recipe: Recipe) -> str:
-    """sha256 of exactly what the dependency layers are built from; source edits leave it alone."""
+    """sha256 of exactly what the dependency layers are built from; source edits leave it alone
+    (and so does the version a git-versioned project is given: it is set at container start)."""
     base = recipe.base
     material: dict[str, Any] = {
         "recipe": RECIPE_VERSION,
         "base": base.kind,
         "python": base.python_version if base.kind == "debian_slim" else base.add_python,
         "image": base.image,
-        "source": recipe.source,
-        "extras": list(recipe.extras),
-        "groups": list(recipe.groups),
-        "dependencies": sorted(recipe.dependencies),
-        "packages": sorted(recipe.packages),
+        "layers": [list(layer.commands) for layer in layers(recipe)],
         "files": {},
     }
     files: dict[str, str] = material["files"]
@@ -177,8 +243,87 @@ def dependency_key(recipe: Recipe) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+# -- the layers ---------------------------------------------------------------------------------
+
+
+def layers(recipe: Recipe) -> list[Layer]:
+    """The layers over the base image, as `modal_app.build_image` adds them."""
+    tools = [*recipe.build_requires, *recipe.packages]
+    if recipe.source == "uv.lock":
+        out = [
+            Layer(
+                "dependencies",
+                (
+                    _COPY_UV,
+                    f"COPY /.pyproject.toml {UV_ROOT}/pyproject.toml",
+                    f"COPY /.uv.lock {UV_ROOT}/uv.lock",
+                    f"RUN {uv_sync_command(recipe)}",
+                    f"ENV PATH={UV_ROOT}/.venv/bin:$PATH",
+                ),
+                context_files=(
+                    ("/.pyproject.toml", "uv/pyproject.toml"),
+                    ("/.uv.lock", "uv/uv.lock"),
+                ),
+            )
+        ]
+        if tools:
+            out.append(Layer("tools", (f"{_INSTALL} {_quoted(tools)}",)))
+        return out
+    files = [f"-r {shlex.quote(recipe.requirement_path(p))}" for p in recipe.requirements]
+    everything = [*recipe.dependencies, *tools]
+    if not everything and not files:
+        return []
+    commands = [_COPY_UV]
+    if recipe.requirement_files:
+        commands.append(f"COPY . {REMOTE_REQUIREMENTS}")
+    commands.append(" ".join([_INSTALL, *(shlex.quote(r) for r in everything), *files]))
+    context = "requirements" if recipe.requirement_files else ""
+    return [Layer("dependencies", tuple(commands), context_dir=context)]
+
+
+def uv_sync_command(recipe: Recipe) -> str:
+    """`uv sync` of a uv.lock project's dependencies into /.uv/.venv, on the image's Python."""
+    words = [
+        f"{UV_BINARY} sync --project={UV_ROOT} --frozen --no-install-project --compile-bytecode",
+        f"--no-python-downloads --python {IMAGE_PYTHON}",
+    ]
+    if recipe.test_dependencies == "none":
+        words.append("--no-default-groups")
+    words += [f"--extra={shlex.quote(e)}" for e in recipe.extras]
+    words += [f"--group={shlex.quote(g)}" for g in recipe.groups]
+    return " ".join(words)
+
+
+def stage_build_files(recipe: Recipe, folder: Path) -> None:
+    """Write what the layers' build context holds into `folder`: the reduced pyproject.toml and
+    uv.lock under `uv/`, the requirements files under `requirements/`."""
+    if recipe.source == "uv.lock" and recipe.uv_lock is not None:
+        (folder / "uv").mkdir(parents=True, exist_ok=True)
+        (folder / "uv" / "pyproject.toml").write_text(recipe.uv_pyproject, encoding="utf-8")
+        shutil.copyfile(recipe.uv_lock, folder / "uv" / "uv.lock")
+    for path in recipe.requirement_files:
+        target = folder / "requirements" / path.relative_to(recipe.project_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+
+
+def install_command(recipe: Recipe) -> str:
+    """What the container runs before the tests, as `plan` shows it (container/entry.py)."""
+    if not recipe.install_project:
+        return ""
+    flags = "--no-build-isolation" + ("" if recipe.install_dependencies else " --no-deps --offline")
+    return f"uv pip install {flags} -e {REMOTE_PROJECT}"
+
+
+def _quoted(requirements: list[str]) -> str:
+    return " ".join(shlex.quote(r) for r in requirements)
+
+
+# -- the steps, for `plan` ----------------------------------------------------------------------
+
+
 def describe_steps(recipe: Recipe) -> list[str]:
-    """The image recipe as a reader would say it, one step a line."""
+    """The image recipe as a reader would say it, one step a line; then notes and warnings."""
     base = recipe.base
     steps: list[str] = []
     if base.kind == "debian_slim":
@@ -193,64 +338,84 @@ def describe_steps(recipe: Recipe) -> list[str]:
         steps.append(
             f"python: Modal's standalone Python {base.add_python} added"
             if base.add_python
-            else "python: the image's own `python` (its name says it has one)"
+            else "python: the image's own `python` (its name says it has one); installs into it"
+            " pass --break-system-packages, so a Python marked externally managed (PEP 668,"
+            " Ubuntu 24.04-based images) takes them"
         )
-    flags = "".join(f" --extra {e}" for e in recipe.extras) + "".join(
-        f" --group {g}" for g in recipe.groups
-    )
-    if recipe.source == "uv.lock":
+    steps.append(_describe_dependencies(recipe))
+    steps.append(_describe_tests(recipe))
+    if recipe.build_requires:
+        where = recipe.metadata.build_system or "setuptools, the default build backend"
         steps.append(
-            "dependencies: uv sync --frozen --no-install-project"
-            f"{flags} (from uv.lock and pyproject.toml's dependency tables)"
-        )
-    elif recipe.source == "requirements":
-        names = ", ".join(p.relative_to(recipe.project_dir).as_posix() for p in recipe.requirements)
-        steps.append(f"dependencies: uv pip install -r {names}")
-    elif recipe.source == "pyproject":
-        listed = ", ".join(recipe.dependencies) or "none declared"
-        steps.append(f"dependencies: uv pip install of pyproject.toml's dependencies ({listed})")
-    else:
-        steps.append(
-            "dependencies: none declared (no uv.lock, requirements file or pyproject.toml)"
+            f"build backend: {', '.join(recipe.build_requires)} ({where}), installed in a cached"
+            " layer: the project is built at container start without fetching it"
         )
     if recipe.packages:
         added = " (pytest added: the project does not declare it)" if recipe.pytest_added else ""
-        steps.append(f"packages: uv pip install {' '.join(recipe.packages)}{added}")
+        steps.append(f"packages: {', '.join(recipe.packages)}{added}")
+    for layer in layers(recipe):
+        steps.extend(f"{layer.name} layer: {command}" for command in layer.commands)
     steps.append(describe_upload(recipe.upload))
-    steps.append(
-        "project: installed at container start without dependencies (pip install --no-deps -e .)"
-        if recipe.install_project
-        else "project: not a package (no build system): run from its folder"
-    )
+    if recipe.install_project:
+        how = (
+            "with its dependencies (some could not be read: see the warnings)"
+            if recipe.install_dependencies
+            else "without its dependencies, offline"
+        )
+        steps.append(f"project: installed at container start {how}: {install_command(recipe)}")
+    else:
+        steps.append("project: not a package (no build system): run from its folder")
+    if recipe.version is not None:
+        version = recipe.version
+        steps.append(
+            f"version: {version.version} for {version.tool} ({version.source} on this checkout;"
+            " .git is not uploaded), given at container start as " + ", ".join(sorted(version.env))
+        )
     steps.append("runner: modal_gpu_action's runner and sharding plugin, added at container start")
     steps.extend(f"note: {note}" for note in recipe.notes)
+    steps.extend(f"warning: {warning}" for warning in recipe.warnings)
     return steps
 
 
-def stage_build_files(recipe: Recipe, folder: Path) -> None:
-    """Write what the dependency layers' build context holds into `folder`: the reduced
-    pyproject.toml and uv.lock under `uv/`, the requirements files under `requirements/`."""
-    if recipe.source == "uv.lock" and recipe.uv_lock is not None:
-        (folder / "uv").mkdir(parents=True, exist_ok=True)
-        (folder / "uv" / "pyproject.toml").write_text(recipe.uv_pyproject, encoding="utf-8")
-        shutil.copyfile(recipe.uv_lock, folder / "uv" / "uv.lock")
-    for path in recipe.requirement_files:
-        target = folder / "requirements" / path.relative_to(recipe.project_dir)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
+def _describe_dependencies(recipe: Recipe) -> str:
+    if recipe.source == "uv.lock":
+        return (
+            "dependencies: uv sync --frozen --no-install-project of uv.lock and pyproject.toml's"
+            f" dependency tables into {UV_ROOT}/.venv, our own step (Modal's uv_sync reads"
+            " pyproject.toml with the toml 0.10 library, which refuses valid TOML such as a"
+            " dependency group that mixes strings and tables)"
+        )
+    parts = []
+    if recipe.dependencies:
+        where = recipe.metadata.where or "pyproject.toml"
+        parts.append(f"{', '.join(recipe.dependencies)} (from {where})")
+    if recipe.requirements:
+        names = ", ".join(p.relative_to(recipe.project_dir).as_posix() for p in recipe.requirements)
+        parts.append(f"the requirements files {names}")
+    if not parts:
+        return (
+            "dependencies: none declared (no uv.lock, requirements file, pyproject.toml, setup.cfg)"
+        )
+    chosen = [f"extra {e!r}" for e in recipe.extras] + [f"group {g!r}" for g in recipe.groups]
+    with_chosen = f" with {', '.join(chosen)}" if chosen else ""
+    return "dependencies: " + "; ".join(parts) + f"{with_chosen}, in one uv pip install"
 
 
-def requirements_commands(recipe: Recipe) -> list[str]:
-    """Dockerfile commands of the requirements layer; its context is `stage_build_files`'s
-    `requirements/` folder, so `-r`/`-c` lines between the files resolve as they do locally."""
-    installs = " ".join(
-        f"-r {shlex.quote(recipe.requirement_path(p))}" for p in recipe.requirements
+def _describe_tests(recipe: Recipe) -> str:
+    if recipe.test_dependencies == "none":
+        return (
+            "test dependencies: none added (test-dependencies: none): the runtime dependencies"
+            " and what the inputs extras, groups and requirements name"
+            + (" (uv sync --no-default-groups)" if recipe.source == "uv.lock" else "")
+        )
+    found = list(recipe.for_tests)
+    if recipe.default_groups:
+        found.append("uv's default groups " + ", ".join(recipe.default_groups))
+    return "test dependencies (test-dependencies: auto; `none` leaves them out): " + (
+        ", ".join(found)
+        or "none found (no extra, group or requirements file named test, tests or testing,"
+        " nor a dev one)"
     )
-    return [
-        f"COPY --from={UV_IMAGE} /uv {UV_BINARY}",
-        f"COPY . {REMOTE_REQUIREMENTS}",
-        f"RUN {UV_BINARY} pip install --python $(command -v python) --compile-bytecode {installs}",
-    ]
 
 
 # -- reading the project ------------------------------------------------------------------------
@@ -258,7 +423,7 @@ def requirements_commands(recipe: Recipe) -> list[str]:
 
 def _base(image: ImageSettings, notes: list[str]) -> Base:
     if image.dockerfile is not None:
-        has_python = _dockerfile_has_python(image.dockerfile)
+        has_python = dockerfile_has_python(image.dockerfile)
         return Base(
             "dockerfile",
             python_version=image.python_version,
@@ -279,101 +444,6 @@ def _base(image: ImageSettings, notes: list[str]) -> Base:
             add_python=None if has_python else image.python_version,
         )
     return Base("debian_slim", python_version=image.python_version)
-
-
-def image_has_python(reference: str) -> bool:
-    """Whether a registry image's name says it carries Python (python:3.12, pytorch/pytorch,
-    nvcr.io/nvidia/pytorch:25.01-py3); CUDA or OS images (nvidia/cuda, ubuntu) do not."""
-    name = reference.lower().rsplit("@", 1)[0]
-    return any(hint in name for hint in _PYTHON_IMAGE_HINTS)
-
-
-def _dockerfile_has_python(path: Path) -> bool:
-    """Whether the final stage starts from an image with Python or installs one in a RUN line."""
-    stages: dict[str, bool] = {}
-    has = False
-    for instruction, args in _dockerfile_instructions(path.read_text(encoding="utf-8")):
-        if instruction == "FROM":
-            words = [w for w in args.split() if not w.startswith("--")]
-            image = words[0] if words else ""
-            has = stages.get(image.lower(), image_has_python(image))
-            if len(words) >= 3 and words[1].lower() == "as":
-                stages[words[2].lower()] = has
-        elif instruction == "RUN" and re.search(r"\bpython3?(\.\d+)?\b", args):
-            has = True  # e.g. apt-get install python3 python3-pip
-    return has
-
-
-def _dockerfile_instructions(text: str) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    current = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not current and (not line or line.startswith("#")):
-            continue
-        current += (" " if current else "") + line.rstrip("\\").strip()
-        if line.endswith("\\"):
-            continue
-        instruction, _, args = current.partition(" ")
-        out.append((instruction.upper(), args.strip()))
-        current = ""
-    return out
-
-
-def _dockerfile_copies(dockerfile: Path, upload: ProjectFiles) -> tuple[Path, ...]:
-    """Files of the build context that the Dockerfile's COPY/ADD lines take (the project folder
-    itself, when one copies it whole), among the files that are uploaded (project_files.py): the
-    context holds nothing else. Follows Docker's rules closely enough for a cache key."""
-    context = upload.root
-    found: list[Path] = []
-    text = dockerfile.read_text(encoding="utf-8", errors="replace")
-    for instruction, args in _dockerfile_instructions(text):
-        if instruction not in ("COPY", "ADD"):
-            continue
-        if args.startswith("["):
-            try:
-                parts = [str(p) for p in json.loads(args)]
-            except ValueError:
-                continue
-        else:
-            parts = shlex.split(args)
-        if any(p.startswith("--from") for p in parts):
-            continue
-        sources = [p for p in parts if not p.startswith("--")][:-1]
-        for source in sources:
-            if "://" in source:
-                continue
-            pattern = source.lstrip("/") or "."
-            if pattern in (".", "./"):
-                found.append(context)
-                found.extend(context / f for f in upload.files)
-                continue
-            if ".." in PurePosixPath(pattern).parts:
-                continue  # outside the context: Modal refuses it
-            for match in sorted(context.glob(pattern)):
-                relative = match.relative_to(context).as_posix()
-                if upload.holds(relative):
-                    found.append(match)
-                else:
-                    found.extend(context / f for f in upload.files_under(relative))
-    for ignore_file in dockerignore_files(dockerfile, upload):
-        found.append(upload.root / ignore_file)
-    return tuple(dict.fromkeys(found))
-
-
-def dockerignore_files(dockerfile: Path, upload: ProjectFiles) -> list[str]:
-    """The .dockerignore that Modal would read for `dockerfile` (`<name>.dockerignore` or
-    `.dockerignore` beside it, else the context's), when it is an uploaded file; at most one."""
-    beside = dockerfile.parent.relative_to(upload.root).as_posix()
-    beside = "" if beside == "." else beside + "/"
-    for name in (
-        f"{beside}{dockerfile.name}.dockerignore",
-        f"{beside}.dockerignore",
-        ".dockerignore",
-    ):
-        if upload.holds(name):
-            return [name]
-    return []
 
 
 def describe_upload(upload: ProjectFiles) -> str:
@@ -403,6 +473,26 @@ def _size(count: int) -> str:
     return f"{count / (1024 * 1024):.1f} MiB"
 
 
+def _unknowable(
+    pyproject: Mapping[str, Any] | None, metadata: ProjectMetadata, base: Base, package: bool
+) -> list[str]:
+    """Warnings about what only building the image can tell."""
+    out = []
+    backend = str((pyproject or {}).get("build-system", {}).get("build-backend", ""))
+    if package and backend and backend.split(":")[0] not in _KNOWN_BACKENDS:
+        out.append(
+            f"the build backend {backend} may ask for more while it builds the editable install"
+            " (cmake, ninja, a compiler: not known here): then the install at container start"
+            " falls back to build isolation, fetching it on every run"
+        )
+    if base.kind != "debian_slim" and not base.add_python and metadata.requires_python:
+        out.append(
+            f"the image brings its own Python: whether requires-python {metadata.requires_python!r}"
+            " allows it is known only when it builds"
+        )
+    return out
+
+
 def _is_package(upload: ProjectFiles, pyproject: Mapping[str, Any] | None) -> bool:
     if pyproject is not None:
         package = pyproject.get("tool", {}).get("uv", {}).get("package")
@@ -411,57 +501,6 @@ def _is_package(upload: ProjectFiles, pyproject: Mapping[str, Any] | None) -> bo
         if "build-system" in pyproject:
             return True
     return upload.holds("setup.py") or upload.holds("setup.cfg")
-
-
-def _project_dependencies(pyproject: Mapping[str, Any]) -> list[str]:
-    return [str(d) for d in pyproject.get("project", {}).get("dependencies", [])]
-
-
-def _group(
-    pyproject: Mapping[str, Any], name: str, seen: frozenset[str] = frozenset()
-) -> list[str]:
-    table = pyproject.get("dependency-groups", {})
-    out: list[str] = []
-    if name == "dev":
-        out += [str(d) for d in pyproject.get("tool", {}).get("uv", {}).get("dev-dependencies", [])]
-    for item in table.get(name, []):
-        if isinstance(item, str):
-            out.append(item)
-        elif (
-            isinstance(item, dict) and "include-group" in item and item["include-group"] not in seen
-        ):
-            out += _group(pyproject, str(item["include-group"]), seen | {name})
-    return out
-
-
-def _chosen_dependencies(
-    pyproject: Mapping[str, Any], extras: Iterable[str], groups: Iterable[str]
-) -> list[str]:
-    optional = pyproject.get("project", {}).get("optional-dependencies", {})
-    out: list[str] = []
-    for extra in extras:
-        out += [str(d) for d in optional.get(extra, [])]
-    for group in groups:
-        out += _group(pyproject, group)
-    return out
-
-
-def _uv_declared(
-    pyproject: Mapping[str, Any], extras: Iterable[str], groups: Iterable[str]
-) -> list[str]:
-    """What `uv sync` installs directly: dependencies, the chosen extras and groups, and uv's
-    default groups (`dev` unless [tool.uv] default-groups says otherwise)."""
-    uv = pyproject.get("tool", {}).get("uv", {})
-    defaults = uv.get("default-groups", ["dev"])
-    if defaults == "all":
-        defaults = [*pyproject.get("dependency-groups", {}), "dev"]
-    chosen = list(dict.fromkeys([*groups, *[str(g) for g in defaults]]))
-    return _project_dependencies(pyproject) + _chosen_dependencies(pyproject, extras, chosen)
-
-
-def _normalized_name(requirement: str) -> str:
-    match = _NAME.match(requirement)
-    return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else ""
 
 
 def _sha256(data: bytes) -> str:

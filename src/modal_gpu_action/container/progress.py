@@ -1,11 +1,19 @@
 """pytest plugin: the crash record, written as each test goes (loaded by `run.py` as
 `-p _modal_gpu_action_container.progress`; standard library only, pytest not imported).
 
-It appends one JSON line per event (configure, session start, test start, each phase's report,
-collection errors, session end) to the file PROGRESS_ENV names, one unbuffered `write` each, so
-the record survives a segfault, `os._exit`, the OOM killer or our own kill; record.py reads it
-back. On SIGTERM (our timeout or cancel) faulthandler prints where every thread of pytest was
-stuck before pytest dies as it would have. Under pytest-xdist only the controller records.
+It appends one JSON line per event (configure, session start, the modules that failed or were
+skipped at collection, the tests collected (in batches), test start, each phase's report, session
+end) to the file PROGRESS_ENV names, one unbuffered `write` each, so the record survives a
+segfault, `os._exit`, the OOM killer or our own kill; record.py reads it back. A subtest's report
+(unittest `subTest`, the `subtests` fixture) is marked `subtest`. On SIGTERM (our timeout or
+cancel) faulthandler prints where every thread of pytest was stuck before pytest dies as it
+would have. Under pytest-xdist only the controller records.
+
+It also gives pytest's own JUnit report what the host reads from it (results.py): each test
+case's node id (a `nodeid` attribute: xunit1 keeps the attributes a plugin adds) and, when the
+run had subtests, their counts (the suite's properties `modal-gpu-action.subtests-passed`,
+`-failed` and `-skipped`). Both go through pytest's junitxml plugin, found by name; where that
+plugin is off or not as expected, the report is written without them.
 
 It also ties pytest's life to the process that started it (RUNNER_PID_ENV): if that process is
 killed outright (a container torn down, a SIGKILL), the kernel kills pytest too, which could
@@ -22,12 +30,14 @@ import sys
 from typing import Any
 
 from .names import junit_names
-from .record import MAX_REPORT_TEXT
+from .record import MAX_REPORT_TEXT, SUBTESTS_PROPERTY
 
 PROGRESS_ENV = "MODAL_GPU_ACTION_PROGRESS_FILE"
 RUNNER_PID_ENV = "MODAL_GPU_ACTION_RUNNER_PID"
 _RECORDER = "modal-gpu-action-progress"
 _PR_SET_PDEATHSIG = 1
+# Of node ids per `collected` line: small lines, as relay.py sends each in a frame of its own.
+COLLECTED_BATCH_CHARS = 4000
 
 
 def pytest_load_initial_conftests(early_config: Any) -> None:
@@ -49,15 +59,17 @@ def pytest_load_initial_conftests(early_config: Any) -> None:
 def pytest_configure(config: Any) -> None:
     path = os.environ.get(PROGRESS_ENV)
     if path and not hasattr(config, "workerinput"):
-        config.pluginmanager.register(_Recorder(path, _junit_prefix(config)), _RECORDER)
+        config.pluginmanager.register(_Recorder(path, _junit_prefix(config), config), _RECORDER)
 
 
 class _Recorder:
     """The record's file and the hooks that write to it."""
 
-    def __init__(self, path: str, junit_prefix: str) -> None:
+    def __init__(self, path: str, junit_prefix: str, config: Any = None) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.junit_prefix = junit_prefix
+        self.config = config
+        self.subtests = {"passed": 0, "failed": 0, "skipped": 0}
         self.dump_fd: int | None = None
         try:  # on our SIGTERM (timeout, cancel), print where every thread is, then die as before
             import faulthandler
@@ -76,9 +88,33 @@ class _Recorder:
         self.record({"e": "sessionstart"})
 
     def pytest_collectreport(self, report: Any) -> None:
+        if report.passed:
+            return
+        entry: dict[str, Any] = {"nodeid": report.nodeid}
+        location = _location(report)
+        if location:
+            entry["location"] = location
         if report.failed:
-            text = _clip(report.longreprtext)
-            self.record({"e": "collecterror", "nodeid": report.nodeid, "text": text})
+            entry.update(e="collecterror", text=_clip(report.longreprtext))
+        else:  # as pytest's junitxml writes it: ('path', line, 'Skipped: reason')
+            entry.update(e="collectskip", text=_clip(str(report.longrepr)))
+        self.record(entry)
+        _junit_nodeid(self.config, report)
+
+    def pytest_collection_finish(self, session: Any) -> None:
+        """The tests this run will run (after -k, -m and sharding): the ones a crash leaves
+        without a report are `not run`. Under xdist the controller has none: nothing."""
+        batch: list[list[Any]] = []
+        size = 0
+        for item in getattr(session, "items", None) or ():
+            location = list(getattr(item, "location", None) or ())
+            batch.append([item.nodeid, *location[:2]])
+            size += len(item.nodeid) + len(str(location[:1])) + 16
+            if size >= COLLECTED_BATCH_CHARS:
+                self.record({"e": "collected", "items": batch})
+                batch, size = [], 0
+        if batch:
+            self.record({"e": "collected", "items": batch})
 
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         self.record(
@@ -113,10 +149,22 @@ class _Recorder:
             entry["wasxfail"] = str(report.wasxfail)
         if report.user_properties:
             entry["properties"] = [[str(k), str(v)] for k, v in report.user_properties]
+        subtest = _subtest(report)
+        if subtest is not None:
+            entry["subtest"] = subtest
+            if report.outcome in self.subtests:
+                self.subtests[report.outcome] += 1
         self.record(entry)
+        if report.when == "setup":  # before junitxml can have closed the test's case
+            _junit_nodeid(self.config, report)
 
     def pytest_sessionfinish(self, session: Any, exitstatus: Any) -> None:
         self.record({"e": "sessionfinish", "exitstatus": int(exitstatus)})
+        xml = _junit_xml(self.config) if any(self.subtests.values()) else None
+        if xml is not None:
+            with contextlib.suppress(Exception):
+                for kind, count in self.subtests.items():
+                    xml.add_global_property(SUBTESTS_PROPERTY + kind, str(count))
 
     def pytest_unconfigure(self, config: Any) -> None:
         if self.dump_fd is not None:
@@ -131,11 +179,62 @@ class _Recorder:
         os.close(self.fd)
 
 
+# junitxml writes its file in its own pytest_sessionfinish: the subtest counts go in before.
+# (pluggy's hookimpl marker, set by hand: pytest is not imported here.)
+_Recorder.pytest_sessionfinish.pytest_impl = {"tryfirst": True}  # type: ignore[attr-defined]
+
+
 def _junit_prefix(config: Any) -> str:
     try:
         return str(config.getini("junit_prefix") or "")
     except Exception:
         return ""
+
+
+def _location(report: Any) -> list[Any]:
+    location = getattr(report, "location", None)
+    if isinstance(location, tuple) and location and isinstance(location[0], str):
+        return [location[0], location[1] if isinstance(location[1], int) else None]
+    return []
+
+
+def _subtest(report: Any) -> str | None:
+    """How pytest names a subtest report (`[msg] (i=3)`), None for any other report: pytest 9's
+    SubtestReport, the pytest-subtests plugin's SubTestReport."""
+    if "subtest" not in type(report).__name__.lower() or not hasattr(report, "context"):
+        return None
+    describe = getattr(report, "_sub_test_description", None)
+    try:
+        return str(describe()) if callable(describe) else ""
+    except Exception:
+        return ""
+
+
+def _junit_xml(config: Any) -> Any:
+    """pytest's junitxml plugin object for this run (None when it is off): where each pytest
+    keeps it (`config.stash`, pytest 7+; `config._store`, pytest 6)."""
+    junitxml = sys.modules.get("_pytest.junitxml")
+    key = getattr(junitxml, "xml_key", None)
+    if config is None or key is None:
+        return None
+    for store in (getattr(config, "stash", None), getattr(config, "_store", None)):
+        try:
+            xml = store.get(key, None) if store is not None else None
+        except Exception:
+            xml = None
+        if xml is not None:
+            return xml
+    return None
+
+
+def _junit_nodeid(config: Any, report: Any) -> None:
+    """The report's node id as an attribute of its JUnit test case (xunit1 keeps it). Only for a
+    report whose case junitxml has not closed yet: a setup report, a collection report."""
+    xml = _junit_xml(config)
+    if xml is None or getattr(xml, "family", "xunit1") != "xunit1":
+        return
+    with contextlib.suppress(Exception):
+        xml.node_reporter(report).add_attribute("nodeid", report.nodeid)
 
 
 def _clip(text: str) -> str:

@@ -28,6 +28,13 @@ from xml.parsers import expat
 
 from .names import junit_names
 
+# What the host reads besides pytest's own results (report/results.py keeps the same names): an
+# error case of this class name is a problem of the run, not a test; a skipped case of this type
+# a test collected but never started; these suite properties pytest's subtest counts.
+PROBLEM_CLASSNAME = "modal-gpu-action"
+NOT_RUN_TYPE = "modal-gpu-action.not-run"
+SUBTESTS_PROPERTY = "modal-gpu-action.subtests-"
+
 MAX_REPORT_TEXT = 20000  # of one failure's text kept in the record (progress.py)
 # What is read back of the files the tests could rewrite or fill: past the cap, pytest's JUnit
 # file is replaced by the report synthesised from the record; of a larger record, its first and
@@ -221,23 +228,50 @@ def synthesize_junit(
 ) -> str:
     """JUnit XML (pytest's xunit1 shape) from the crash record. Finished tests keep their
     outcome; the test still running when pytest died is an error carrying `unfinished_reason`
-    and the output tail. Collection errors are errors, as pytest writes them. Each `note`
-    record (`_note`: a file of the run that was not used) is an error case of its own.
-    The tests can write to the record too: a field of the wrong type is left out, never fatal."""
+    and the output tail, and the tests collected after it that never started are skipped as
+    `not run` (type NOT_RUN_TYPE). Modules that failed or were skipped at collection are
+    written as pytest writes them. Each case carries its node id (a `nodeid` attribute); the
+    subtest counts are the suite's properties. Each `note` record (`_note`: a file of the run
+    that was not used) is an error case of class name `modal-gpu-action`: a problem of the run,
+    not a test. The tests can write to the record too: a field of the wrong type is left out,
+    never fatal."""
     cases: dict[str, dict[str, Any]] = {}
+    collected: list[list[Any]] = []
+    subtests = {"passed": 0, "failed": 0, "skipped": 0}
     for record in records:
         event, nodeid = record.get("e"), record.get("nodeid")
-        if event not in ("start", "report", "collecterror") or not isinstance(nodeid, str):
+        if event == "collected" and _is_list_of(record.get("items"), list):
+            collected += [item for item in record["items"] if item and isinstance(item[0], str)]
+            continue
+        if event not in ("start", "report", "collecterror", "collectskip"):
+            continue
+        if not isinstance(nodeid, str):
             continue
         case = cases.setdefault(nodeid, {"reports": [], "record": record, "collect": None})
         if event == "report":
             case["reports"].append(record)
-        elif event == "collecterror":
+            outcome = record.get("outcome")
+            if "subtest" in record and isinstance(outcome, str) and outcome in subtests:
+                subtests[outcome] += 1
+        elif event in ("collecterror", "collectskip"):
             case["collect"] = record
     prefix = next((r.get("junit_prefix") for r in records if r.get("e") == "configure"), "")
     prefix = prefix if isinstance(prefix, str) else ""
+    if unfinished_reason:
+        for item in collected:
+            if item[0] not in cases:
+                cases[item[0]] = {
+                    "reports": [],
+                    "record": {"location": list(item[1:3])},
+                    "collect": None,
+                    "not_run": True,
+                }
 
     suite = ET.Element("testsuite", name="pytest")
+    if any(subtests.values()):
+        holder = ET.SubElement(suite, "properties")
+        for kind, count in subtests.items():
+            ET.SubElement(holder, "property", name=SUBTESTS_PROPERTY + kind, value=str(count))
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     total_time = 0.0
     for nodeid, case in cases.items():
@@ -261,14 +295,16 @@ def synthesize_junit(
             element.set("file", _xml_text(location[0]))
             if len(location) > 1 and isinstance(location[1], int):
                 element.set("line", str(location[1]))
+        element.set("nodeid", _xml_text(nodeid))
         duration = sum(_seconds(r.get("duration")) for r in case["reports"])
         total_time += duration
         element.set("time", f"{duration:.3f}")
         kinds = []
-        if case["collect"] is not None:
-            kinds.append(
-                _child(element, "error", "collection failure", case["collect"].get("text"))
-            )
+        collect = case["collect"]
+        if collect is not None and collect.get("e") == "collectskip":
+            kinds.append(_child(element, "skipped", "collection skipped", collect.get("text")))
+        elif collect is not None:
+            kinds.append(_child(element, "error", "collection failure", collect.get("text")))
         for report in case["reports"]:
             kinds += _report_children(element, report)
         properties: Any = next(
@@ -279,10 +315,11 @@ def synthesize_junit(
             for key, value in properties:
                 ET.SubElement(holder, "property", name=_xml_text(key), value=_xml_text(value))
             element.insert(0, holder)
-        finished = case["collect"] is not None or any(
-            r.get("when") == "teardown" for r in case["reports"]
-        )
-        if not finished and unfinished_reason:
+        finished = collect is not None or any(r.get("when") == "teardown" for r in case["reports"])
+        if case.get("not_run"):
+            message = f"not run: {unfinished_reason}"
+            kinds.append(_child(element, "skipped", message, "", kind=NOT_RUN_TYPE))
+        elif not finished and unfinished_reason:
             detail = unfinished_reason + (
                 "\n\nLast lines of output:\n" + output_tail if output_tail else ""
             )
@@ -296,11 +333,9 @@ def synthesize_junit(
     for note in records:
         if note.get("e") == "note":
             element = ET.SubElement(
-                suite, "testcase", classname="modal-gpu-action", name=_xml_text(note.get("name"))
+                suite, "testcase", classname=PROBLEM_CLASSNAME, name=_xml_text(note.get("name"))
             )
             _child(element, "error", str(note.get("message")), note.get("detail"))
-            totals["tests"] += 1
-            totals["errors"] += 1
     for key, value in totals.items():
         suite.set(key, str(value))
     suite.set("time", f"{total_time:.3f}")

@@ -19,6 +19,8 @@ How a run goes:
 - how it ended (`Ending`) and one line for people (`problem`) come from its exit status, whether
   we stopped it, and the crash record; the report is pytest's JUnit or the one synthesised from
   the record (record.py);
+- with `on_records` (the Modal container's entry), the crash record is handed on as it grows,
+  to be relayed to the client (relay.py): what a container that never answers did is kept;
 - exit code 5 (nothing collected) is `no_tests`; whether that fails the run is the caller's call
   (`fail_on_empty`), because one empty shard of several is not a failure.
 """
@@ -26,6 +28,7 @@ How a run goes:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -33,10 +36,11 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from . import process
+from . import process, relay
 from .probe import probe_gpu
 from .progress import PROGRESS_ENV, RUNNER_PID_ENV
 from .protocol import PYTEST_EXIT_MEANINGS, Ending, GpuFacts, RunnerError, RunRequest, RunResult
@@ -55,6 +59,7 @@ def run_tests(
     cancel_event: threading.Event | None = None,
     base_env: Mapping[str, str] | None = None,
     kill_grace_seconds: float = process.DEFAULT_KILL_GRACE_SECONDS,
+    on_records: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> RunResult:
     """Run pytest for `request` and return what it left; see the module's docstring.
 
@@ -62,6 +67,8 @@ def run_tests(
     cancel_event: when set (from any thread), pytest is stopped as a timeout stops it and the
       run ends `cancelled`.
     base_env: the environment to start from (default os.environ); request.env is added to it.
+    on_records: called, from another thread, with the GPU facts (`{"e": "gpu", "facts": ...}`)
+      and then each batch of the crash record's new lines while pytest runs (relay.py).
     Raises RunnerError when pytest cannot be started at all.
     """
     out = process.resolve(stream)
@@ -73,6 +80,8 @@ def run_tests(
     if not os.path.isdir(request.working_directory):
         raise RunnerError(f"working directory not found: {request.working_directory}")
     scratch = Path(tempfile.mkdtemp(prefix="modal-gpu-action-"))
+    stop_following = threading.Event()
+    following: threading.Thread | None = None
     try:
         command = _pytest_command(request, scratch)
         plugins = str(scratch / "plugins")
@@ -83,6 +92,10 @@ def run_tests(
         prefix = f"[{request.label}] " if request.label else ""
         process.write_line(out, f"{prefix}modal-gpu-action: {gpu.describe()}")
         process.write_line(out, f"{prefix}$ {' '.join(command)}")
+        if on_records is not None:
+            with contextlib.suppress(Exception):
+                on_records([{"e": "gpu", "facts": gpu.to_dict()}])
+            following = relay.follow(env[PROGRESS_ENV], on_records, stop_following)
         try:
             exited = process.run_in_own_group(
                 command,
@@ -96,6 +109,10 @@ def run_tests(
             )
         except OSError as error:
             raise RunnerError(f"could not start pytest with {command[0]}: {error}") from error
+        finally:
+            stop_following.set()
+            if following is not None:
+                following.join(timeout=5.0)
         return _result(request, gpu, exited, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -15,9 +15,11 @@ pytest-xdist each worker computes the same selection, so `-n` and sharding combi
 - With `--shard-durations FILE` (a previous JUnit XML, any number of shards merged): greedy
   balancing by time. Tests are taken longest first (ties by node id) and each goes to the
   least loaded shard (ties: fewer tests, then lower index). A test the file does not know
-  counts as the mean of the known ones (1 s when none is known). A file that cannot be read
-  is reported in the header and the hash rule is used instead: every shard reads the same file,
-  so every shard falls back the same way.
+  counts as the mean of the known ones (1 s when none is known). A file that cannot be read,
+  is not JUnit XML or holds no test case is a warning in the header (`balancing fell back to
+  test ids`) and the hash rule is used instead: every shard reads the same file, so every shard
+  falls back the same way. (Not a Python warning: a project's `filterwarnings = error` would
+  turn it into a failed collection.)
 
 Matching the JUnit file to node ids goes from the node id to JUnit's names, never back: each
 collected item's node id is turned into the (classname, name) pair that pytest's junitxml writes
@@ -26,21 +28,29 @@ for it (`tests/test_x.py::TestC::test_y[p]` -> `tests.test_x.TestC`, `test_y[p]`
 teardown error is a second testcase) is added up. The reverse would be ambiguous (a dot in
 `tests.test_x.TestC` may be a directory, a module or a class): names.py.
 
-Standard library and pytest only; run.py loads it from its copy of this package.
+The option is given as one token, `--shard-durations=FILE` (run.py does): pytest decides its
+rootdir from the arguments that look like paths before it knows a plugin's options, and a FILE
+outside the project given as a separate argument would move the rootdir, and every node id.
+
+Standard library and pytest only (pytest 5 and later: nothing of pytest 7's API); run.py loads it
+from its copy of this package.
 """
 
 from __future__ import annotations
 
 import hashlib
+import weakref
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pytest
 
 from .names import junit_names
 
 UNKNOWN_DEFAULT_SECONDS = 1.0
-_SUMMARY = pytest.StashKey[str]()  # the header line, from modifyitems to the report hook
+# The header line, from modifyitems to the report hook (not pytest 7's config.stash: pytest 6).
+_SUMMARY: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
 def hash_shard(nodeid: str, count: int) -> int:
@@ -51,11 +61,15 @@ def hash_shard(nodeid: str, count: int) -> int:
 
 def read_durations(xml_text: str | bytes) -> dict[tuple[str, str], float]:
     """Seconds per (classname, name) from JUnit XML; repeated entries are added up.
-    Raises ValueError when the text is not XML."""
+    Raises ValueError when the text is not XML, not JUnit or holds no test case."""
     try:
         root = ET.fromstring(xml_text)
     except ET.ParseError as error:
         raise ValueError(f"not JUnit XML: {error}") from None
+    if root.tag not in ("testsuites", "testsuite"):
+        raise ValueError(f"not JUnit XML: its root is <{root.tag[:100]}>")
+    if root.find(".//testcase") is None and root.tag != "testcase":
+        raise ValueError("a JUnit XML report without any test case")
     durations: dict[tuple[str, str], float] = {}
     for case in root.iter("testcase"):
         key = (case.get("classname") or "", case.get("name") or "")
@@ -131,11 +145,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=dropped)
     items[:] = kept
     total = len(kept) + len(dropped)
-    config.stash[_SUMMARY] = f"shard {index + 1}/{count}: {len(kept)} of {total} tests, {how}"
+    _SUMMARY[config] = f"shard {index + 1}/{count}: {len(kept)} of {total} tests, {how}"
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
-    summary = config.stash.get(_SUMMARY, None)
+    summary = _SUMMARY.get(config)
     return [summary] if summary else []
 
 
@@ -144,12 +158,17 @@ def _durations_for(
 ) -> tuple[str, dict[str, float] | None]:
     path = config.getoption("shard_durations")
     if not path:
-        return "assigned by node id hash", None
+        return "assigned by test id", None
     try:
         with open(path, "rb") as file:
             by_key = read_durations(file.read())
     except (OSError, ValueError) as error:
-        return f"assigned by node id hash ({path} unusable: {error})", None
+        why = error.strerror if isinstance(error, OSError) and error.strerror else error
+        return (
+            f"assigned by test id. WARNING: --shard-durations {path} is unusable ({why}):"
+            " balancing fell back to test ids",
+            None,
+        )
     prefix = _junit_prefix(config)
     by_node: dict[str, float] = {}
     for item in items:

@@ -16,12 +16,29 @@ class OutputSpec:
 
 OUTPUTS: tuple[OutputSpec, ...] = (
     OutputSpec("conclusion", conclusion.listed() + "."),
-    OutputSpec("tests", "Number of tests in the report."),
+    OutputSpec(
+        "tests",
+        "Number of tests in the report, not-run ones included: each test pytest collected counts"
+        " once, however the run was sharded.",
+    ),
     OutputSpec("passed", "Number of tests that passed (xpassed included)."),
     OutputSpec("failed", "Number of tests that failed."),
-    OutputSpec("errors", "Number of tests that errored (fixtures, collection, crashes)."),
+    OutputSpec(
+        "errors", "Number of tests that errored (fixtures, collection, a test that crashed)."
+    ),
     OutputSpec("skipped", "Number of tests skipped (xfailed included)."),
-    OutputSpec("duration-seconds", "Wall time of the test run in seconds."),
+    OutputSpec(
+        "not-run",
+        "Number of tests collected but never started: the run crashed, timed out or was"
+        " cancelled first.",
+    ),
+    OutputSpec(
+        "problems",
+        "Number of problems with the run itself, counted apart from the tests: a shard that"
+        " crashed, timed out or was cancelled, pytest stopped by collection errors, a report cut"
+        " short or not written.",
+    ),
+    OutputSpec("duration-seconds", "Wall time of the test run in seconds (its longest shard)."),
     OutputSpec("junit-xml", "Path of the merged JUnit XML report."),
     OutputSpec("gpu", "The GPU the tests ran on, as the GPU reported it (or the spec asked for)."),
     OutputSpec(

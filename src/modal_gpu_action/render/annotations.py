@@ -1,7 +1,8 @@
 """`::error` workflow commands that annotate failed tests in the pull request's files.
 
 GitHub shows at most 10 error annotations per step, so past `limit` the rest are counted in one
-`::notice::`. Values are escaped as @actions/core does (`escapeData`, `escapeProperty`): a test's
+`::notice::`. The title names the test by its node id (what `pytest` takes to run it again); the
+message is the line that explains the failure (report/headline.py), as the summary has it. Values are escaped as @actions/core does (`escapeData`, `escapeProperty`): a test's
 message cannot end the command or start another one; and, as in the markdown, characters that
 mislead the eye (bidirectional overrides, zero-width characters) are shown as U+FFFD
 (`markdown.neutralise`). File paths are as the JUnit report gives
@@ -15,7 +16,8 @@ import posixpath
 
 from modal_gpu_action.github_actions.github_limits import ERROR_ANNOTATIONS
 from modal_gpu_action.github_actions.workflow import command
-from modal_gpu_action.render.markdown import neutralise
+from modal_gpu_action.render.escaping import neutralise
+from modal_gpu_action.render.failures import explanation
 from modal_gpu_action.report.results import CaseOutcome, TestCase, TestReport
 
 _MESSAGE_CHARS = 4_000  # an annotation is a pointer; the job summary has the full traceback
@@ -47,12 +49,10 @@ def _error_command(case: TestCase, path_prefix: str) -> str:
     if case.line is not None:
         properties["line"] = str(case.line)
     properties["title"] = neutralise(f"{case.id or '(unnamed test)'} {verb}")
-    message = case.message or _last_line(case.detail) or f"The test {verb}."
+    message = explanation(case) or f"The test {verb}."
+    if case.more:
+        more = len(case.more)
+        message += f" (and {more:,} more failure{'' if more == 1 else 's'} of this test)"
     if len(message) > _MESSAGE_CHARS:
         message = message[: _MESSAGE_CHARS - 1] + "…"
     return command("error", neutralise(message), **properties)
-
-
-def _last_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[-1] if lines else ""

@@ -72,6 +72,8 @@ class Section:
     errors: int = 0
     skipped: int = 0
     duration: float = 0.0  # seconds
+    not_run: int = 0  # collected, never started (the run crashed, timed out, was cancelled)
+    problems: int = 0  # the run's own problems (not tests): a shard crashed, timed out...
     body: str = ""
     run_url: str = ""
     sha: str = ""
@@ -101,6 +103,8 @@ def section_for(key: str, conclusion: Conclusion, report: TestReport, comment: s
         errors=totals.errors,
         skipped=totals.shown_skipped,
         duration=report.wall_time,
+        not_run=totals.not_run,
+        problems=len(report.problems),
         body=strip_marker(comment),
     )
 
@@ -113,6 +117,8 @@ def _result(section: Section) -> tuple[object, ...]:
         section.failed,
         section.errors,
         section.skipped,
+        section.not_run,
+        section.problems,
     )
 
 
@@ -205,7 +211,17 @@ def _section_from_row(row: Any) -> Section | None:
         return None
     numbers = {
         name: row.get(name, 0)
-        for name in ("tests", "passed", "failed", "errors", "skipped", "duration_ms", "at_ms")
+        for name in (
+            "tests",
+            "passed",
+            "failed",
+            "errors",
+            "skipped",
+            "not_run",
+            "problems",
+            "duration_ms",
+            "at_ms",
+        )
     }
     if not all(_count(v) for v in numbers.values()):
         return None
@@ -217,6 +233,8 @@ def _section_from_row(row: Any) -> Section | None:
         failed=numbers["failed"],
         errors=numbers["errors"],
         skipped=numbers["skipped"],
+        not_run=numbers["not_run"],
+        problems=numbers["problems"],
         duration=numbers["duration_ms"] / 1000,
         run_url=safe_link(run_url),
         sha=sha if SHA.fullmatch(sha) else "",
@@ -300,7 +318,7 @@ def _new_nonce() -> str:
 
 def _row(section: Section) -> dict[str, object]:
     duration = section.duration if math.isfinite(section.duration) else 0.0
-    return {
+    row = {
         "key": clean_key(section.key),
         "conclusion": section.conclusion.value,
         "tests": max(section.tests, 0),
@@ -308,6 +326,8 @@ def _row(section: Section) -> dict[str, object]:
         "failed": max(section.failed, 0),
         "errors": max(section.errors, 0),
         "skipped": max(section.skipped, 0),
+        "not_run": max(section.not_run, 0),  # these two only when there are some (below)
+        "problems": max(section.problems, 0),
         "duration_ms": max(round(duration * 1000), 0),
         "run_url": safe_link(section.run_url),
         "sha": section.sha if SHA.fullmatch(section.sha) else "",
@@ -315,6 +335,10 @@ def _row(section: Section) -> dict[str, object]:
         "short": section.shortened,
         "by": section.writer if _WRITER.match(section.writer) else "",
     }
+    return {key: value for key, value in row.items() if value or key not in _ONLY_WHEN_SOME}
+
+
+_ONLY_WHEN_SOME = frozenset({"not_run", "problems"})
 
 
 def _escape_json(value: object) -> str:
@@ -327,12 +351,16 @@ def _escape_json(value: object) -> str:
 
 
 def combined_table(sections: Iterable[Section]) -> str:
-    """One row per section: key, conclusion, counts and duration (a commit column when the
-    sections come from different commits)."""
+    """One row per section: key, conclusion, counts and duration (a "Not run" and a "Problems"
+    column when a section has some; a commit column when the sections come from different
+    commits)."""
     parts = list(sections)
     with_commits = len({s.sha for s in parts if s.sha}) > 1
-    head = ["Job", "Result", "Tests", "Passed", "Failed", "Errors", "Skipped", "Duration"]
-    align = [LEFT, LEFT, *[RIGHT] * 6]
+    with_not_run = any(s.not_run for s in parts)
+    with_problems = any(s.problems for s in parts)
+    head = ["Job", "Result", "Tests", "Passed", "Failed", "Errors", "Skipped"]
+    head += ["Not run"] * with_not_run + ["Problems"] * with_problems + ["Duration"]
+    align = [LEFT, LEFT, *[RIGHT] * (len(head) - 2)]
     if with_commits:
         head.append("Commit")
         align.append(LEFT)
@@ -346,6 +374,8 @@ def combined_table(sections: Iterable[Section]) -> str:
             str(s.failed),
             str(s.errors),
             str(s.skipped),
+            *([str(s.not_run)] if with_not_run else []),
+            *([str(s.problems)] if with_problems else []),
             format_duration(s.duration),
         ]
         if with_commits:

@@ -4,6 +4,7 @@ run's JUnit files as one TestReport, and how the run concluded.
 It imports no other stage: render and publish read it, never the reverse.
 
     results.py       JUnit XML parsed into a TestReport; reports merged; the report's conclusion
+    headline.py      the one line that explains a failure (a collection error's cause...)
     conclusion.py    the six conclusions, each with one wording and one icon
     redaction.py     secret values out of a TestReport before anything is written
     junit_writer.py  the merged TestReport as one JUnit XML file

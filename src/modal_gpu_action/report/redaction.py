@@ -3,7 +3,8 @@
 A test can print a variable of the `env` input or put it in an assertion message; pytest writes
 it into the JUnit report, and from there it would reach the job summary, the PR comment and the
 merged JUnit file. `redact_report` replaces, in every text of the report (class names, names,
-messages, tracebacks with their captured output, file paths, source labels):
+node ids, messages and tracebacks of every failure with their captured output, file paths,
+source labels, the run's problems):
 - each secret value, each line of a multi-line one, and each of these as Python's repr escapes
   it (`'`, `\\`, control characters), as pytest shows values in an assertion message;
 - an end of one cut off by pytest's `...` (`'sk-live-01...WXYZ'`: pytest shortens long values
@@ -24,7 +25,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from modal_gpu_action.report.results import TestCase, TestReport
+from modal_gpu_action.report.results import Problem, TestCase, TestReport
 
 MASK = "***"
 MIN_SECRET_CHARS = 4
@@ -49,12 +50,23 @@ def redact_report(report: TestReport, secrets: Iterable[str]) -> TestReport:
 
     cases: list[TestCase] = []
     for case in report.cases:
-        fields = (case.classname, case.name, case.message, case.detail, case.file or "")
+        fields = (
+            case.classname,
+            case.name,
+            case.message,
+            case.detail,
+            case.file or "",
+            case.nodeid,
+        )
         cleaned = tuple(map(clean, fields))
-        if cleaned == fields:  # the same objects when nothing was replaced: a cheap compare
+        more = tuple(
+            replace(result, message=clean(result.message), detail=clean(result.detail))
+            for result in case.more
+        )
+        if cleaned == fields and more == case.more:  # nothing replaced: a cheap compare
             cases.append(case)
             continue
-        classname, name, message, detail, file = cleaned
+        classname, name, message, detail, file, nodeid = cleaned
         cases.append(
             replace(
                 case,
@@ -63,9 +75,20 @@ def redact_report(report: TestReport, secrets: Iterable[str]) -> TestReport:
                 message=message,
                 detail=detail,
                 file=file if case.file is not None else None,
+                nodeid=nodeid,
+                more=more,
             )
         )
-    return replace(report, cases=tuple(cases), sources=tuple(map(clean, report.sources)))
+    problems = tuple(
+        Problem(clean(problem.where), clean(problem.message), clean(problem.detail))
+        for problem in report.problems
+    )
+    return replace(
+        report,
+        cases=tuple(cases),
+        sources=tuple(map(clean, report.sources)),
+        problems=problems,
+    )
 
 
 def redact_text(text: str, secrets: Iterable[str]) -> str:

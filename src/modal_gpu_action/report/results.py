@@ -1,17 +1,20 @@
 """TestReport: JUnit XML (pytest's and other producers') parsed into plain, immutable data.
 
 Contract (other modules rely on it; keep the names):
-- `CaseOutcome` (a test case's), `TestCase`, `Totals`, `TestReport` below.
+- `CaseOutcome` (a test case's), `TestCase`, `CaseResult`, `Problem`, `Subtests`, `Totals`,
+  `TestReport` below. A report's `cases` are the tests, counted in `totals`; its `problems` are
+  the run's own (a crash, a timeout, a report cut short), counted apart: they are not tests.
 - `parse_junit(source: str | Path | bytes, *, name: str = "") -> TestReport`: one file or XML text.
   Never raises for what the source is or holds (the tests wrote it): a truncated/empty document
-  keeps every complete case and adds one ERROR case saying the report was cut short; a source
-  that cannot be used at all is a report of one ERROR case saying why: missing, not a regular
+  keeps every complete case and adds one problem saying the report was cut short; a source
+  that cannot be used at all is a report with one problem saying why: missing, not a regular
   file (a directory, a pipe, a device), entities declared (refused before any is expanded:
   XML bombs, external entities), a root other than <testsuites>/<testsuite>.
 - `read_junit(...)`: the same, but a source that cannot be used at all raises `JUnitFileError`
   naming it (the `report` command's exit 2 for a file that is no JUnit report).
 - `load_reports(paths) -> TestReport`: `read_junit` on several files (shards), merged.
-- `merge(reports) -> TestReport`.
+- `merge(reports) -> TestReport`: shards into one; a module that failed or was skipped at
+  collection, which every shard reports, counts once.
 
 Size: at most `max_bytes` (MAX_JUNIT_BYTES, 64 MiB) of a report are read; a longer one keeps the
 complete cases of its first 64 MiB and adds one ERROR case giving its size and the cap.
@@ -23,6 +26,15 @@ its result elements; memory stays flat and a truncated document keeps every comp
 How a `<testcase>` becomes a `TestCase`:
 - The outcome by its worst result element: error, then failure, then skipped (as the corpus counts
   them); no result element is a pass, or a skip when the producer marks it `status="disabled"`.
+- Several failures or errors in one case (unittest `subTest`, a teardown error after a failed
+  call) are all kept: the worst gives the outcome, message and detail, the others are `more`.
+- The runner's own entries (container/record.py, junit_writer.py): an error case of class name
+  `modal-gpu-action` is a `Problem`; `<skipped type="modal-gpu-action.not-run">` a test that was
+  collected but never started (NOT_RUN); suite properties `modal-gpu-action.subtests-passed`
+  (`-failed`, `-skipped`) pytest's subtest counts.
+- The node id (`TestCase.nodeid`, what `pytest` takes to run the test again): the `nodeid`
+  attribute the runner's pytest plugin adds, else, in pytest's xunit1 reports, worked out from
+  `file` and the names (`pytest_node_id`); other producers' cases keep their names.
 - pytest writes an xfail as `<skipped type="pytest.xfail">`: XFAILED. It writes a non-strict
   xpass as a plain pass, so that one cannot be told apart and stays PASSED; only the legacy
   `<skipped message="xfail-marked test passes unexpectedly">` becomes XPASSED. A strict xpass is
@@ -41,6 +53,7 @@ How a `<testcase>` becomes a `TestCase`:
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import os
 import re
@@ -69,6 +82,17 @@ class CaseOutcome(enum.StrEnum):
     SKIPPED = "skipped"
     XFAILED = "xfailed"
     XPASSED = "xpassed"
+    NOT_RUN = "not run"  # collected, never started: the run crashed, timed out or was cancelled
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    """One more failure or error of a test case beyond the one its outcome comes from (a unittest
+    `subTest` or pytest `subtests` failure, a teardown error after a failed call)."""
+
+    outcome: CaseOutcome
+    message: str = ""
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +107,56 @@ class TestCase:
     detail: str = ""
     file: str | None = None
     line: int | None = None
+    # pytest's node id, when the report lets us know it: what `pytest` takes to run this test again
+    nodeid: str = ""
+    # an entry for a module or class that failed or was skipped while pytest collected it
+    collection: bool = False
+    # the case's other failures and errors, in the report's order (`CaseResult`)
+    more: tuple[CaseResult, ...] = ()
 
     @property
     def id(self) -> str:
+        """The node id when known (`tests/test_x.py::TestC::test_m[p]`), else `classname.name`."""
+        if self.nodeid:
+            return self.nodeid
         return f"{self.classname}.{self.name}" if self.classname else self.name
+
+    @property
+    def results(self) -> tuple[CaseResult, ...]:
+        """Every failure and error of the case, its worst first (one for most failed cases)."""
+        if self.outcome not in _FAILING:
+            return self.more
+        return (CaseResult(self.outcome, self.message, self.detail), *self.more)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something wrong with the run itself, not a test: a shard that crashed, timed out or was
+    cancelled, pytest stopped by collection errors, a report cut short or not written. Problems
+    are counted apart from the tests and fail the run."""
+
+    where: str  # "shard 1/2", "run", "JUnit report junit.xml", "junit-xml"
+    message: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Subtests:
+    """pytest's subtest counts (unittest `subTest`, the `subtests` fixture), as its summary line
+    gives them: `21039 subtests passed`."""
+
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.passed + self.failed + self.skipped
+
+    def __add__(self, other: Subtests) -> Subtests:
+        return Subtests(
+            self.passed + other.passed, self.failed + other.failed, self.skipped + other.skipped
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +169,7 @@ class Totals:
     xfailed: int
     xpassed: int
     duration: float
+    not_run: int = 0
 
     # The counts people are shown (outputs, the matrix table, the log): an xpass is a pass and
     # an xfail a skip, as pytest's own summary line has it.
@@ -118,6 +189,8 @@ class TestReport:
     cases: tuple[TestCase, ...] = ()
     wall_time: float = 0.0
     sources: tuple[str, ...] = field(default=())
+    problems: tuple[Problem, ...] = ()  # the run's, apart from the tests: not counted in totals
+    subtests: Subtests = field(default_factory=Subtests)
 
     @property
     def totals(self) -> Totals:
@@ -131,6 +204,7 @@ class TestReport:
             xfailed=counts[CaseOutcome.XFAILED],
             xpassed=counts[CaseOutcome.XPASSED],
             duration=math.fsum(map(attrgetter("duration"), self.cases)),
+            not_run=counts[CaseOutcome.NOT_RUN],
         )
 
     @property
@@ -140,20 +214,19 @@ class TestReport:
 
     @property
     def conclusion(self) -> Conclusion:
-        """FAILED when anything failed or errored, NO_TESTS when nothing ran, else PASSED."""
-        if any(case.outcome in _FAILING for case in self.cases):
+        """FAILED when anything failed or errored, a test did not run or the run had a problem;
+        NO_TESTS when nothing ran, else PASSED."""
+        if self.problems or any(case.outcome in _NOT_PASSING for case in self.cases):
             return Conclusion.FAILED
         return Conclusion.PASSED if self.cases else Conclusion.NO_TESTS
 
-    def with_extra_error(
-        self, classname: str, name: str, message: str, detail: str = ""
-    ) -> TestReport:
-        """This report plus one ERROR case, e.g. "pytest crashed with signal 11"."""
-        extra = TestCase(classname, name, CaseOutcome.ERROR, message=message, detail=detail)
-        return replace(self, cases=(*self.cases, extra))
+    def with_problem(self, where: str, message: str, detail: str = "") -> TestReport:
+        """This report plus one problem of the run, e.g. "pytest was killed by signal 11"."""
+        return replace(self, problems=(*self.problems, Problem(where, message, detail)))
 
 
 _FAILING = frozenset({CaseOutcome.FAILED, CaseOutcome.ERROR})
+_NOT_PASSING = _FAILING | {CaseOutcome.NOT_RUN}
 
 
 class JUnitError(Exception):
@@ -176,12 +249,12 @@ def parse_junit(
     source: str | Path | bytes, *, name: str = "", max_bytes: int = MAX_JUNIT_BYTES
 ) -> TestReport:
     """One JUnit document: a path (str or Path) or the XML itself (bytes). Never raises for what
-    it is or holds: a source that cannot be used is a report of one ERROR case saying why."""
+    it is or holds: a source that cannot be used is a report with one problem saying why."""
     try:
         return read_junit(source, name=name, max_bytes=max_bytes)
     except JUnitFileError as error:
-        return TestReport(sources=(error.path,)).with_extra_error(
-            "", f"JUnit report {error.path}", f"The JUnit report was not used: {error.reason}"
+        return TestReport(sources=(error.path,)).with_problem(
+            f"JUnit report {error.path}", f"The JUnit report was not used: {error.reason}"
         )
 
 
@@ -204,12 +277,30 @@ def load_reports(paths: Sequence[str | Path]) -> TestReport:
 
 
 def merge(reports: Iterable[TestReport]) -> TestReport:
-    """One report with every case in order; shards run in parallel, so the longest wall time."""
+    """One report with every case in order; shards run in parallel, so the longest wall time.
+
+    Every shard collects the whole suite before it keeps its part, so each reports the modules
+    that failed or were skipped at collection: such an entry (`TestCase.collection`) that an
+    earlier report already holds is left out, and each counts once, as in an unsharded run."""
     reports = list(reports)
+    cases: list[TestCase] = []
+    seen: set[tuple[str, str, CaseOutcome, str]] = set()
+    for report in reports:
+        mine: set[tuple[str, str, CaseOutcome, str]] = set()
+        for case in report.cases:
+            if case.collection:
+                key = (case.classname, case.name, case.outcome, case.message)
+                if key in seen:
+                    continue
+                mine.add(key)
+            cases.append(case)
+        seen |= mine
     return TestReport(
-        cases=tuple(case for report in reports for case in report.cases),
+        cases=tuple(cases),
         wall_time=max((report.wall_time for report in reports), default=0.0),
         sources=tuple(source for report in reports for source in report.sources),
+        problems=tuple(problem for report in reports for problem in report.problems),
+        subtests=sum((report.subtests for report in reports), Subtests()),
     )
 
 
@@ -258,17 +349,23 @@ _PYTEST_SUITE = re.compile(rb'<testsuites?\s[^>]*name="pytest(?: tests)?"')
 def _parse(data: bytes, label: str, size: int, cap: int) -> TestReport:
     """The report in `data`: the first `cap` bytes of a source of `size` bytes."""
     cases: list[TestCase] = []
+    problems: list[Problem] = []
+    subtests: list[Subtests] = []
     suite_times: list[float] = []
-    zero_based_lines = _PYTEST_SUITE.search(data, 0, 4096) is not None
+    from_pytest = _PYTEST_SUITE.search(data, 0, 4096) is not None
     builder = TreeBuilder()
 
     def end(tag: str) -> None:
         elem = builder.end(tag)
         if tag == "testcase":
-            cases.append(_case(elem, zero_based_lines))
+            case = _case(elem, from_pytest)
+            (cases if isinstance(case, TestCase) else problems).append(case)  # type: ignore[arg-type]
             elem.clear()  # keeps memory flat on large reports
         elif tag == "testsuite" or tag == "testsuites":
             suite_times.append(_seconds(elem.get("time")))
+            counts = _subtests(elem)
+            if counts is not None:
+                subtests.append(counts)
 
     # defusedxml's parser refuses entity declarations (XML bombs, external entities) before
     # anything is expanded. Its elements go straight to the C TreeBuilder: JUnit uses no XML
@@ -278,6 +375,16 @@ def _parse(data: bytes, label: str, size: int, cap: int) -> TestReport:
     parser.parser.ordered_attributes = False
     parser.parser.StartElementHandler = builder.start
     parser.parser.EndElementHandler = end
+
+    def report() -> TestReport:
+        return TestReport(
+            tuple(cases),
+            _wall_time(suite_times, cases),
+            (label,),
+            tuple(problems),
+            sum(subtests, Subtests()),
+        )
+
     try:
         parser.feed(data)
         root = parser.close()
@@ -291,15 +398,28 @@ def _parse(data: bytes, label: str, size: int, cap: int) -> TestReport:
         raise JUnitFileError(label, f"cannot be decoded: {exc}") from None
     except ParseError as exc:
         # An unclosed suite's time was never read: the wall time falls back to the cases' sum.
-        report = TestReport(tuple(cases), _wall_time(suite_times, cases), (label,))
         damage = _too_big(size, cap, cases) if size > cap else _damage(data, exc, cases)
-        return report.with_extra_error("", f"JUnit report {label}", *damage)
+        return report().with_problem(f"JUnit report {label}", *damage)
     if root.tag not in ("testsuites", "testsuite"):
         raise JUnitFileError(label, f"not a JUnit XML report: its root is <{root.tag[:100]}>")
-    report = TestReport(tuple(cases), _wall_time(suite_times, cases), (label,))
     if size > cap:  # the cap fell after the root's end: whatever followed was not read either
-        report = report.with_extra_error("", f"JUnit report {label}", *_too_big(size, cap, cases))
-    return report
+        return report().with_problem(f"JUnit report {label}", *_too_big(size, cap, cases))
+    return report()
+
+
+def _subtests(suite: Element) -> Subtests | None:
+    """The subtest counts a suite's own properties give (`modal-gpu-action.subtests-passed`...)."""
+    properties = suite.find("properties")
+    if properties is None:
+        return None
+    counts: dict[str, int] = {}
+    for prop in properties.iter("property"):
+        name, value = prop.get("name") or "", prop.get("value") or ""
+        if name.startswith(SUBTESTS_PROPERTY) and value.isdecimal() and len(value) < 10:
+            counts[name[len(SUBTESTS_PROPERTY) :]] = int(value)
+    if not counts:
+        return None
+    return Subtests(counts.get("passed", 0), counts.get("failed", 0), counts.get("skipped", 0))
 
 
 def _too_big(size: int, cap: int, cases: list[TestCase]) -> tuple[str, str]:
@@ -343,32 +463,86 @@ def _seconds(text: str | None) -> float:
     return value if math.isfinite(value) and value > 0 else 0.0
 
 
-def _case(elem: Element, zero_based_lines: bool) -> TestCase:
+def _case(elem: Element, from_pytest: bool) -> TestCase | Problem:
     get = elem.attrib.get
     classname, name, file = get("classname", ""), get("name", ""), get("file") or None
     duration = _seconds(get("time"))
-    line = _line(get("line"), zero_based_lines)
+    line = _line(get("line"), from_pytest)
+    nodeid = get("nodeid") or (pytest_node_id(classname, name, file) if from_pytest else "")
     # Most cases have no child at all: skip junitparser's wrapper objects for them (speed).
     # (junitparser's fromelem carries no annotations.)
     results: list[Any] = JUnitCase.fromelem(elem).result if len(elem) else []  # type: ignore[no-untyped-call]
     if not results:
         outcome = CaseOutcome.SKIPPED if get("status") == "disabled" else CaseOutcome.PASSED
-        return _new_case(classname, name, outcome, duration, "", "", file, line)
+        return _new_case(classname, name, outcome, duration, "", "", file, line, nodeid)
 
     worst = max(results, key=_severity)  # max keeps the first of equals
     message = worst.message or ""
     detail = worst.text or ""
+    collection = message in _COLLECTION_MESSAGES
+    more: tuple[CaseResult, ...] = ()
     if isinstance(worst, Error | Failure):
+        if classname == PROBLEM_CLASSNAME and isinstance(worst, Error):
+            return Problem(name, message, detail)
         outcome = CaseOutcome.ERROR if isinstance(worst, Error) else CaseOutcome.FAILED
         file, line = _crash_location(detail, file, line)
+        if len(results) > 1:
+            more = tuple(
+                CaseResult(
+                    CaseOutcome.ERROR if isinstance(result, Error) else CaseOutcome.FAILED,
+                    result.message or "",
+                    result.text or "",
+                )
+                for result in results
+                if result is not worst and isinstance(result, Error | Failure)
+            )
     elif worst.type == "pytest.xfail":
         outcome = CaseOutcome.XFAILED
+    elif worst.type == NOT_RUN_TYPE:
+        outcome = CaseOutcome.NOT_RUN
     elif message == "xfail-marked test passes unexpectedly":
         outcome = CaseOutcome.XPASSED
     else:
         outcome = CaseOutcome.SKIPPED
         message = _collection_skip_reason(message, detail) or message
-    return _new_case(classname, name, outcome, duration, message, detail, file, line)
+    return _new_case(
+        classname, name, outcome, duration, message, detail, file, line, nodeid, collection, more
+    )
+
+
+# What the runner writes besides pytest's results (container/record.py and progress.py write
+# them; a test checks the names agree): an error case of this class name is a problem of the run;
+# a skipped case of this type a test collected but never started; these suite properties
+# pytest's subtest counts.
+PROBLEM_CLASSNAME = "modal-gpu-action"
+NOT_RUN_TYPE = "modal-gpu-action.not-run"
+SUBTESTS_PROPERTY = "modal-gpu-action.subtests-"
+
+# pytest's messages for a module (or class) that failed or was skipped at collection.
+_COLLECTION_MESSAGES = frozenset({"collection failure", "collection skipped"})
+
+
+def pytest_node_id(classname: str, name: str, file: str | None) -> str:
+    """The node id of a case of pytest's xunit1 report, from its names and `file`, "" when they
+    do not tell it: `tests.test_x.TestC`, `test_m[p]`, `tests/test_x.py` ->
+    `tests/test_x.py::TestC::test_m[p]` (names.py's rule, reversed where the file is known: the
+    module's part of the class name is the file's path, the rest are classes, and a class name
+    holds no dot). A test inherited from a class in another file has that file: ""."""
+    if not file or not file.endswith(".py"):
+        return ""
+    path, module = _module_of(file)
+    size = len(module)
+    if classname.startswith(module) and (len(classname) == size or classname[size] == "."):
+        start = 0  # the common case, first: no junit_prefix
+    else:
+        dotted = f"{classname}.{name}" if classname else name
+        if dotted == module or dotted.endswith("." + module):  # a module that failed to collect
+            return path
+        start = classname.find("." + module + ".") + 1 or classname.find("." + module) + 1
+        if not start or (classname[start + size : start + size + 1] not in ("", ".")):
+            return ""
+    classes = classname[start + size + 1 :].replace(".", "::")
+    return f"{path}::{classes}::{name}" if classes else f"{path}::{name}"
 
 
 # pytest (xunit1) reports a module skipped at collection as message "collection skipped" and the
@@ -381,6 +555,13 @@ def _collection_skip_reason(message: str, detail: str) -> str | None:
         return None
     match = _COLLECTION_SKIP.match(detail.strip())
     return match.group("reason") if match else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _module_of(file: str) -> tuple[str, str]:
+    """(the path with "/", its dotted module path): `tests\\x.py` -> `tests/x.py`, `tests.x`."""
+    path = file.replace("\\", "/")
+    return path, path[:-3].replace("/", ".")
 
 
 # A frozen dataclass's __init__ stores each field through object.__setattr__; storing into the
@@ -397,10 +578,15 @@ def _new_case(
     detail: str,
     file: str | None,
     line: int | None,
+    nodeid: str = "",
+    collection: bool = False,
+    more: tuple[CaseResult, ...] = (),
 ) -> TestCase:
     """TestCase(classname, name, ...), only faster."""
     case = object.__new__(TestCase)
-    set0, set1, set2, set3, set4, set5, set6, set7 = _SLOT_SETTERS  # fails if a field is added
+    (set0, set1, set2, set3, set4, set5, set6, set7, set8, set9, set10) = (
+        _SLOT_SETTERS  # fails if a field is added
+    )
     set0(case, classname)
     set1(case, name)
     set2(case, outcome)
@@ -409,6 +595,9 @@ def _new_case(
     set5(case, detail)
     set6(case, file)
     set7(case, line)
+    set8(case, nodeid)
+    set9(case, collection)
+    set10(case, more)
     return case
 
 

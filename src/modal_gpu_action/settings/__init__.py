@@ -10,6 +10,7 @@ One module a concern:
 - `inputs`: the list of inputs (`INPUTS`) and their raw text;
 - `values`: `SettingsError` and the checks several inputs share (choices, numbers, paths);
 - `run`: `Settings`, what runs and where, and `load_settings`;
+- `modal_credentials`: the Modal token from the inputs, the environment or the Modal profile;
 - `image` and `dependencies`: the Modal image's inputs and the project's dependency files;
 - `publishing` and `github_event`: the PR comment, the label and GitHub's event;
 - `gpu`: the `gpu` input's specs: Modal's GPU types, counts and prices.

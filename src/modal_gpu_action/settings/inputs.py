@@ -88,6 +88,11 @@ INPUTS: tuple[InputSpec, ...] = (
         "Dependency groups of the project to install (uv projects), comma- or newline-separated.",
     ),
     InputSpec(
+        "test-dependencies",
+        "auto",
+        "What the Modal image gets for the tests besides `extras`, `groups` and `requirements`: `auto` adds the project's extras and dependency groups named test, tests or testing (else a `dev` extra), uv's default groups (dev) and its test requirement files (test-requirements.txt, requirements-test.txt, requirements/test*.txt; else requirements-dev.txt); `none` adds nothing.",
+    ),
+    InputSpec(
         "extra-packages",
         "",
         "More packages to install in the image, one requirement per line (e.g. `pytest-xdist`).",
@@ -100,12 +105,12 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec(
         "modal-token-id",
         "",
-        "Modal token id; defaults to the `MODAL_TOKEN_ID` environment variable.",
+        "Modal token id; defaults to `MODAL_TOKEN_ID`, then the active Modal profile (`~/.modal.toml`).",
     ),
     InputSpec(
         "modal-token-secret",
         "",
-        "Modal token secret; defaults to the `MODAL_TOKEN_SECRET` environment variable.",
+        "Modal token secret; defaults to `MODAL_TOKEN_SECRET`, then the active Modal profile (`~/.modal.toml`).",
     ),
     InputSpec(
         "retries",

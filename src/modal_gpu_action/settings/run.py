@@ -19,6 +19,7 @@ from typing import Literal
 from modal_gpu_action.settings.gpu import GpuSpec, GpuSpecError, parse_gpu_spec
 from modal_gpu_action.settings.image import ImageSettings, load_image_settings
 from modal_gpu_action.settings.inputs import DEFAULTS, raw_inputs
+from modal_gpu_action.settings.modal_credentials import modal_credentials
 from modal_gpu_action.settings.publishing import PublishSettings, load_publish_settings
 from modal_gpu_action.settings.values import (
     SettingsError,
@@ -35,10 +36,14 @@ from modal_gpu_action.settings.values import (
 
 BACKENDS = ("modal", "local")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MODAL_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+_MODAL_APP_ID = re.compile(r"^ap-[A-Za-z0-9]{22}$")
 MAX_TIMEOUT_MINUTES = 24 * 60  # Modal's longest function timeout
 MAX_SHARDS = 64
 # Flags that our runner sets itself; letting pytest-args set them too would lose the report.
 _RESERVED_PYTEST_FLAGS = ("--junitxml", "--junit-xml", "--junit-prefix")
+# Plugins the report comes from: pytest's junitxml and the runner's own (loaded under this name).
+_NEEDED_PLUGINS = {"junitxml": "pytest's JUnit report", "_modal_gpu_action": "the action's record"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,7 @@ class Settings:
     modal_secrets: tuple[str, ...] = ()
     modal_token_id: str = field(default="", repr=False)
     modal_token_secret: str = field(default="", repr=False)
+    modal_credentials_source: str = ""  # where the token came from, or why none (people only)
     retries: int = 1
     junit_xml: Path = Path("gpu-test-results.xml")
     job_summary: bool = True
@@ -91,6 +97,9 @@ def load_settings(
         gpu = parse_gpu_spec(raw["gpu"])
     except GpuSpecError as error:
         raise SettingsError(str(error)) from None
+    credentials = modal_credentials(
+        raw["modal-token-id"], raw["modal-token-secret"], environ, profile=backend == "modal"
+    )
     return Settings(
         backend=backend,  # type: ignore[arg-type]
         gpu=gpu,
@@ -102,10 +111,10 @@ def load_settings(
         shard_durations=optional_file(raw, "shard-durations", base, "the workspace"),
         env=_env_lines(raw["env"]),
         fail_on_empty=boolean(raw, "fail-on-empty"),
-        modal_secrets=items(raw["modal-secrets"]),
-        modal_token_id=raw["modal-token-id"].strip() or environ.get("MODAL_TOKEN_ID", ""),
-        modal_token_secret=raw["modal-token-secret"].strip()
-        or environ.get("MODAL_TOKEN_SECRET", ""),
+        modal_secrets=_modal_secrets(raw["modal-secrets"], backend),
+        modal_token_id=credentials.token_id,
+        modal_token_secret=credentials.token_secret,
+        modal_credentials_source=credentials.source,
         retries=integer(raw, "retries", 0, 10),
         junit_xml=output_path(
             raw["junit-xml"].strip() or DEFAULTS["junit-xml"], "junit-xml", base, environ
@@ -155,7 +164,34 @@ def _pytest_args(text: str) -> tuple[str, ...]:
             raise invalid(
                 "pytest-args", text, "no --junitxml: the action writes the report (use 'junit-xml')"
             )
+    for plugin in _disabled_plugins(args):
+        needed = next(
+            (what for name, what in _NEEDED_PLUGINS.items() if plugin.startswith(name)), ""
+        )
+        if needed:
+            raise invalid(
+                "pytest-args",
+                text,
+                f"arguments that keep the plugins the report comes from: '-p no:{plugin}' turns"
+                f" off {needed}",
+            )
     return tuple(args)
+
+
+def _disabled_plugins(args: list[str]) -> list[str]:
+    """The plugins `-p no:NAME` turns off, in each way pytest takes it (`-p no:x`, `-pno:x`,
+    `-p=no:x`)."""
+    names = []
+    for index, arg in enumerate(args):
+        if arg == "-p" and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith("-p") and not arg.startswith("--"):
+            value = arg[2:].removeprefix("=")
+        else:
+            continue
+        if value.startswith("no:"):
+            names.append(value[3:])
+    return names
 
 
 def _timeout_minutes(text: str) -> float:
@@ -181,6 +217,21 @@ def _shards(text: str, backend: str) -> int | None:
     if not value.isdigit() or not 1 <= int(value) <= MAX_SHARDS:
         raise invalid("shards", text, f"a whole number from 1 to {MAX_SHARDS}, or auto")
     return int(value)
+
+
+def _modal_secrets(text: str, backend: str) -> tuple[str, ...]:
+    """Names Modal accepts for a secret (its SDK's rule, checked by Modal only after connecting):
+    letters, digits, `-`, `_` and `.`, at most 64, and not the form of an app id."""
+    names = items(text)
+    for name in names if backend == "modal" else ():
+        if len(name) > 64 or not _MODAL_NAME.match(name) or _MODAL_APP_ID.match(name):
+            raise invalid(
+                "modal-secrets",
+                name,
+                "Modal secret names: letters, digits, '-', '_' and '.', at most 64 characters"
+                " each, comma- or newline-separated",
+            )
+    return names
 
 
 def _env_lines(text: str) -> dict[str, str]:
