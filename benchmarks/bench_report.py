@@ -67,7 +67,7 @@ def generate(path: Path, cases: int, failures: int) -> None:
 def measure_ours(path: Path) -> dict[str, float]:
     from modal_gpu_action.render.annotations import annotation_commands
     from modal_gpu_action.render.markdown import render_comment, render_summary
-    from modal_gpu_action.report.results import load_reports
+    from modal_gpu_action.report.merging import load_reports
 
     started, cpu_started = time.perf_counter(), time.process_time()
     report = load_reports([path])

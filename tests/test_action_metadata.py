@@ -44,14 +44,14 @@ def test_action_outputs_are_the_outputs_the_engine_writes() -> None:
 
 
 def test_the_engine_writes_every_output_but_the_comment_url_and_no_other() -> None:
-    from modal_gpu_action.engine import RunOutcome, _outputs
+    from modal_gpu_action.outcome import RunOutcome, outputs
     from modal_gpu_action.report.conclusion import Conclusion
     from modal_gpu_action.report.results import TestReport
     from modal_gpu_action.settings import load_settings
 
     settings = load_settings({"backend": "local"}, {}, workspace=ROOT)
     outcome = RunOutcome(TestReport(), Conclusion.NO_TESTS, 1, (), "", None)
-    written = set(_outputs(outcome, settings))
+    written = set(outputs(outcome, settings))
     # comment-url is written after the comment is published (engine.run)
     assert written | {"comment-url"} == {o.name for o in OUTPUTS}
 

@@ -9,13 +9,8 @@ from pathlib import Path
 import pytest
 
 from modal_gpu_action.render.annotations import annotation_commands
-from modal_gpu_action.report.results import (
-    CaseOutcome,
-    CaseResult,
-    TestCase,
-    TestReport,
-    parse_junit,
-)
+from modal_gpu_action.report.junit_reader import parse_junit
+from modal_gpu_action.report.results import CaseOutcome, CaseResult, TestCase, TestReport
 
 ERROR = re.compile(r"::error file=([^,:\r\n]*),line=(\d+),title=([^,:\r\n]*)::([^\r\n]*)")
 

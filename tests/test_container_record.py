@@ -24,8 +24,9 @@ from modal_gpu_action.container.record import (
     synthesize_junit,
 )
 from modal_gpu_action.container.run import run_tests
-from modal_gpu_action.report import results
-from modal_gpu_action.report.results import CaseOutcome, Problem, Subtests, parse_junit
+from modal_gpu_action.report import junit_reader
+from modal_gpu_action.report.junit_reader import parse_junit
+from modal_gpu_action.report.results import CaseOutcome, Problem, Subtests
 
 # --- the crash record, turned into JUnit ---------------------------------------------------------
 
@@ -162,9 +163,9 @@ def test_synthesised_junit_reads_back_as_pytest_counts_a_crashed_run() -> None:
 
 def test_the_names_the_host_reads_are_the_ones_the_runner_writes() -> None:
     assert (PROBLEM_CLASSNAME, NOT_RUN_TYPE, SUBTESTS_PROPERTY) == (
-        results.PROBLEM_CLASSNAME,
-        results.NOT_RUN_TYPE,
-        results.SUBTESTS_PROPERTY,
+        junit_reader.PROBLEM_CLASSNAME,
+        junit_reader.NOT_RUN_TYPE,
+        junit_reader.SUBTESTS_PROPERTY,
     )
 
 

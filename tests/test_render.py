@@ -33,6 +33,7 @@ from modal_gpu_action.render.markdown import (
     render_summary,
 )
 from modal_gpu_action.report.conclusion import Conclusion
+from modal_gpu_action.report.junit_reader import parse_junit
 from modal_gpu_action.report.results import (
     CaseOutcome,
     CaseResult,
@@ -40,7 +41,6 @@ from modal_gpu_action.report.results import (
     Subtests,
     TestCase,
     TestReport,
-    parse_junit,
 )
 
 REPORTS = Path(__file__).parent / "fixtures" / "reports"

@@ -153,8 +153,8 @@ def test_a_report_without_tests_exits_as_run_does_and_says_why(tmp_path: Path) -
 def test_problems_of_a_run_written_by_the_action_read_back_apart_from_the_tests(
     tmp_path: Path,
 ) -> None:
+    from modal_gpu_action.report.junit_reader import parse_junit
     from modal_gpu_action.report.junit_writer import to_junit_xml
-    from modal_gpu_action.report.results import parse_junit
 
     crashed = parse_junit(PASSING).with_problem("shard 2/2", "pytest was killed by signal 9")
     merged = tmp_path / "merged.xml"

@@ -11,21 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from modal_gpu_action.report.junit_writer import to_junit_xml
-from modal_gpu_action.report.results import (
-    CaseOutcome,
+from modal_gpu_action.report.junit_reader import (
     JUnitError,
     JUnitFileError,
-    Problem,
-    Subtests,
-    TestCase,
-    TestReport,
-    load_reports,
-    merge,
     parse_junit,
     pytest_node_id,
     read_junit,
 )
+from modal_gpu_action.report.junit_writer import to_junit_xml
+from modal_gpu_action.report.merging import load_reports, merge
+from modal_gpu_action.report.results import CaseOutcome, Problem, Subtests, TestCase, TestReport
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus" / "junit-xml"

@@ -17,7 +17,7 @@ import pytest
 from processes import process_gone, wait_for_file
 
 from modal_gpu_action.render.annotations import annotation_commands
-from modal_gpu_action.report.results import parse_junit
+from modal_gpu_action.report.junit_reader import parse_junit
 
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"
 

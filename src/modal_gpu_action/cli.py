@@ -160,7 +160,8 @@ def _flags(namespace: argparse.Namespace) -> dict[str, str | None]:
 def _report(namespace: argparse.Namespace) -> int:
     from modal_gpu_action.render.markdown import render_summary
     from modal_gpu_action.report.conclusion import Conclusion
-    from modal_gpu_action.report.results import JUnitError, load_reports
+    from modal_gpu_action.report.junit_reader import JUnitError
+    from modal_gpu_action.report.merging import load_reports
 
     workspace = Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd())
     files = _output_files(namespace, workspace)

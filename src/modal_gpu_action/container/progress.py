@@ -9,7 +9,7 @@ segfault, `os._exit`, the OOM killer or our own kill; record.py reads it back. A
 cancel) faulthandler prints where every thread of pytest was stuck before pytest dies as it
 would have. Under pytest-xdist only the controller records.
 
-It also gives pytest's own JUnit report what the host reads from it (results.py): each test
+It also gives pytest's own JUnit report what the host reads from it (junit_reader.py): each test
 case's node id (a `nodeid` attribute: xunit1 keeps the attributes a plugin adds) and, when the
 run had subtests, their counts (the suite's properties `modal-gpu-action.subtests-passed`,
 `-failed` and `-skipped`). Both go through pytest's junitxml plugin, found by name; where that

@@ -28,7 +28,7 @@ from xml.parsers import expat
 
 from .names import junit_names
 
-# What the host reads besides pytest's own results (report/results.py keeps the same names): an
+# What the host reads besides pytest's own results (report/junit_reader.py keeps the same names): an
 # error case of this class name is a problem of the run, not a test; a skipped case of this type
 # a test collected but never started; these suite properties pytest's subtest counts.
 PROBLEM_CLASSNAME = "modal-gpu-action"

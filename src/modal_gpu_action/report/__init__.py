@@ -3,7 +3,9 @@ run's JUnit files as one TestReport, and how the run concluded.
 
 It imports no other stage: render and publish read it, never the reverse.
 
-    results.py       JUnit XML parsed into a TestReport; reports merged; the report's conclusion
+    results.py       the TestReport model: cases, problems, totals, the report's conclusion
+    junit_reader.py  JUnit XML parsed into a TestReport
+    merging.py       the shards' reports merged into one
     headline.py      the one line that explains a failure (a collection error's cause...)
     conclusion.py    the six conclusions, each with one wording and one icon
     redaction.py     secret values out of a TestReport before anything is written

@@ -1,7 +1,7 @@
 """The merged report as one JUnit XML file (pytest's xunit2 shape), for artifacts and other tools.
 
 Written from `TestReport`, not by splicing the shards' files, so what the engine adds is in the
-file too, read back the same way by `parse_junit` (results.py):
+file too, read back the same way by `parse_junit` (junit_reader.py):
 - the tests in one `<testsuite>`, each case with every failure and error it had (a unittest
   `subTest` can fail several times in one test), its `file`, `line` and, when known, pytest's
   `nodeid`; a test that never started (the run crashed, timed out or was cancelled) is
@@ -18,13 +18,8 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from modal_gpu_action.report.results import (
-    NOT_RUN_TYPE,
-    PROBLEM_CLASSNAME,
-    SUBTESTS_PROPERTY,
-    CaseOutcome,
-    TestReport,
-)
+from modal_gpu_action.report.junit_reader import NOT_RUN_TYPE, PROBLEM_CLASSNAME, SUBTESTS_PROPERTY
+from modal_gpu_action.report.results import CaseOutcome, TestReport
 
 # XML 1.0 cannot hold most control characters, which test output can contain.
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
