@@ -17,7 +17,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from modal_gpu_action.backends.project_files import _git_environment, _repository_of
+from modal_gpu_action.backends.project_files import _repository_of, git_command, git_environment
 
 GIT_TIMEOUT_SECONDS = 20
 NO_VERSION = "0.0.0"  # when git cannot tell (no repository, no git): the install still works
@@ -113,14 +113,11 @@ def _today() -> str:
 def _git(folder: Path, repository: Path, *args: str) -> str | None:
     """git's one-line answer, or None. As for the upload's listing (project_files.py): no
     command git could start (fsmonitor, hooks), git's own variables left out."""
-    command = [
-        "git", "--no-pager", "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null",
-        "-c", f"safe.directory={repository}", "-C", str(folder), *args,
-    ]  # fmt: skip
+    command = git_command(folder, repository, *args)
     try:
         completed = subprocess.run(
             command,
-            env=_git_environment(repository),
+            env=git_environment(repository),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
