@@ -150,16 +150,27 @@ def _repository_of(root: Path) -> Path | None:
     return None
 
 
-def git_command(folder: Path, repository: Path, *args: str) -> list[str]:
-    """git with nothing it could start (fsmonitor, hooks, a pager) and the repository trusted for
-    this call only; run it with `git_environment(repository)`."""
-    return [
+def run_git(
+    folder: Path, repository: Path, *args: str, timeout: float = GIT_TIMEOUT_SECONDS
+) -> subprocess.CompletedProcess[bytes]:
+    """git in `folder` with nothing it could start (fsmonitor, hooks, a pager), the repository
+    trusted for this call only, and git's own variables left out. Raises OSError (git missing)
+    and subprocess.TimeoutExpired."""
+    command = [
         "git", "--no-pager", "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null",
         "-c", f"safe.directory={repository}", "-C", str(folder), *args,
     ]  # fmt: skip
+    return subprocess.run(
+        command,
+        env=_git_environment(repository),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
-def git_environment(repository: Path) -> dict[str, str]:
+def _git_environment(repository: Path) -> dict[str, str]:
     """This environment without git's own variables (GIT_DIR, GIT_INDEX_FILE, ... could point it
     elsewhere), no pager or prompt, and git kept from looking above the repository."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
@@ -181,18 +192,12 @@ def _git_list(folder: Path, repository: Path) -> list[tuple[str, bool]]:
     here executes a command: the fsmonitor hook, the one ls-files could start, is turned off; so
     the repository is trusted for this listing even when another user owns it (a checkout made
     by the runner's user, read from a container running as root: git's "dubious ownership")."""
-    command = git_command(
-        folder, repository, "ls-files", "-z", "-t", "--cached", "--others", "--exclude-standard"
-    )
     try:
-        completed = subprocess.run(
-            command,
-            env=git_environment(repository),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=GIT_TIMEOUT_SECONDS,
-            check=False,
-        )
+        completed = run_git(
+            folder,
+            repository,
+            "ls-files", "-z", "-t", "--cached", "--others", "--exclude-standard",
+        )  # fmt: skip
     except FileNotFoundError:
         raise _GitFailed("git is not installed") from None
     except (OSError, subprocess.TimeoutExpired) as error:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from modal_gpu_action.backends.project_files import _repository_of, git_command, git_environment
+from modal_gpu_action.backends.project_files import _repository_of, run_git
 
 GIT_TIMEOUT_SECONDS = 20
 NO_VERSION = "0.0.0"  # when git cannot tell (no repository, no git): the install still works
@@ -113,19 +113,10 @@ def _today() -> str:
 def _git(folder: Path, repository: Path, *args: str) -> str | None:
     """git's one-line answer, or None. As for the upload's listing (project_files.py): no
     command git could start (fsmonitor, hooks), git's own variables left out."""
-    command = git_command(folder, repository, *args)
     try:
-        completed = subprocess.run(
-            command,
-            env=git_environment(repository),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=GIT_TIMEOUT_SECONDS,
-            check=False,
-        )
+        completed = run_git(folder, repository, *args, timeout=GIT_TIMEOUT_SECONDS)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if completed.returncode != 0:
         return None
-    return completed.stdout.strip()
+    return completed.stdout.decode("utf-8", "replace").strip()
