@@ -153,12 +153,17 @@ def test_uv_project_runs_in_the_container_from_declarations_only(
     assert SECRET not in mock.state_path.read_text()
 
 
-def test_the_container_holds_the_project_and_nothing_else(mock: ModalMock, tmp_path: Path) -> None:
-    """A pull request's links to .git/config (the checkout's token), to the runner's files and
-    folders, a dangling one and one to an ignored .env: none is in the container, nor .git or the
-    ignored files; the links inside the project are there as links, the tracked build outputs
+@pytest.mark.parametrize("server", ["mock", "built"])
+def test_the_container_holds_the_project_and_nothing_else(
+    server: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """On the emulated container and on a built image (the image's own Python): a pull
+    request's links to .git/config (the checkout's token), to the runner's files and folders, a
+    dangling one and one to an ignored .env: none is in the container, nor .git or the ignored
+    files; the links inside the project are there as links, the tracked build outputs
     too; of the action, only its container package. The project's own tests
     (upload_project/tests/test_upload.py) look from inside."""
+    mock: ModalMock = request.getfixturevalue(server)
     folder = hostile_project(project(tmp_path, "upload_project"), tmp_path / "outside")
     result, junit = run(mock, folder)
 
