@@ -205,7 +205,7 @@ def test_plan_command_prints_the_modal_plan_as_json(tmp_path: Path) -> None:
     assert out["gpu-argument"] == "H100:2" and out["shards"] == 2
     assert out["dependency-source"] == "requirements"
     assert out["dependency-key"] == key(folder)
-    assert out["max-cost-usd"] == round(2 * 0.001097 * 1920 * 2, 4)
+    assert out["worst-case-cost-usd"] == round(2 * 0.001097 * 1920 * 2, 4)
 
 
 def test_plan_leaves_secret_values_out(tmp_path: Path) -> None:

@@ -267,7 +267,7 @@ def _commit(settings: Settings, environ: Mapping[str, str]) -> str:
 def _notes(outcome: RunOutcome, settings: Settings) -> tuple[str, ...]:
     """Sentences under the headline: why the conclusion is what it is, where that is not plain."""
     if outcome.conclusion is not Conclusion.NO_TESTS:
-        return ()
+        return outcome.notes  # the cost cap stopped the tests
     if settings.fail_on_empty:
         return (
             "pytest collected no tests, which fails the run because 'fail-on-empty' is true"

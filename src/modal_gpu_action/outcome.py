@@ -1,5 +1,5 @@
 """A run's outcome: the backend run, its shards merged into one report, how it concluded, the
-run's facts (GPU, shards, cost) and the step's outputs.
+run's facts (GPU, shards, cost; memory and the cost cap from gpu_usage.py) and the step's outputs.
 
 What went wrong with the run itself (a shard that crashed, timed out or was cancelled, pytest
 stopped by collection errors) is a `Problem` of the report, apart from the tests. An
@@ -20,6 +20,7 @@ from modal_gpu_action.backends.base import Backend, BackendResult, Infrastructur
 from modal_gpu_action.container.protocol import Ending, RunRequest, RunResult
 from modal_gpu_action.exit_codes import FAILED, INFRASTRUCTURE, PASSED
 from modal_gpu_action.github_actions.workflow import command, in_github_actions, one_line
+from modal_gpu_action.gpu_usage import GpuUsage, gpu_usage
 from modal_gpu_action.render.durations import format_duration
 from modal_gpu_action.report.conclusion import Conclusion
 from modal_gpu_action.report.junit_reader import parse_junit
@@ -38,6 +39,13 @@ class RunOutcome:
     facts: tuple[tuple[str, str], ...]
     gpu: str
     cost_usd: float | None
+    # the memory peak, a cheaper GPU, the cost cap (gpu_usage.py)
+    usage: GpuUsage = dataclasses.field(default_factory=GpuUsage)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Sentences for under the headline about the run itself (the cost cap stopped it)."""
+        return self.usage.notes
 
 
 def execute(
@@ -139,8 +147,9 @@ def outcome_from(
         report = report.with_problem("infrastructure", missing)
     gpu = _gpu_description(result.shards) or _asked_gpu(settings)
     cost = result.cost_usd
-    facts = _facts(result, settings, gpu, cost)
-    return RunOutcome(report, conclusion, code, facts, gpu, cost)
+    usage = gpu_usage(result, settings)
+    facts = _facts(result, settings, gpu, cost) + usage.facts
+    return RunOutcome(report, conclusion, code, facts, gpu, cost, usage)
 
 
 def _problem_message(shard: RunResult, report: TestReport) -> str:
@@ -233,6 +242,7 @@ def _facts(
 def outputs(outcome: RunOutcome, settings: Settings) -> dict[str, str]:
     """The step's outputs (publish/outputs.py lists them), as written to $GITHUB_OUTPUT."""
     totals = outcome.report.totals
+    usage = outcome.usage
     return {
         "conclusion": outcome.conclusion.value,
         "tests": str(totals.tests),
@@ -246,4 +256,7 @@ def outputs(outcome: RunOutcome, settings: Settings) -> dict[str, str]:
         "junit-xml": str(settings.junit_xml),
         "gpu": outcome.gpu,
         "cost-usd": "" if outcome.cost_usd is None else f"{outcome.cost_usd:.4f}",
+        "gpu-memory-peak-mib": "" if usage.peak_mib is None else str(usage.peak_mib),
+        "cheaper-gpu": "" if usage.cheaper is None else str(usage.cheaper),
+        "stopped-at-cost-cap": "true" if usage.stopped_at_cost_cap else "false",
     }

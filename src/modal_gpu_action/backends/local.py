@@ -150,6 +150,7 @@ def plan(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[s
         "backend": "local",
         "python": requests[0].python,
         "devices": devices,
+        "cost-cap": settings.cost_cap_plan(len(requests)),
         "shards": [
             {
                 "label": r.label,
@@ -192,7 +193,13 @@ class LocalBackend:
     def requests(self) -> list[RunRequest]:
         base = base_request(self.settings)
         base = dataclasses.replace(base, python=default_python(self.environ))
-        return plan_requests(base, self.settings.shards, resolve_devices(self.environ))
+        requests = plan_requests(base, self.settings.shards, resolve_devices(self.environ))
+        count = len(requests)  # max-cost-usd may lower the time limit
+        timeout = self.settings.test_timeout_seconds(count)
+        cause = self.settings.timeout_cause(count)
+        return [
+            dataclasses.replace(r, timeout_seconds=timeout, timeout_cause=cause) for r in requests
+        ]
 
     def run(self, requests: Sequence[RunRequest]) -> BackendResult:
         if not requests:

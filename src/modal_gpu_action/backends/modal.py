@@ -121,7 +121,7 @@ def plan(settings: Settings) -> dict[str, Any]:
         "backend": NAME,
         "gpu": str(settings.gpu),
         "gpu-argument": settings.gpu.modal_argument(),
-        "timeout-seconds": settings.timeout_seconds,
+        "timeout-seconds": settings.test_timeout_seconds(count),
         "container-timeout-seconds": container_limit,
         "shards": count,
         "retries": settings.retries,
@@ -138,7 +138,10 @@ def plan(settings: Settings) -> dict[str, Any]:
         "modal-secrets": list(settings.modal_secrets),
         "credentials": _credentials_state(settings),
         "price-per-second-usd": price,
-        "max-cost-usd": None if price is None else round(price * container_limit * count, 4),
+        "worst-case-cost-usd": (
+            None if price is None else round(price * container_limit * count, 4)
+        ),
+        "cost-cap": settings.cost_cap_plan(count),
     }
 
 
@@ -211,10 +214,14 @@ class ModalBackend:
 
     def requests(self) -> list[RunRequest]:
         """One request per shard; the env input travels as a Modal secret, not in the request."""
+        count = self.settings.shards or 1
         base = dataclasses.replace(
-            base_request(self.settings, working_directory=REMOTE_PROJECT), env={}
+            base_request(self.settings, working_directory=REMOTE_PROJECT),
+            env={},
+            timeout_seconds=self.settings.test_timeout_seconds(count),  # max-cost-usd may lower it
+            timeout_cause=self.settings.timeout_cause(count),
         )
-        return shard_requests(base, self.settings.shards or 1)
+        return shard_requests(base, count)
 
     def run(self, requests: Sequence[RunRequest]) -> BackendResult:
         if not requests:

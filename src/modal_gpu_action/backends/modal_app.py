@@ -31,8 +31,10 @@ LOG_REFUSALS = 10  # how many refused paths a run prints
 
 
 def container_timeout(settings: Settings) -> int:
-    """Modal's function timeout: timeout-minutes plus the container's own overhead."""
-    seconds = math.ceil(settings.timeout_seconds) + CONTAINER_GRACE_SECONDS
+    """Modal's function timeout: pytest's (timeout-minutes, or max-cost-usd's lower limit) plus
+    the container's own overhead."""
+    tests = settings.test_timeout_seconds(settings.shards or 1)
+    seconds = math.ceil(tests) + CONTAINER_GRACE_SECONDS
     return min(seconds, MAX_FUNCTION_TIMEOUT_SECONDS)
 
 

@@ -60,6 +60,10 @@ class RunRequest:
     visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES for pytest; None: inherit
     label: str = ""  # e.g. "shard 1/2": prefixes streamed lines
     python: str | None = None  # interpreter that runs pytest; None: the one running this
+    gpu_memory: bool = True  # sample the GPUs' memory while pytest runs (gpu_memory.py)
+    # What set timeout_seconds when it is not the plain time limit, for the timeout's message
+    # ("pytest reached the cost cap (...) after 12 s"); "": a plain timeout ("timed out").
+    timeout_cause: str = ""
 
     def __post_init__(self) -> None:
         if self.shard_count < 1 or not 0 <= self.shard_index < self.shard_count:
@@ -121,6 +125,21 @@ class GpuFacts:
         return cls(**values)
 
 
+@dataclasses.dataclass(frozen=True)
+class GpuMemoryPeak:
+    """The most memory one GPU had in use while pytest ran, above what it had in use just
+    before (`baseline_mib`), from `samples` polls of nvidia-smi (container/gpu_memory.py)."""
+
+    index: int | str  # nvidia-smi's index, as in Gpu
+    peak_mib: int
+    baseline_mib: int = 0
+    samples: int = 0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GpuMemoryPeak:
+        return cls(**known_fields(cls, data))
+
+
 def describe_gpu_list(gpus: Sequence[Gpu], cuda_version: str | None) -> str:
     """`2x NVIDIA H100 80GB HBM3 (driver 580.159.04, CUDA 13.0)`; mixed models joined by ` + `."""
     counts: dict[str, int] = {}
@@ -157,6 +176,9 @@ class RunResult:
     # An empty shard (5) is not a problem here: whether it fails the run is the caller's call
     # (`fail_on_empty`, over all shards).
     problem: str | None = None
+    # Each visible GPU's memory peak while pytest ran; empty when not sampled (no GPU, no
+    # nvidia-smi, or turned off with the request's `gpu_memory`).
+    gpu_memory: list[GpuMemoryPeak] = dataclasses.field(default_factory=list)
 
     @property
     def timed_out(self) -> bool:
@@ -181,6 +203,7 @@ class RunResult:
         values = known_fields(cls, data)
         values["gpu"] = GpuFacts.from_dict(values["gpu"])
         values["ending"] = Ending(values["ending"])
+        values["gpu_memory"] = [GpuMemoryPeak.from_dict(p) for p in values.get("gpu_memory", [])]
         return cls(**values)
 
 

@@ -10,7 +10,8 @@ be read. SIGINT and SIGTERM cancel the run as the cancel event does (pytest has 
 own: they would not reach it).
 
 How a run goes:
-- probe.py asks nvidia-smi what GPUs this pytest will see (never raises);
+- probe.py asks nvidia-smi what GPUs this pytest will see (never raises); gpu_memory.py polls
+  their memory while pytest runs (unless the request's `gpu_memory` is off);
 - pytest runs as `python -m pytest TEST_PATH ARGS --junitxml=TMP -o junit_family=xunit1
   -p _modal_gpu_action_container.progress [-p _modal_gpu_action_container.sharding
   --shard-index I ...]` in a process group of its own (process.py), the plugins loaded from a
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from . import process, relay
+from .gpu_memory import GpuMemorySampler
 from .probe import probe_gpu
 from .progress import PROGRESS_ENV, RUNNER_PID_ENV
 from .protocol import PYTEST_EXIT_MEANINGS, Ending, GpuFacts, RunnerError, RunRequest, RunResult
@@ -96,6 +99,7 @@ def run_tests(
             with contextlib.suppress(Exception):
                 on_records([{"e": "gpu", "facts": gpu.to_dict()}])
             following = relay.follow(env[PROGRESS_ENV], on_records, stop_following)
+        memory = GpuMemorySampler.start(env, gpu) if request.gpu_memory else None
         try:
             exited = process.run_in_own_group(
                 command,
@@ -113,7 +117,8 @@ def run_tests(
             stop_following.set()
             if following is not None:
                 following.join(timeout=5.0)
-        return _result(request, gpu, exited, scratch)
+            peaks = memory.stop() if memory is not None else []
+        return dataclasses.replace(_result(request, gpu, exited, scratch), gpu_memory=peaks)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -169,7 +174,8 @@ def _result(request: RunRequest, gpu: GpuFacts, exited: process.Exited, scratch:
         if crashed:
             crashed += during
     if exited.stopped == "timeout":
-        reason = f"pytest timed out after {request.timeout_seconds:g} s and was stopped{during}"
+        stopped_by = f"reached {request.timeout_cause}" if request.timeout_cause else "timed out"
+        reason = f"pytest {stopped_by} after {request.timeout_seconds:g} s and was stopped{during}"
     elif exited.stopped == "cancel":
         reason = f"the run was cancelled{during}"
     else:

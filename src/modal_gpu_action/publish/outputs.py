@@ -44,5 +44,19 @@ OUTPUTS: tuple[OutputSpec, ...] = (
     OutputSpec(
         "cost-usd", "Estimated GPU cost of the run in US dollars (Modal's per-second prices)."
     ),
+    OutputSpec(
+        "gpu-memory-peak-mib",
+        "The most GPU memory the tests had in use on any one GPU, in MiB, above what was in use"
+        " before they started (empty when not measured: no GPU, or `gpu-memory: off`).",
+    ),
+    OutputSpec(
+        "cheaper-gpu",
+        "A cheaper Modal GPU type whose memory holds that peak plus 20 % (e.g. `L4`), or empty.",
+    ),
+    OutputSpec(
+        "stopped-at-cost-cap",
+        "`true` when `max-cost-usd` stopped the tests (the conclusion is then `timed out`),"
+        " else `false`.",
+    ),
     OutputSpec("comment-url", "URL of the PR comment written or updated, when there was one."),
 )

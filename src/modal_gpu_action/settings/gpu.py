@@ -1,4 +1,5 @@
-"""GPU specs: Modal's GPU types, counts, fallback lists, and per-second prices for cost estimates."""
+"""GPU specs: Modal's GPU types, counts, fallback lists, per-second prices for cost estimates, and
+each type's memory, to name a cheaper type that a run's memory peak fits (`cheaper_gpu`)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,43 @@ PRICE_PER_SECOND: dict[str, float] = {
     "T4": 0.000164,
 }
 _PRICE_ALIASES = {"H100!": "H100", "B200+": "B200", "A100": "A100-40GB", "A10": "A10G"}
+
+# Memory per GPU in MiB, as nvidia-smi's memory.total lists it for each card (Modal's GPU guide
+# gives GB: T4 16, L4 and A10 24, L40S 48, A100 40 or 80, RTX-PRO-6000 96, H100 80, H200 141,
+# B200 192); the card keeps a little of it for itself. Priced types only, by their price names.
+MEMORY_MIB: dict[str, int] = {
+    "T4": 15360,
+    "L4": 23034,
+    "A10G": 23028,
+    "L40S": 46068,
+    "A100-40GB": 40960,
+    "A100-80GB": 81920,
+    "RTX-PRO-6000": 97887,
+    "H100": 81559,
+    "H200": 143771,
+    "B200": 183359,
+}
+# Room a cheaper GPU must have above the measured peak: a peak sampled every 0.2 s can miss a
+# brief higher one, and another GPU's CUDA context and allocator may take a little more.
+MEMORY_MARGIN = 0.20
+
+# nvidia-smi's name for each priced type ("Tesla T4", "NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB
+# HBM3", "NVIDIA RTX PRO 6000 Blackwell Server Edition"), most specific first.
+_CARD_NAMES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (gpu_type, re.compile(rf"(?<![A-Z0-9]){pattern}(?![0-9])"))
+    for gpu_type, pattern in (
+        ("RTX-PRO-6000", r"RTX[ -]?PRO[ -]?6000"),
+        ("A100-80GB", r"A100\b.*80GB"),
+        ("A100-40GB", r"A100"),
+        ("A10G", r"A10G?"),
+        ("L40S", r"L40S"),
+        ("L4", r"L4"),
+        ("T4", r"T4"),
+        ("H200", r"H200"),
+        ("H100", r"H100"),
+        ("B200", r"B200"),
+    )
+)
 
 _ONE = re.compile(r"^(?P<type>[A-Z0-9!+-]+?)(?::(?P<count>[^:]*))?$")
 
@@ -97,6 +135,28 @@ class GpuSpec:
         prices = [c.price_per_second for c in self.choices]
         known = [p for p in prices if p is not None]
         return max(known) if known else None
+
+
+def modal_type_named(card: str) -> str | None:
+    """The priced Modal type of a card as nvidia-smi names it, or None (not a Modal GPU)."""
+    name = card.upper()
+    return next((gpu_type for gpu_type, pattern in _CARD_NAMES if pattern.search(name)), None)
+
+
+def cheaper_gpu(peak_mib: int, current: GpuChoice) -> GpuChoice | None:
+    """The cheapest type, with as many GPUs as `current`, whose memory per GPU holds `peak_mib`
+    plus MEMORY_MARGIN and that costs less per second than `current`; None when none does."""
+    price = current.price_per_second
+    if price is None:
+        return None
+    needed = peak_mib * (1 + MEMORY_MARGIN)
+    fitting = [
+        GpuChoice(gpu_type, current.count)
+        for gpu_type, memory in MEMORY_MIB.items()
+        if memory >= needed and current.count <= MAX_COUNT.get(gpu_type, DEFAULT_MAX_COUNT)
+    ]
+    cheaper = [c for c in fitting if (c.price_per_second or price) < price]
+    return min(cheaper, key=lambda c: c.price_per_second or price, default=None)
 
 
 def accepted_values() -> str:

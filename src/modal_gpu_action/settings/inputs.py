@@ -61,6 +61,16 @@ INPUTS: tuple[InputSpec, ...] = (
         "Environment variables for the tests, one `KEY=VALUE` per line. Values are never printed.",
     ),
     InputSpec("fail-on-empty", "true", "Fail the run when pytest collects no tests."),
+    InputSpec(
+        "max-cost-usd",
+        "",
+        "Stop the tests when their estimated GPU cost would pass this many US dollars: a time limit of cost / (price per second x shards), with the dearest type of a fallback list (the `gpu` input's price on the local backend); the lower of it and `timeout-minutes` applies. Empty: no cap.",
+    ),
+    InputSpec(
+        "gpu-memory",
+        "on",
+        "Sample the GPUs' memory while the tests run (nvidia-smi every 0.2 s) to report the peak and a cheaper GPU type it would fit: `on` or `off`.",
+    ),
     # The Modal image.
     InputSpec(
         "image",

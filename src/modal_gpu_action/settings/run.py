@@ -9,6 +9,7 @@ accepted; the CLI turns it into exit code 2.
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from collections.abc import Mapping
@@ -58,6 +59,8 @@ class Settings:
     shard_durations: Path | None
     env: Mapping[str, str] = field(repr=False)  # values may be secret
     fail_on_empty: bool = True
+    max_cost_usd: float | None = None  # None: no cost cap
+    gpu_memory: bool = True  # sample the GPUs' memory while the tests run
     modal_secrets: tuple[str, ...] = ()
     modal_token_id: str = field(default="", repr=False)
     modal_token_secret: str = field(default="", repr=False)
@@ -71,6 +74,46 @@ class Settings:
     # GITHUB_WORKSPACE, else the current directory: what relative paths are relative to, and
     # the checkout that outputs may not be written through (github_actions/output_files.py).
     workspace: Path = field(default_factory=Path.cwd)
+
+    def test_timeout_seconds(self, shard_count: int) -> float:
+        """pytest's time limit in each of `shard_count` shards: timeout-minutes, or the cost
+        cap's limit when it is lower."""
+        cap = self.cost_cap_seconds(shard_count)
+        return self.timeout_seconds if cap is None else min(self.timeout_seconds, cap)
+
+    def cost_cap_seconds(self, shard_count: int) -> float | None:
+        """How long `shard_count` shards, side by side, may run before their estimated cost
+        passes max-cost-usd: at the GPU spec's price (the dearest type of a fallback list, the
+        count included), rounded down to 0.1 s. None without a cap or a price."""
+        price = self.gpu.price_per_second()
+        if self.max_cost_usd is None or not price:
+            return None
+        return max(0.1, math.floor(self.max_cost_usd / (price * shard_count) * 10) / 10)
+
+    def cost_cap_binds(self, shard_count: int) -> bool:
+        """The cost cap, not timeout-minutes, is what limits the tests' time."""
+        cap = self.cost_cap_seconds(shard_count)
+        return cap is not None and cap < self.timeout_seconds
+
+    def timeout_cause(self, shard_count: int) -> str:
+        """What limits the tests' time when it is not timeout-minutes, for the timeout's message
+        (RunRequest.timeout_cause): the cost cap, or ""."""
+        if not self.cost_cap_binds(shard_count):
+            return ""
+        return f"the cost cap (max-cost-usd ${self.max_cost_usd:g})"
+
+    def cost_cap_plan(self, shard_count: int) -> dict[str, object] | None:
+        """The cost cap as `plan` shows it; None without one."""
+        cap = self.cost_cap_seconds(shard_count)
+        if cap is None:
+            return None
+        return {
+            "max_cost_usd": self.max_cost_usd,
+            "price_per_second_usd": self.gpu.price_per_second(),
+            "shards": shard_count,
+            "timeout_seconds": cap,
+            "applies": cap < self.timeout_seconds,  # else timeout-minutes is the lower limit
+        }
 
     def secret_values(self) -> list[str]:
         """Everything that must be masked in logs."""
@@ -111,6 +154,8 @@ def load_settings(
         shard_durations=optional_file(raw, "shard-durations", base, "the workspace"),
         env=_env_lines(raw["env"]),
         fail_on_empty=boolean(raw, "fail-on-empty"),
+        max_cost_usd=_max_cost_usd(raw["max-cost-usd"]),
+        gpu_memory=choice(raw, "gpu-memory", ("on", "off")) == "on",
         modal_secrets=_modal_secrets(raw["modal-secrets"], backend),
         modal_token_id=credentials.token_id,
         modal_token_secret=credentials.token_secret,
@@ -206,6 +251,20 @@ def _timeout_minutes(text: str) -> float:
             f"a number of minutes above 0 and at most {MAX_TIMEOUT_MINUTES}",
         )
     return minutes
+
+
+def _max_cost_usd(text: str) -> float | None:
+    if not text.strip():
+        return None
+    try:
+        dollars = float(text.strip().removeprefix("$"))
+    except ValueError:
+        dollars = float("nan")
+    if not (dollars > 0 and math.isfinite(dollars)):  # also false for NaN
+        raise invalid(
+            "max-cost-usd", text, "a positive number of US dollars (e.g. 0.50), or empty for no cap"
+        )
+    return dollars
 
 
 def _shards(text: str, backend: str) -> int | None:
