@@ -48,12 +48,13 @@ class GpuMemorySampler:
     @classmethod
     def start(cls, env: Mapping[str, str], gpu: GpuFacts) -> GpuMemorySampler | None:
         """A running sampler for the GPUs in `gpu`, or None when there is nothing to sample."""
-        indices = {str(g.index) for g in gpu.gpus}
+        order = [str(g.index) for g in gpu.gpus]  # CUDA's order, as the probe lists them
         exe = shutil.which("nvidia-smi", path=env.get("PATH", os.defpath))
-        if not gpu.visible or not indices or exe is None:
+        if not gpu.visible or not order or exe is None:
             return None
         environ = dict(env)
-        baseline = {i: used for i, used in _query(exe, environ).items() if i in indices}
+        first = _query(exe, environ)
+        baseline = {i: first[i] for i in order if i in first}
         if not baseline:
             return None
         sampler = cls(exe, environ, baseline)
