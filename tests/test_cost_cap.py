@@ -6,16 +6,18 @@ bad values exiting 2."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from modal_mock_server import ModalMock, clean_environ, run_cli, since, why_unavailable
 from test_gpu_memory import run_action
 
-from modal_gpu_action.settings import load_settings
+from modal_gpu_action.settings import Settings, load_settings
 
 SLOW_TESTS = """
 import time
@@ -38,7 +40,7 @@ def slow_project(tmp_path: Path) -> Path:
 # -- the derived limit --------------------------------------------------------------------------
 
 
-def settings_with(tmp_path: Path, **inputs: str):  # type: ignore[no-untyped-def]
+def settings_with(tmp_path: Path, **inputs: str) -> Settings:
     (tmp_path / "tests").mkdir(exist_ok=True)
     flags = {"backend": "modal", **{k.replace("_", "-"): v for k, v in inputs.items()}}
     return load_settings(flags, {}, workspace=tmp_path)
@@ -87,12 +89,13 @@ def test_a_bad_cap_exits_2_naming_the_input(tmp_path: Path, value: str) -> None:
     assert "test session starts" not in done.stdout  # nothing ran
 
 
-def plan(folder: Path, *args: str) -> dict:  # type: ignore[type-arg]
+def plan(folder: Path, *args: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "modal_gpu_action", "plan", "--working-directory", ".", *args],
         cwd=folder, env=clean_environ(), capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    planned: dict[str, Any] = json.loads(done.stdout)
+    return planned
 
 
 def test_plan_shows_the_derived_limit_on_both_backends(tmp_path: Path) -> None:
@@ -180,8 +183,6 @@ def mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModalMock]:
 def test_on_modal_the_shards_and_the_container_get_the_derived_limit(
     mock: ModalMock, tmp_path: Path
 ) -> None:
-    import shutil
-
     folder = tmp_path / "slow_project"
     shutil.copytree(MODAL_PROJECTS / "slow_project", folder)
     before = mock.state()
