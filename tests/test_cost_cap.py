@@ -127,7 +127,7 @@ def test_a_run_is_stopped_at_the_cost_cap_and_says_so(tmp_path: Path) -> None:
     assert "GPU tests: TIMED OUT" in console
     note = (
         "The tests were stopped at the cost cap: max-cost-usd $0.0005 buys 3.00s of tests per"
-        " shard (T4 at $0.000164/s)"
+        " shard (T4 on Modal at $0.000164/s)"
     )
     assert note in console
     assert (
@@ -156,7 +156,7 @@ def test_a_plain_timeout_is_not_reported_as_the_cost_cap(tmp_path: Path) -> None
     assert "pytest timed out after 3 s" in done.stdout
     assert "stopped at the cost cap" not in done.stdout
     assert (
-        "Cost cap: $1: 1h 41m of tests per shard (T4 at $0.000164/s); timeout-minutes is the"
+        "Cost cap: $1: 1h 41m of tests per shard (T4 on Modal at $0.000164/s); timeout-minutes"
         in (done.stdout)
     )
     assert outputs["stopped-at-cost-cap"] == "false"

@@ -10,13 +10,17 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from modal_gpu_action.backends.base import BackendResult
 from modal_gpu_action.container.gpu_memory import GpuMemorySampler
 from modal_gpu_action.container.probe import probe_gpu
-from modal_gpu_action.container.protocol import Ending, GpuFacts, GpuMemoryPeak, RunResult
+from modal_gpu_action.container.protocol import Ending, Gpu, GpuFacts, GpuMemoryPeak, RunResult
+from modal_gpu_action.gpu_usage import gpu_usage
+from modal_gpu_action.settings import load_settings
 from modal_gpu_action.settings.gpu import GpuChoice, cheaper_gpu, modal_type_named
 
 # A fake nvidia-smi. Its script (JSON beside it): the GPUs (name, MiB) and the memory.used
@@ -78,10 +82,9 @@ def sample(env: dict[str, str], folder: Path, polls: int) -> list[GpuMemoryPeak]
     sampler = GpuMemorySampler.start(env, probe_gpu(env))
     if sampler is None:
         return None
-    deadline = 200
-    while memory_queries(folder) < polls and deadline:
-        deadline -= 1
-        __import__("time").sleep(0.05)
+    deadline = time.monotonic() + 10
+    while memory_queries(folder) < polls and time.monotonic() < deadline:
+        time.sleep(0.05)
     return sampler.stop()
 
 
@@ -309,3 +312,41 @@ def test_a_bad_gpu_memory_value_exits_2_naming_the_input(tmp_path: Path) -> None
     assert "invalid value 'sometimes' for input 'gpu-memory': expected one of on, off" in (
         done.stdout + done.stderr
     )
+
+
+def test_each_shard_and_gpu_has_its_row_and_the_hint_keeps_the_gpu_count(tmp_path: Path) -> None:
+    (tmp_path / "tests").mkdir()
+    settings = load_settings({"backend": "local", "shards": "2"}, {}, workspace=tmp_path)
+    cards = [Gpu(0, "NVIDIA H100 80GB HBM3", 81559), Gpu(1, "NVIDIA H100 80GB HBM3", 81559)]
+
+    def shard(index: int, peaks: list[tuple[int, int, int]]) -> RunResult:
+        return RunResult(
+            junit_xml="", exit_code=0, duration_seconds=10.0,
+            gpu=GpuFacts(True, cards, "13.0", ""), ending=Ending.FINISHED, output_tail="",
+            shard_index=index, shard_count=2,
+            gpu_memory=[GpuMemoryPeak(i, peak, before) for i, peak, before in peaks],
+        )  # fmt: skip
+
+    result = BackendResult(
+        backend="local",
+        shards=[shard(0, [(0, 5000, 0), (1, 300, 0)]), shard(1, [(0, 17_000, 1024), (1, 0, 0)])],
+        gpu_seconds=40.0,
+    )
+    usage = gpu_usage(result, settings)
+    assert usage.facts[:2] == (
+        (
+            "GPU memory peak",
+            "Shard 1/2: GPU 0: 5,000 MiB of 81,559 MiB, GPU 1: 300 MiB of 81,559 MiB",
+        ),
+        (
+            "GPU memory peak",
+            "Shard 2/2: GPU 0: 17,000 MiB of 81,559 MiB, GPU 1: 0 MiB of 81,559 MiB"
+            " (above the 1,024 MiB in use before the tests)",
+        ),
+    )
+    # 17,000 MiB + 20 % = 20,400: past T4, so L4, two of them as the shards had
+    assert usage.peak_mib == 17_000 and str(usage.cheaper) == "L4:2"
+    label, text = usage.facts[2]
+    assert label == "Cheaper GPU" and text.startswith("L4:2 would do (23,034 MiB per GPU")
+    # 40 GPU seconds at L4's and at H100's price per GPU
+    assert f"about ${40 * 0.000222:.4f} instead of ${40 * 0.001097:.4f} on H100:2" in text

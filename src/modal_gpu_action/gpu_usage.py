@@ -118,4 +118,5 @@ def _price_text(settings: Settings, count: int) -> str:
     price = settings.gpu.price_per_second() or 0
     shards = f" x {count} shards" if count > 1 else ""
     where = "the dearest of " if settings.gpu.is_fallback_list else ""
-    return f"{where}{settings.gpu} at ${price:.6f}/s{shards}"
+    on_modal = " on Modal" if settings.backend == "local" else ""  # this machine has no price
+    return f"{where}{settings.gpu}{on_modal} at ${price:.6f}/s{shards}"
