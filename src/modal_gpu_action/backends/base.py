@@ -79,6 +79,7 @@ def base_request(settings: Settings, *, working_directory: str | None = None) ->
         env=dict(settings.env),
         durations_junit=durations,
         fail_on_empty=settings.fail_on_empty,
+        rerun_failures=settings.rerun_failures,
     )
 
 
