@@ -269,7 +269,9 @@ def _notes(outcome: RunOutcome, settings: Settings) -> tuple[str, ...]:
     flaky = outcome.report.totals.flaky
     if flaky and outcome.conclusion is Conclusion.FAILED and settings.flaky_fails:
         tests = "1 test" if flaky == 1 else f"{flaky:,} tests"
-        return (f"{tests} passed only on a re-run (flaky), which fails the run because 'flaky' is fail.",)
+        return (
+            f"{tests} passed only on a re-run (flaky), which fails the run because 'flaky' is fail.",
+        )
     if outcome.conclusion is not Conclusion.NO_TESTS:
         return ()
     if settings.fail_on_empty:

@@ -127,9 +127,13 @@ def outcome_from(
         conclusion, code = Conclusion.INFRASTRUCTURE_ERROR, INFRASTRUCTURE
     elif any(s.timed_out for s in result.shards):
         conclusion, code = Conclusion.TIMED_OUT, FAILED
-    elif totals.failed or totals.errors or totals.not_run or report.problems:
-        conclusion, code = Conclusion.FAILED, FAILED
-    elif totals.flaky and settings.flaky_fails:  # `flaky: fail`
+    elif (
+        totals.failed
+        or totals.errors
+        or totals.not_run
+        or report.problems
+        or (totals.flaky and settings.flaky_fails)  # `flaky: fail`
+    ):
         conclusion, code = Conclusion.FAILED, FAILED
     elif totals.tests == 0 or all(s.no_tests for s in result.shards):
         conclusion, code = Conclusion.NO_TESTS, FAILED if settings.fail_on_empty else PASSED

@@ -110,7 +110,8 @@ def rerun_failures(
     merged, still_failing = merge_reruns(first, attempts)
     return dataclasses.replace(
         result,
-        junit_xml='<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(merged, encoding="unicode"),
+        junit_xml='<?xml version="1.0" encoding="utf-8"?>'
+        + ET.tostring(merged, encoding="unicode"),
         exit_code=1 if still_failing else 0,
         duration_seconds=round(seconds, 3),
     )
