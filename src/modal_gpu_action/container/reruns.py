@@ -86,6 +86,7 @@ def rerun_failures(
         deadline = time.monotonic() + request.timeout_seconds - result.duration_seconds
     attempts: dict[str, list[ET.Element | None]] = {nodeid: [] for nodeid in failing}
     seconds = result.duration_seconds
+    rounds = 0
     for number in range(1, request.rerun_failures + 1):
         left = None if deadline is None else deadline - time.monotonic()
         if not failing or (cancel_event is not None and cancel_event.is_set()):
@@ -100,6 +101,7 @@ def rerun_failures(
         )
         again = dataclasses.replace(request, timeout_seconds=left, shard_count=1, shard_index=0)
         rerun = run_round(again, failing)
+        rounds += 1
         seconds += rerun.duration_seconds
         cases = _cases_by_node_id(rerun.junit_xml)
         for nodeid in failing:
@@ -107,6 +109,8 @@ def rerun_failures(
         failing = [nodeid for nodeid in failing if not _passed(cases.get(nodeid))]
         if rerun.ending is Ending.CANCELLED or not cases:
             break
+    if not rounds:
+        return result
     merged, still_failing = merge_reruns(first, attempts)
     return dataclasses.replace(
         result,
@@ -120,15 +124,15 @@ def rerun_failures(
 def failed_node_ids(root: ET.Element) -> list[str]:
     """The node ids of the failed and errored test cases, in report order (see the module's
     docstring for what is left out)."""
-    nodeids = []
+    nodeids: dict[str, None] = {}
     for case in root.iter("testcase"):
         nodeid = case.get("nodeid")
-        if not nodeid or case.get("classname") == PROBLEM_CLASSNAME or nodeid in nodeids:
+        if not nodeid or case.get("classname") == PROBLEM_CLASSNAME:
             continue
         failures = [child for child in case if child.tag in _FAILED]
         if failures and not any(f.get("message") in _COLLECTION_MESSAGES for f in failures):
-            nodeids.append(nodeid)
-    return nodeids
+            nodeids[nodeid] = None
+    return list(nodeids)
 
 
 def merge_reruns(
