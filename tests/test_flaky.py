@@ -464,3 +464,18 @@ def test_no_rounds_after_a_cancel_or_for_a_run_that_did_not_finish() -> None:
     )
     assert rerun_failures(request, stopped, never) is stopped
     assert failed_node_ids(ET.fromstring(_junit(a="failure", d="collection"))) == ["t.py::a"]
+
+
+def test_a_secret_in_a_flaky_tests_first_failure_is_redacted() -> None:
+    from modal_gpu_action.report.redaction import redact_report
+
+    secret = "s3cr3t-VALUE-123"
+    xml = (
+        '<testsuite><testcase classname="t" name="test_x">'
+        f'<flakyFailure message="token {secret}"><stackTrace>print({secret})</stackTrace>'
+        "</flakyFailure></testcase></testsuite>"
+    )
+    (case,) = redact_report(parse_junit(xml.encode()), [secret]).cases
+    assert case.flaky
+    assert secret not in case.reruns[0].message + case.reruns[0].detail
+    assert "***" in case.reruns[0].message
