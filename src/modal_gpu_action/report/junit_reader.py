@@ -171,7 +171,9 @@ def _parse(data: bytes, label: str, size: int, cap: int) -> TestReport:
     def end(tag: str) -> None:
         elem = builder.end(tag)
         if tag == "testcase":
-            case = _with_reruns(_case(elem, from_pytest), elem)
+            case = _case(elem, from_pytest)
+            if len(elem):  # a re-run's runs are children: most cases have none
+                case = _with_reruns(case, elem)
             (cases if isinstance(case, TestCase) else problems).append(case)  # type: ignore[arg-type]
             elem.clear()  # keeps memory flat on large reports
         elif tag == "testsuite" or tag == "testsuites":
@@ -290,7 +292,7 @@ _RERUN_TAGS = {
 
 def _with_reruns(case: TestCase | Problem, elem: Element) -> TestCase | Problem:
     """`case` with the failed runs of a re-run test that its outcome does not come from."""
-    if not len(elem) or not isinstance(case, TestCase):
+    if not isinstance(case, TestCase):
         return case
     reruns = tuple(
         CaseResult(
