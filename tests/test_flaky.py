@@ -150,7 +150,9 @@ def test_a_test_that_passes_on_a_rerun_is_flaky_and_the_run_passes(tmp_path: Pat
         assert "Flaky (1)" in text
         assert re.search(r"`tests/test_flaky\.py::test_flaky` — failed 1 time, then passed: "
                          r"AssertionError:\S* flaky fails the first time", text), text  # fmt: skip
-    assert "<summary>First failure</summary>" in (tmp_path / "s.md").read_text()
+    flaky_section = (tmp_path / "s.md").read_text().split("### Flaky (1)")[1]
+    assert "<summary>Traceback</summary>" in flaky_section  # of the first failure
+    assert 'assert not first_time, "flaky fails the first time"' in flaky_section
     assert "| Flaky |" in (tmp_path / "summary.md").read_text()  # the job summary too
 
 
@@ -479,3 +481,34 @@ def test_a_secret_in_a_flaky_tests_first_failure_is_redacted() -> None:
     assert case.flaky
     assert secret not in case.reruns[0].message + case.reruns[0].detail
     assert "***" in case.reruns[0].message
+
+
+def test_the_flaky_section_stays_inert_whatever_the_tests_named_or_printed() -> None:
+    from test_render import RUN_URL, WJ, assert_inert, render_html
+
+    from modal_gpu_action.render.markdown import render_comment, render_summary
+    from modal_gpu_action.report.results import CaseResult, TestCase, TestReport
+
+    hostile = "</details><img src=x> @team #12 ``` https://evil.example"
+    report = TestReport(
+        tuple(
+            TestCase(
+                "t",
+                f"test_{n}",
+                CaseOutcome.PASSED,
+                nodeid=f"tests/t.py::test_{n}[{hostile}]",
+                reruns=(CaseResult(CaseOutcome.FAILED, f"boom {hostile}", f"E  {hostile}\n```"),),
+            )
+            for n in range(60)
+        )
+    )
+    summary = render_summary(report)
+    comment = render_comment(report, key="k", run_url=RUN_URL)
+    for markdown, listed in ((summary, 50), (comment, 20)):
+        root, _ = render_html(markdown)
+        assert_inert(root, allowed_links=(RUN_URL,))
+        text = root.text().replace(WJ, "")
+        assert "Flaky (60)" in text
+        assert text.count("failed 1 time, then passed: boom </details><img src=x>") == listed
+        assert f"… and {60 - listed} more, all in the merged JUnit file" in text
+    assert summary.count("<summary>Traceback</summary>") == 50  # the first failure's

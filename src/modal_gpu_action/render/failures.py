@@ -88,7 +88,7 @@ def flaky_item(case: TestCase, *, traceback: bool) -> str:
         block = escape_block(_tail(trace, FLAKY_TRACE_BYTES))
         item += "\n\n  " + "\n  ".join(
             [
-                "<details><summary>First failure</summary>",
+                _DETAILS_OPEN,
                 "",
                 *block.split("\n"),
                 "",
