@@ -9,7 +9,8 @@ image target except the run URL, built from GitHub's own environment variables a
 What a reader needs first comes first: the headline (the conclusion), for the comment the commit
 and time it is about, why "no tests" fails the run, the counts, the run's own problems (a shard
 that crashed or timed out: not tests), then each failure with the line that explains it
-(failures.py), then the flaky tests (failed, then passed on a re-run), then the slowest tests, the skipped ones (named, folded) and those never run.
+(failures.py), then the flaky tests (failed, then passed on a re-run), then the slowest tests,
+the skipped ones (named, folded) and those never run.
 
 Budgets: the summary stays within `limit_bytes` of UTF-8 (GitHub refuses a step summary over
 1 MiB) and the comment within `limit_chars` characters (GitHub's comment limit): `github_limits`. The
