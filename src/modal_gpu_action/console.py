@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from modal_gpu_action.outcome import RunOutcome
 from modal_gpu_action.render.durations import format_duration
 from modal_gpu_action.render.failures import explanation
-from modal_gpu_action.report.headline import first_line
+from modal_gpu_action.report.headline import first_line, result_headline
 from modal_gpu_action.settings import Settings
 
 TITLE = "GPU tests"
@@ -25,6 +25,8 @@ def one_screen(outcome: RunOutcome, settings: Settings, notes: Sequence[str] = (
     )
     if totals.not_run:
         counts += f", {totals.not_run} not run"
+    if totals.flaky:
+        counts += f" ({totals.flaky} of the passed flaky)"
     lines = [
         "",
         f"{TITLE}: {outcome.conclusion.value.upper()}",
@@ -50,6 +52,9 @@ def one_screen(outcome: RunOutcome, settings: Settings, notes: Sequence[str] = (
         lines.append(f"  {case.outcome.upper()} {case.id}: {explained[:200]}{more}")
     if len(report.failures) > 10:
         lines.append(f"  ... and {len(report.failures) - 10} more")
+    for case in report.flaky[:10]:
+        first = first_line(result_headline(case.reruns[0]))
+        lines.append(f"  FLAKY {case.id}: passed on a re-run; first failed: {first[:200]}")
     if totals.not_run:
         lines.append(f"  NOT RUN: {totals.not_run} test{_s(totals.not_run)} never started")
     lines.append(f"  JUnit XML: {settings.junit_xml}")

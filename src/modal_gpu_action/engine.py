@@ -266,6 +266,12 @@ def _commit(settings: Settings, environ: Mapping[str, str]) -> str:
 
 def _notes(outcome: RunOutcome, settings: Settings) -> tuple[str, ...]:
     """Sentences under the headline: why the conclusion is what it is, where that is not plain."""
+    flaky = outcome.report.totals.flaky
+    if flaky and outcome.conclusion is Conclusion.FAILED and settings.flaky_fails:
+        tests = "1 test" if flaky == 1 else f"{flaky:,} tests"
+        return (
+            f"{tests} passed only on a re-run (flaky), which fails the run because 'flaky' is fail.",
+        )
     if outcome.conclusion is not Conclusion.NO_TESTS:
         return outcome.notes  # the cost cap stopped the tests
     if settings.fail_on_empty:

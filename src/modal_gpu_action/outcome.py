@@ -135,7 +135,13 @@ def outcome_from(
         conclusion, code = Conclusion.INFRASTRUCTURE_ERROR, INFRASTRUCTURE
     elif any(s.timed_out for s in result.shards):
         conclusion, code = Conclusion.TIMED_OUT, FAILED
-    elif totals.failed or totals.errors or totals.not_run or report.problems:
+    elif (
+        totals.failed
+        or totals.errors
+        or totals.not_run
+        or report.problems
+        or (totals.flaky and settings.flaky_fails)  # `flaky: fail`
+    ):
         conclusion, code = Conclusion.FAILED, FAILED
     elif totals.tests == 0 or all(s.no_tests for s in result.shards):
         conclusion, code = Conclusion.NO_TESTS, FAILED if settings.fail_on_empty else PASSED
@@ -251,6 +257,7 @@ def outputs(outcome: RunOutcome, settings: Settings) -> dict[str, str]:
         "errors": str(totals.errors),
         "skipped": str(totals.shown_skipped),
         "not-run": str(totals.not_run),
+        "flaky": str(totals.flaky),
         "problems": str(len(outcome.report.problems)),
         "duration-seconds": f"{outcome.report.wall_time:.1f}",
         "junit-xml": str(settings.junit_xml),

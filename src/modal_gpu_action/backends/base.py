@@ -80,6 +80,7 @@ def base_request(settings: Settings, *, working_directory: str | None = None) ->
         durations_junit=durations,
         fail_on_empty=settings.fail_on_empty,
         gpu_memory=settings.gpu_memory,
+        rerun_failures=settings.rerun_failures,
     )
 
 

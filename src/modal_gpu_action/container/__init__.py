@@ -24,6 +24,7 @@ imports between these modules are relative, so the copy works under its other na
     names.py      the names pytest's JUnit XML gives a test
     progress.py   pytest plugin: the crash record, written as each test goes
     sharding.py   pytest plugin: keep shard I of N
+    reruns.py     the failed tests re-run and merged into the report; its plugin keeps them
     entry.py      the Modal container's function: links, the project's install, the run
     __main__.py   `python -m modal_gpu_action.container --request R --result R`: run.py's main
 """

@@ -64,6 +64,7 @@ class RunRequest:
     # What set timeout_seconds when it is not the plain time limit, for the timeout's message
     # ("pytest reached the cost cap (...) after 12 s"); "": a plain timeout ("timed out").
     timeout_cause: str = ""
+    rerun_failures: int = 0  # re-runs of the failed tests after the suite (reruns.py); 0: none
 
     def __post_init__(self) -> None:
         if self.shard_count < 1 or not 0 <= self.shard_index < self.shard_count:
@@ -71,6 +72,8 @@ class RunRequest:
                 f"invalid shard {self.shard_index} of {self.shard_count}: "
                 "expected 0 <= shard_index < shard_count"
             )
+        if self.rerun_failures < 0:
+            raise ValueError(f"invalid rerun_failures {self.rerun_failures!r}: expected >= 0")
         if self.timeout_seconds is not None and not self.timeout_seconds > 0:
             raise ValueError(f"invalid timeout_seconds {self.timeout_seconds!r}: expected > 0")
 
@@ -160,7 +163,8 @@ def describe_gpu_list(gpus: Sequence[Gpu], cuda_version: str | None) -> str:
 class RunResult:
     """What one pytest run left. `junit_xml` is pytest's file, or the one synthesised from the
     crash record when pytest did not write a usable one (may be "" when nothing ran).
-    `exit_code` is pytest's exit status, None when it died by a signal (ours or not)."""
+    `exit_code` is pytest's exit status, None when it died by a signal (ours or not); 0 when
+    every failed test passed on a re-run (reruns.py)."""
 
     junit_xml: str
     exit_code: int | None

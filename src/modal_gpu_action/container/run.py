@@ -22,6 +22,8 @@ How a run goes:
   the record (record.py);
 - with `on_records` (the Modal container's entry), the crash record is handed on as it grows,
   to be relayed to the client (relay.py): what a container that never answers did is kept;
+- with `rerun_failures`, the failed tests run again right after, in the same place, and the
+  report keeps their runs (reruns.py);
 - exit code 5 (nothing collected) is `no_tests`; whether that fails the run is the caller's call
   (`fail_on_empty`), because one empty shard of several is not a failure.
 """
@@ -42,7 +44,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import process, relay
+from . import process, relay, reruns
 from .gpu_memory import GpuMemorySampler
 from .probe import probe_gpu
 from .progress import PROGRESS_ENV, RUNNER_PID_ENV
@@ -53,6 +55,7 @@ PACKAGE = Path(__file__).resolve().parent
 PACKAGE_COPY = "_modal_gpu_action_container"  # the name pytest imports the copy by
 PROGRESS_PLUGIN = f"{PACKAGE_COPY}.progress"
 SHARDING_PLUGIN = f"{PACKAGE_COPY}.sharding"
+RERUN_PLUGIN = f"{PACKAGE_COPY}.reruns"
 
 
 def run_tests(
@@ -118,7 +121,22 @@ def run_tests(
             if following is not None:
                 following.join(timeout=5.0)
             peaks = memory.stop() if memory is not None else []
-        return dataclasses.replace(_result(request, gpu, exited, scratch), gpu_memory=peaks)
+
+        def run_again(again: RunRequest, nodeids: list[str]) -> RunResult:
+            """One round of re-runs (reruns.py): the same pytest, keeping `nodeids`."""
+            folder = Path(tempfile.mkdtemp(prefix="rerun-", dir=scratch))
+            command = [*_pytest_command(again, folder), "-p", RERUN_PLUGIN]
+            round_env = {**env, **reruns.selection_file(str(folder), nodeids)}
+            round_env[PROGRESS_ENV] = str(folder / "progress.jsonl")
+            exited = process.run_in_own_group(
+                command, env=round_env, cwd=request.working_directory, out=out, prefix=prefix,
+                timeout=again.timeout_seconds, cancel_event=cancel_event,
+                kill_grace_seconds=kill_grace_seconds,
+            )  # fmt: skip
+            return _result(again, gpu, exited, folder)
+
+        result = dataclasses.replace(_result(request, gpu, exited, scratch), gpu_memory=peaks)
+        return reruns.rerun_failures(request, result, run_again, cancel_event=cancel_event, out=out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

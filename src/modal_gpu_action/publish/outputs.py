@@ -33,6 +33,11 @@ OUTPUTS: tuple[OutputSpec, ...] = (
         " cancelled first.",
     ),
     OutputSpec(
+        "flaky",
+        "Number of flaky tests: failed, then passed on a re-run (`rerun-failures`); they are"
+        " counted in `passed` too.",
+    ),
+    OutputSpec(
         "problems",
         "Number of problems with the run itself, counted apart from the tests: a shard that"
         " crashed, timed out or was cancelled, pytest stopped by collection errors, a report cut"

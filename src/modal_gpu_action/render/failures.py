@@ -67,7 +67,41 @@ def comment_item(case: TestCase) -> str:
     if case.more:
         more = len(case.more)
         item += f" _\\(and {more:,} more failure{s(more)} of this test\\)_"
+    return item + _reruns_note(case)
+
+
+FLAKY_ICON = "🔁"
+FLAKY_TRACE_BYTES = 2_000  # of a flaky test's first traceback in the summary
+
+
+def flaky_item(case: TestCase, *, traceback: bool) -> str:
+    """A test that failed, then passed on a re-run: its node id, how often it failed, its first
+    failure's line (and, with `traceback`, the end of that traceback, folded)."""
+    first = case.reruns[0]
+    times = len(case.reruns)
+    item = f"- {FLAKY_ICON} {case_name(case, 300)} — failed {times:,} time{s(times)}, then passed"
+    line = result_headline(first, case.collection)
+    if line:
+        item += f": {escape_inline(clip(line, 300))}"
+    trace = _traceback(first)
+    if traceback and trace:
+        block = escape_block(_tail(trace, FLAKY_TRACE_BYTES))
+        item += "\n\n  " + "\n  ".join(
+            [
+                _DETAILS_OPEN,
+                "",
+                *block.split("\n"),
+                "",
+                _DETAILS_CLOSE,
+            ]
+        )
     return item
+
+
+def _reruns_note(case: TestCase) -> str:
+    """For a test that failed every re-run: how many (its runs are in the merged JUnit file)."""
+    reruns = len(case.reruns)
+    return f" _\\(failed {reruns:,} re-run{s(reruns)} too\\)_" if case.reruns else ""
 
 
 def summary_entries(failures: Sequence[TestCase], room: int) -> list[str]:
@@ -106,6 +140,7 @@ def _pieces(case: TestCase) -> list[tuple[str, str]]:
         text = f"Failure 1 of {len(results):,}: {text}" if text else ""
     if text:
         head += SEPARATOR + escape_inline(clip(text, 1_000))
+    head += _reruns_note(case)
     pieces = [(head, _traceback(results[0]))]
     for number, result in enumerate(results[1 : 1 + MORE_SHOWN], start=2):
         line = result_headline(result, case.collection) or "(no message)"

@@ -9,7 +9,8 @@ image target except the run URL, built from GitHub's own environment variables a
 What a reader needs first comes first: the headline (the conclusion), for the comment the commit
 and time it is about, why "no tests" fails the run, the counts, the run's own problems (a shard
 that crashed or timed out: not tests), then each failure with the line that explains it
-(failures.py), then the slowest tests, the skipped ones (named, folded) and those never run.
+(failures.py), then the flaky tests (failed, then passed on a re-run), then the slowest tests,
+the skipped ones (named, folded) and those never run.
 
 Budgets: the summary stays within `limit_bytes` of UTF-8 (GitHub refuses a step summary over
 1 MiB) and the comment within `limit_chars` characters (GitHub's comment limit): `github_limits`. The
@@ -42,6 +43,7 @@ from modal_gpu_action.render.failures import (
     case_name,
     clip,
     comment_item,
+    flaky_item,
     s,
     summary_entries,
 )
@@ -91,6 +93,7 @@ def render_summary(
         _problems_section(report.problems, details=True),
     )
     tail = _join(
+        _flaky_section(report, details=True),
         _slowest_table(report.cases),
         _skipped_section(
             "Skipped", _cases_with(report, CaseOutcome.SKIPPED, totals.skipped), "Skipped tests"
@@ -148,11 +151,12 @@ def render_comment(
         _facts_table(facts),
         _problems_section(report.problems, details=False),
     )
+    flaky = _flaky_section(report, details=False)
     failures = report.failures
     if not failures:
-        return (_join(head, link) + "\n")[:limit_chars]
+        return (_join(head, flaky, link) + "\n")[:limit_chars]
 
-    room = limit_chars - len(head) - len(link) - _NOTE_ROOM
+    room = limit_chars - len(head) - len(flaky) - len(link) - _NOTE_ROOM
     items: list[str] = []
     for case in failures[:_COMMENT_FAILURES]:
         item = comment_item(case)
@@ -164,7 +168,7 @@ def render_comment(
     if len(items) < len(failures):
         left_out = len(failures) - len(items)
         lines.append(f"- … and {left_out:,} more failure{s(left_out)}: see the job summary.")
-    return (_join(head, "\n".join(lines), link) + "\n")[:limit_chars]
+    return (_join(head, "\n".join(lines), flaky, link) + "\n")[:limit_chars]
 
 
 _COMMENT_FAILURES = 50  # a comment is read at a glance; the summary has the rest
@@ -208,6 +212,8 @@ def _totals_table(report: TestReport, totals: Totals) -> str:
         columns.append(("XPassed", f"{totals.xpassed:,}"))
     if totals.not_run:
         columns.append(("Not run", f"{totals.not_run:,}"))
+    if totals.flaky:
+        columns.append(("Flaky", f"{totals.flaky:,}"))  # of the passed
     columns.append(("Duration", format_duration(report.wall_time or totals.duration)))
     text = table([label for label, _ in columns], [[value for _, value in columns]], RIGHT)
     subtests = report.subtests
@@ -260,6 +266,25 @@ def _last_lines(text: str, count: int) -> str:
     if len(lines) <= count:
         return text
     return f"[… {len(lines) - count:,} earlier lines cut …]\n" + "\n".join(lines[-count:])
+
+
+def _flaky_section(report: TestReport, *, details: bool) -> str:
+    """The tests that failed, then passed on a re-run (counted as passed), each with its first
+    failure's line; in the summary (`details`) with the end of its traceback, folded."""
+    flaky = report.flaky
+    if not flaky:
+        return ""
+    shown = _FLAKY_SHOWN if details else _COMMENT_FLAKY
+    title = f"Flaky ({len(flaky):,})"
+    lines = [f"### {title}" if details else f"**{title}**", ""]
+    lines += [flaky_item(case, traceback=details) for case in flaky[:shown]]
+    if len(flaky) > shown:
+        lines.append(f"- … and {len(flaky) - shown:,} more, all in the merged JUnit file")
+    return "\n".join(lines)
+
+
+_FLAKY_SHOWN = 50  # in the summary, each with up to FLAKY_TRACE_BYTES of traceback
+_COMMENT_FLAKY = 20
 
 
 def _cases_with(report: TestReport, outcome: CaseOutcome, count: int) -> list[TestCase]:

@@ -26,6 +26,10 @@ How a `<testcase>` becomes a `TestCase`:
   `modal-gpu-action` is a `Problem`; `<skipped type="modal-gpu-action.not-run">` a test that was
   collected but never started (NOT_RUN); suite properties `modal-gpu-action.subtests-passed`
   (`-failed`, `-skipped`) pytest's subtest counts.
+- Re-runs (Maven Surefire's shape, which the runner writes too): a case with no failure or
+  error but `<flakyFailure>`/`<flakyError>` children is a flaky pass; `<rerunFailure>`/
+  `<rerunError>` beside its `<failure>` are the re-runs of a test that kept failing. Both are
+  the case's `reruns` (`_with_reruns`).
 - The node id (`TestCase.nodeid`, what `pytest` takes to run the test again): the `nodeid`
   attribute the runner's pytest plugin adds, else, in pytest's xunit1 reports, worked out from
   `file` and the names (`pytest_node_id`); other producers' cases keep their names.
@@ -51,7 +55,7 @@ import math
 import os
 import re
 import stat
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
@@ -168,6 +172,8 @@ def _parse(data: bytes, label: str, size: int, cap: int) -> TestReport:
         elem = builder.end(tag)
         if tag == "testcase":
             case = _case(elem, from_pytest)
+            if len(elem):  # a re-run's runs are children: most cases have none
+                case = _with_reruns(case, elem)
             (cases if isinstance(case, TestCase) else problems).append(case)  # type: ignore[arg-type]
             elem.clear()  # keeps memory flat on large reports
         elif tag == "testsuite" or tag == "testsuites":
@@ -270,6 +276,34 @@ def _seconds(text: str | None) -> float:
     except ValueError:  # e.g. a locale-formatted "1,5" from some producer
         return 0.0
     return value if math.isfinite(value) and value > 0 else 0.0
+
+
+# A case's runs besides the one its outcome comes from, as Maven Surefire (and the runner,
+# container/reruns.py) writes them; pytest-rerunfailures' JUnit support (its pull request 380)
+# writes the earlier attempts of a test that kept failing as flakyFailure beside its <failure>.
+# The text is a <stackTrace> child, or the element's own text.
+_RERUN_TAGS = {
+    "flakyFailure": CaseOutcome.FAILED,
+    "flakyError": CaseOutcome.ERROR,
+    "rerunFailure": CaseOutcome.FAILED,
+    "rerunError": CaseOutcome.ERROR,
+}
+
+
+def _with_reruns(case: TestCase | Problem, elem: Element) -> TestCase | Problem:
+    """`case` with the failed runs of a re-run test that its outcome does not come from."""
+    if not isinstance(case, TestCase):
+        return case
+    reruns = tuple(
+        CaseResult(
+            _RERUN_TAGS[child.tag],
+            child.get("message") or "",
+            child.findtext("stackTrace") or child.text or "",
+        )
+        for child in elem
+        if child.tag in _RERUN_TAGS
+    )
+    return replace(case, reruns=reruns) if reruns else case
 
 
 def _case(elem: Element, from_pytest: bool) -> TestCase | Problem:
@@ -393,7 +427,7 @@ def _new_case(
 ) -> TestCase:
     """TestCase(classname, name, ...), only faster."""
     case = object.__new__(TestCase)
-    (set0, set1, set2, set3, set4, set5, set6, set7, set8, set9, set10) = (
+    (set0, set1, set2, set3, set4, set5, set6, set7, set8, set9, set10, set11) = (
         _SLOT_SETTERS  # fails if a field is added
     )
     set0(case, classname)
@@ -407,6 +441,7 @@ def _new_case(
     set8(case, nodeid)
     set9(case, collection)
     set10(case, more)
+    set11(case, ())  # reruns: _case adds them
     return case
 
 

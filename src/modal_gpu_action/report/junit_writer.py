@@ -6,7 +6,8 @@ file too, read back the same way by `parse_junit` (junit_reader.py):
   `subTest` can fail several times in one test), its `file`, `line` and, when known, pytest's
   `nodeid`; a test that never started (the run crashed, timed out or was cancelled) is
   `<skipped type="modal-gpu-action.not-run">`; pytest's subtest counts are the suite's
-  properties;
+  properties; a re-run test's other runs are `<flakyFailure>` (it passed on a re-run) or
+  `<rerunFailure>` (it kept failing) children, as Maven Surefire writes them;
 - the run's problems (a crash, a timeout, a report cut short) in a second suite of their own,
   one error case each with class name `modal-gpu-action`: other tools show them as errors, and
   the tests' suite keeps the tests' counts.
@@ -19,7 +20,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from modal_gpu_action.report.junit_reader import NOT_RUN_TYPE, PROBLEM_CLASSNAME, SUBTESTS_PROPERTY
-from modal_gpu_action.report.results import CaseOutcome, TestReport
+from modal_gpu_action.report.results import CaseOutcome, TestCase, TestReport
 
 # XML 1.0 cannot hold most control characters, which test output can contain.
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -76,6 +77,8 @@ def to_junit_xml(report: TestReport, *, suite_name: str = "modal-gpu-action") ->
             _result(element, case.outcome, case.message, case.detail)
         for result in results:
             _result(element, result.outcome, result.message, result.detail)
+        if case.reruns:
+            _reruns(element, case)
     if report.problems:
         problems = ET.SubElement(
             root,
@@ -98,6 +101,17 @@ def to_junit_xml(report: TestReport, *, suite_name: str = "modal-gpu-action") ->
             _result(element, CaseOutcome.ERROR, problem.message, problem.detail)
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _reruns(element: ET.Element, case: TestCase) -> None:
+    """A re-run test's other runs as Maven Surefire writes them: a flaky test's failed runs as
+    `<flakyFailure>`/`<flakyError>`, the re-runs of one that kept failing as `<rerunFailure>`/
+    `<rerunError>`, each with its traceback in a `<stackTrace>` child."""
+    kind = "flaky" if case.flaky else "rerun"
+    for result in case.reruns:
+        tag = kind + ("Error" if result.outcome is CaseOutcome.ERROR else "Failure")
+        run = ET.SubElement(element, tag, message=_clean(result.message), type="")
+        ET.SubElement(run, "stackTrace").text = _clean(result.detail)
 
 
 def _result(element: ET.Element, outcome: CaseOutcome, message: str, detail: str) -> None:

@@ -59,11 +59,14 @@ def redact_report(report: TestReport, secrets: Iterable[str]) -> TestReport:
             case.nodeid,
         )
         cleaned = tuple(map(clean, fields))
-        more = tuple(
-            replace(result, message=clean(result.message), detail=clean(result.detail))
-            for result in case.more
+        more, reruns = (
+            tuple(
+                replace(result, message=clean(result.message), detail=clean(result.detail))
+                for result in results
+            )
+            for results in (case.more, case.reruns)
         )
-        if cleaned == fields and more == case.more:  # nothing replaced: a cheap compare
+        if cleaned == fields and more == case.more and reruns == case.reruns:  # a cheap compare
             cases.append(case)
             continue
         classname, name, message, detail, file, nodeid = cleaned
@@ -77,6 +80,7 @@ def redact_report(report: TestReport, secrets: Iterable[str]) -> TestReport:
                 file=file if case.file is not None else None,
                 nodeid=nodeid,
                 more=more,
+                reruns=reruns,
             )
         )
     problems = tuple(

@@ -56,6 +56,15 @@ class TestCase:
     collection: bool = False
     # the case's other failures and errors, in the report's order (`CaseResult`)
     more: tuple[CaseResult, ...] = ()
+    # its failed runs besides the one its outcome comes from (Surefire's flakyFailure and
+    # rerunFailure): for a test that passed on a re-run (`flaky`), every failed run, the first
+    # first; for one that failed every re-run, the re-runs' failures
+    reruns: tuple[CaseResult, ...] = ()
+
+    @property
+    def flaky(self) -> bool:
+        """It failed, then passed on a re-run: it counts as passed."""
+        return bool(self.reruns) and self.outcome not in _FAILING
 
     @property
     def id(self) -> str:
@@ -113,6 +122,7 @@ class Totals:
     xpassed: int
     duration: float
     not_run: int = 0
+    flaky: int = 0  # of the passed: tests that failed, then passed on a re-run
 
     # The counts people are shown (outputs, the matrix table, the log): an xpass is a pass and
     # an xfail a skip, as pytest's own summary line has it.
@@ -148,12 +158,18 @@ class TestReport:
             xpassed=counts[CaseOutcome.XPASSED],
             duration=math.fsum(map(attrgetter("duration"), self.cases)),
             not_run=counts[CaseOutcome.NOT_RUN],
+            flaky=sum(1 for case in self.cases if case.reruns and case.flaky),
         )
 
     @property
     def failures(self) -> tuple[TestCase, ...]:
         """Failed and errored cases, in report order."""
         return tuple(case for case in self.cases if case.outcome in _FAILING)
+
+    @property
+    def flaky(self) -> tuple[TestCase, ...]:
+        """Tests that failed, then passed on a re-run, in report order."""
+        return tuple(case for case in self.cases if case.reruns and case.flaky)
 
     @property
     def conclusion(self) -> Conclusion:

@@ -71,6 +71,16 @@ INPUTS: tuple[InputSpec, ...] = (
         "on",
         "Sample the GPUs' memory while the tests run (nvidia-smi every 0.2 s) to report the peak and a cheaper GPU type it would fit: `on` or `off`.",
     ),
+    InputSpec(
+        "rerun-failures",
+        "0",
+        "Re-run the failed tests (only those, by node id) up to N times right after the suite, in the same place and within what is left of `timeout-minutes`; a test that passes on a re-run is flaky and counts as passed. 0 turns it off.",
+    ),
+    InputSpec(
+        "flaky",
+        "pass",
+        "What a flaky test (failed, then passed on a re-run) does to the run: `pass` or `fail`.",
+    ),
     # The Modal image.
     InputSpec(
         "image",

@@ -41,6 +41,7 @@ _MODAL_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 _MODAL_APP_ID = re.compile(r"^ap-[A-Za-z0-9]{22}$")
 MAX_TIMEOUT_MINUTES = 24 * 60  # Modal's longest function timeout
 MAX_SHARDS = 64
+MAX_RERUN_FAILURES = 10  # a test that fails ten times in a row is not flaky
 # Flags that our runner sets itself; letting pytest-args set them too would lose the report.
 _RESERVED_PYTEST_FLAGS = ("--junitxml", "--junit-xml", "--junit-prefix")
 # Plugins the report comes from: pytest's junitxml and the runner's own (loaded under this name).
@@ -61,6 +62,8 @@ class Settings:
     fail_on_empty: bool = True
     max_cost_usd: float | None = None  # None: no cost cap
     gpu_memory: bool = True  # sample the GPUs' memory while the tests run
+    rerun_failures: int = 0  # re-runs of the failed tests after the suite (container/reruns.py)
+    flaky_fails: bool = False  # `flaky: fail`: a test that passed on a re-run fails the run
     modal_secrets: tuple[str, ...] = ()
     modal_token_id: str = field(default="", repr=False)
     modal_token_secret: str = field(default="", repr=False)
@@ -156,6 +159,8 @@ def load_settings(
         fail_on_empty=boolean(raw, "fail-on-empty"),
         max_cost_usd=_max_cost_usd(raw["max-cost-usd"]),
         gpu_memory=choice(raw, "gpu-memory", ("on", "off")) == "on",
+        rerun_failures=integer(raw, "rerun-failures", 0, MAX_RERUN_FAILURES),
+        flaky_fails=choice(raw, "flaky", ("pass", "fail")) == "fail",
         modal_secrets=_modal_secrets(raw["modal-secrets"], backend),
         modal_token_id=credentials.token_id,
         modal_token_secret=credentials.token_secret,
