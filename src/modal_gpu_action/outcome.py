@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+from modal_gpu_action.backends.artifacts import SavedArtifacts, save
 from modal_gpu_action.backends.base import Backend, BackendResult, InfrastructureError
 from modal_gpu_action.container.protocol import Ending, RunRequest, RunResult
 from modal_gpu_action.exit_codes import FAILED, INFRASTRUCTURE, PASSED
@@ -38,6 +39,7 @@ class RunOutcome:
     facts: tuple[tuple[str, str], ...]
     gpu: str
     cost_usd: float | None
+    artifacts: SavedArtifacts | None = None  # the files brought back, when `artifacts` asked
 
 
 def execute(
@@ -57,7 +59,11 @@ def execute(
     except InfrastructureError as error:
         report = TestReport().with_problem("infrastructure", str(error), error.detail)
         return _infrastructure_outcome(report, str(error), settings, stream, github_mode)
-    outcome = outcome_from(result, settings, cancelled=cancel.is_set(), requests=requests)
+    # Before the report: whatever the shards brought back is on disk even if rendering fails.
+    artifacts = save(result.shards, settings)
+    outcome = outcome_from(
+        result, settings, cancelled=cancel.is_set(), requests=requests, artifacts=artifacts
+    )
     if outcome.conclusion is Conclusion.INFRASTRUCTURE_ERROR and outcome.report.problems:
         _say_error(outcome.report.problems[-1].message, stream, github_mode)
     return outcome
@@ -102,6 +108,7 @@ def outcome_from(
     *,
     cancelled: bool,
     requests: Sequence[RunRequest] = (),
+    artifacts: SavedArtifacts | None = None,
 ) -> RunOutcome:
     """Merge the shards into one report; each shard's problem (a crash, a timeout, a cancel,
     pytest stopped by collection errors) is a problem of the run, apart from the tests."""
@@ -139,8 +146,8 @@ def outcome_from(
         report = report.with_problem("infrastructure", missing)
     gpu = _gpu_description(result.shards) or _asked_gpu(settings)
     cost = result.cost_usd
-    facts = _facts(result, settings, gpu, cost)
-    return RunOutcome(report, conclusion, code, facts, gpu, cost)
+    facts = _facts(result, settings, gpu, cost) + _artifact_facts(artifacts, settings)
+    return RunOutcome(report, conclusion, code, facts, gpu, cost, artifacts)
 
 
 def _problem_message(shard: RunResult, report: TestReport) -> str:
@@ -230,6 +237,17 @@ def _facts(
     return tuple(rows)
 
 
+def _artifact_facts(
+    artifacts: SavedArtifacts | None, settings: Settings
+) -> tuple[tuple[str, str], ...]:
+    if artifacts is None:
+        return ()
+    rows = [("Artifacts", artifacts.describe(settings.workspace))]
+    if artifacts.left_out:
+        rows.append(("Artifacts left out", artifacts.describe_left_out()))
+    return tuple(rows)
+
+
 def outputs(outcome: RunOutcome, settings: Settings) -> dict[str, str]:
     """The step's outputs (publish/outputs.py lists them), as written to $GITHUB_OUTPUT."""
     totals = outcome.report.totals
@@ -246,4 +264,5 @@ def outputs(outcome: RunOutcome, settings: Settings) -> dict[str, str]:
         "junit-xml": str(settings.junit_xml),
         "gpu": outcome.gpu,
         "cost-usd": "" if outcome.cost_usd is None else f"{outcome.cost_usd:.4f}",
+        "artifacts-path": str(settings.artifacts_path) if settings.artifacts else "",
     }

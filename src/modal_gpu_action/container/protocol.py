@@ -60,6 +60,11 @@ class RunRequest:
     visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES for pytest; None: inherit
     label: str = ""  # e.g. "shard 1/2": prefixes streamed lines
     python: str | None = None  # interpreter that runs pytest; None: the one running this
+    # Files to bring back once pytest is over (artifacts.py): globs relative to
+    # working_directory, this shard's cap on their bytes, and folders never looked into.
+    artifacts: list[str] = dataclasses.field(default_factory=list)
+    artifacts_max_bytes: int = 0
+    artifacts_skip: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.shard_count < 1 or not 0 <= self.shard_index < self.shard_count:
@@ -78,6 +83,9 @@ class RunRequest:
         values = known_fields(cls, data)
         values["pytest_args"] = [str(arg) for arg in values.get("pytest_args", [])]
         values["env"] = {str(k): str(v) for k, v in dict(values.get("env", {})).items()}
+        for key in ("artifacts", "artifacts_skip"):
+            values[key] = [str(item) for item in values.get(key, [])]
+        values["artifacts_max_bytes"] = int(values.get("artifacts_max_bytes", 0))
         return cls(**values)
 
 
@@ -157,6 +165,10 @@ class RunResult:
     # An empty shard (5) is not a problem here: whether it fails the run is the caller's call
     # (`fail_on_empty`, over all shards).
     problem: str | None = None
+    # The files `RunRequest.artifacts` matched, as a base64 zip ("" when none), and one line for
+    # each file left out and why (artifacts.py). Written by hostile tests: the host checks again.
+    artifacts: str = ""
+    artifacts_left_out: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def timed_out(self) -> bool:
@@ -181,6 +193,10 @@ class RunResult:
         values = known_fields(cls, data)
         values["gpu"] = GpuFacts.from_dict(values["gpu"])
         values["ending"] = Ending(values["ending"])
+        values["artifacts"] = str(values.get("artifacts") or "")
+        values["artifacts_left_out"] = [
+            str(line) for line in values.get("artifacts_left_out") or []
+        ]
         return cls(**values)
 
 

@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import process, relay
+from . import artifacts, process, relay
 from .probe import probe_gpu
 from .progress import PROGRESS_ENV, RUNNER_PID_ENV
 from .protocol import PYTEST_EXIT_MEANINGS, Ending, GpuFacts, RunnerError, RunRequest, RunResult
@@ -113,7 +113,9 @@ def run_tests(
             stop_following.set()
             if following is not None:
                 following.join(timeout=5.0)
-        return _result(request, gpu, exited, scratch)
+        result = _result(request, gpu, exited, scratch)
+        # The files the tests left (coverage.xml...): only now, pytest is over however it ended.
+        return artifacts.attach(result, request)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

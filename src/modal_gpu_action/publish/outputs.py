@@ -44,5 +44,10 @@ OUTPUTS: tuple[OutputSpec, ...] = (
     OutputSpec(
         "cost-usd", "Estimated GPU cost of the run in US dollars (Modal's per-second prices)."
     ),
+    OutputSpec(
+        "artifacts-path",
+        "The folder the `artifacts` were copied into (one `shard-N/` folder per shard when there"
+        " are several); empty when `artifacts` is.",
+    ),
     OutputSpec("comment-url", "URL of the PR comment written or updated, when there was one."),
 )
