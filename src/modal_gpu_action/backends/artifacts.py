@@ -27,14 +27,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modal_gpu_action.container.artifacts import MAX_FILES, safe_name, shown
+from modal_gpu_action.container.artifacts import MAX_FILES, MAX_NAME, safe_name, shown
 from modal_gpu_action.container.protocol import RunResult
 from modal_gpu_action.github_actions.output_files import write_output
 from modal_gpu_action.settings import Settings
 
 # Room in an answer besides the files' bytes: zip headers (two per file with its name), deflate's
 # worst case, base64's 4/3.
-_PER_FILE_OVERHEAD = 2 * (64 + 1000)
+_PER_FILE_OVERHEAD = 2 * (64 + MAX_NAME)
 _LISTED = 10  # left-out lines in the facts row
 
 

@@ -38,6 +38,7 @@ from .protocol import RunRequest, RunResult
 MAX_FILES = 5000  # per shard
 MAX_ENTRIES = 200_000  # folder entries looked at per shard, over all globs
 LEFT_OUT_LINES = 50
+MAX_NAME = 400  # characters in a file's path
 # Letters, digits and . _ - + @ = , ~: nothing a summary, a log line or a workflow command could
 # read as markup, a command or a line break.
 SAFE_PART = re.compile(r"^[A-Za-z0-9._+@=,~-]+$")
@@ -57,7 +58,7 @@ def glob_problem(pattern: str) -> str | None:
     parts = pattern.split("/")
     if ".." in parts:
         return "climbs out with '..'"
-    if any(fnmatch.fnmatchcase(".git", part) and part != "**" for part in parts if part):
+    if ".git" in (part.lower() for part in parts):  # a wildcard never enters it (the walk)
         return "names .git (it holds the checkout's credentials)"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in pattern):
         return "has a control character"
@@ -68,7 +69,7 @@ def safe_name(name: str) -> bool:
     """A relative `a/b/c` path whose every part is made of SAFE_PART's characters (no `.`, `..`,
     empty or absolute part): what may be listed and written on the host."""
     parts = name.split("/")
-    return all(SAFE_PART.match(p) and p not in (".", "..") for p in parts) and len(name) <= 1000
+    return all(SAFE_PART.match(p) and p not in (".", "..") for p in parts) and len(name) <= MAX_NAME
 
 
 def shown(name: str) -> str:
@@ -162,7 +163,7 @@ def _matches(
         except OSError:
             return
         if stat.S_ISLNK(info.st_mode):
-            yield name, "a symbolic link (links are never followed)"
+            yield name, "a symbolic link, not followed"
             return
         if not stat.S_ISDIR(info.st_mode):
             if index + 1 == len(parts):
@@ -202,7 +203,7 @@ def _walk(
             if not matched:
                 continue
             if is_link:
-                yield name, "a symbolic link (links are never followed)"
+                yield name, "a symbolic link, not followed"
             elif not is_file:
                 yield name, "not a regular file"
             else:
@@ -237,7 +238,7 @@ def _may_match_below(parts: list[str], folder: list[str]) -> bool:
 def _read(project: str, name: str, max_bytes: int, found: _Collected) -> str:
     """Add the file to `found`; or why it is left out."""
     if not safe_name(name):
-        return "its name has characters other than letters, digits and . _ - + @ = , ~"
+        return "an odd or long name (allowed: letters, digits and . _ - + @ = , ~)"
     if len(found.files) >= MAX_FILES:
         return f"over the cap of {MAX_FILES:,} files"
     left = max_bytes - found.size
@@ -245,14 +246,14 @@ def _read(project: str, name: str, max_bytes: int, found: _Collected) -> str:
         descriptor = _open_inside(project, name.split("/"))
     except OSError as error:
         if error.errno in (getattr(os, "ELOOP", 40), getattr(os, "ENOTDIR", 20)):
-            return "a symbolic link on its way (links are never followed)"
+            return "a symbolic link on its way, not followed"
         return f"could not be opened ({error.strerror or type(error).__name__})"
     with os.fdopen(descriptor, "rb") as stream:
         info = os.fstat(stream.fileno())
         if not stat.S_ISREG(info.st_mode):
             return "not a regular file"
         if info.st_size > left:
-            return f"over the size cap ({_mb(info.st_size)}; {_mb(max(left, 0))} of {_mb(max_bytes)} left)"
+            return f"over the size cap ({_mb(info.st_size)}, {_mb(max(left, 0))} left of {_mb(max_bytes)})"
         data = stream.read(left + 1)  # never more: a file still growing stops here
     if len(data) > left:
         return f"over the size cap (it grew while read; {_mb(max_bytes)} in all)"
