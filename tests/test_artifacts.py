@@ -84,7 +84,7 @@ def fact(output: str, label: str) -> str:
 
 @pytest.mark.parametrize(
     ("then", "ending"),
-    [("exit", "pytest exited with code 7"), ("segfault", "killed by signal 11 (SIGSEGV)")],
+    [("os-exit-7", "pytest exited with code 7"), ("segv-now", "killed by signal 11 (SIGSEGV)")],
 )
 def test_a_crash_still_brings_back_the_files_written_before_it(
     tmp_path: Path, then: str, ending: str
@@ -113,7 +113,7 @@ def test_a_timeout_brings_back_the_files_once_pytest_is_stopped(tmp_path: Path) 
     arts = tmp_path / "arts"
     result = local(
         folder, "--artifacts", GLOBS, "--artifacts-path", str(arts), "--timeout-minutes", "0.05",
-        THEN="sleep",
+        THEN="hang-60s",
     )  # fmt: skip
 
     assert result.returncode == 1, result.stdout + result.stderr
@@ -264,7 +264,7 @@ def test_modal_a_crash_in_the_suite_still_brings_back_the_files(
     folder = project(tmp_path)
     result = on_modal(
         mock, folder, "--artifacts", GLOBS, "--artifacts-max-mb", "1",
-        "--env", "THEN=exit\nBIG_BYTES=1500000",
+        "--env", "THEN=os-exit-7\nBIG_BYTES=1500000",
     )  # fmt: skip
 
     assert result.returncode == 1, result.output
@@ -284,7 +284,7 @@ def test_modal_a_crash_in_the_suite_still_brings_back_the_files(
 def test_modal_a_timeout_still_brings_back_the_files(mock: ModalMock, tmp_path: Path) -> None:
     folder = project(tmp_path)
     result = on_modal(
-        mock, folder, "--artifacts", GLOBS, "--timeout-minutes", "0.05", "--env", "THEN=sleep"
+        mock, folder, "--artifacts", GLOBS, "--timeout-minutes", "0.05", "--env", "THEN=hang-60s"
     )
 
     assert result.returncode == 1, result.output
@@ -331,7 +331,7 @@ def test_modal_built_image_a_segfault_still_brings_back_the_files(
     only), as on Modal."""
     folder = project(tmp_path)
     result = on_modal(
-        built, folder, "--artifacts", GLOBS, "--env", "THEN=segfault", timeout=300
+        built, folder, "--artifacts", GLOBS, "--env", "THEN=segv-now", timeout=300
     )
 
     assert result.returncode == 1, result.output
