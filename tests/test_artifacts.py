@@ -520,6 +520,14 @@ def test_a_link_put_in_the_artifacts_folder_is_never_written_through(tmp_path: P
     assert "is a symbolic link" in saved.left_out[0]
 
 
+def test_a_forged_flood_of_left_out_lines_is_cut_on_the_host(tmp_path: Path) -> None:
+    flood = [f"line {n}\n::error::x" for n in range(100_000)]
+    saved = save([result_with("", flood)], settings_for(tmp_path))
+
+    assert saved is not None and len(saved.left_out) == artifacts.LEFT_OUT_LINES
+    assert saved.left_out[0] == "line 0 ::error::x"  # one line each
+
+
 def test_an_answer_over_the_cap_or_damaged_writes_nothing(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, **{"artifacts-max-mb": "1"})
     big = forged([("a.bin", os.urandom(8 * 10**6), 0o100644)])

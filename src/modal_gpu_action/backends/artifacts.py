@@ -27,7 +27,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modal_gpu_action.container.artifacts import MAX_FILES, MAX_NAME, safe_name, shown
+from modal_gpu_action.container.artifacts import (
+    LEFT_OUT_LINES,
+    MAX_FILES,
+    MAX_NAME,
+    safe_name,
+    shown,
+)
 from modal_gpu_action.container.protocol import RunResult
 from modal_gpu_action.github_actions.output_files import write_output
 from modal_gpu_action.settings import Settings
@@ -80,7 +86,8 @@ def save(shards: Sequence[RunResult], settings: Settings) -> SavedArtifacts | No
         several = shard.shard_count > 1
         where = f"shard-{shard.shard_index + 1}" if several else ""
         label = f"shard {shard.shard_index + 1}/{shard.shard_count}: " if several else ""
-        lines: list[str] = list(shard.artifacts_left_out)
+        # The container's own lines: it lists LEFT_OUT_LINES at most, a forged answer more.
+        lines: list[str] = list(shard.artifacts_left_out[:LEFT_OUT_LINES])
         budget = shard_budget(settings.artifacts_max_bytes, shard.shard_count)
         written, wrote_bytes = _unpack(shard.artifacts, folder / where, budget, settings, lines)
         files, size = files + written, size + wrote_bytes
