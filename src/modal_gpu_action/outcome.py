@@ -1,5 +1,5 @@
 """A run's outcome: the backend run, its shards merged into one report, how it concluded, the
-run's facts (GPU, shards, cost) and the step's outputs.
+run's facts (GPU, shards, cost, the files brought back: `artifacts`) and the step's outputs.
 
 What went wrong with the run itself (a shard that crashed, timed out or was cancelled, pytest
 stopped by collection errors) is a `Problem` of the report, apart from the tests. An

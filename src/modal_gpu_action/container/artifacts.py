@@ -89,7 +89,6 @@ class _Collected:
         )
         self.files = 0
         self.size = 0
-        self.left_out: list[str] = []
 
     def add(self, name: str, data: bytes) -> None:
         info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
@@ -157,8 +156,7 @@ def collect(
     for name in sorted(names):
         why = _read(project, name, max_bytes, found)
         if why:
-            found.left_out.append(f"{shown(name)}: {why}")
-    left_out += found.left_out
+            left_out.append(f"{shown(name)}: {why}")
     if len(left_out) > LEFT_OUT_LINES:
         more = len(left_out) - LEFT_OUT_LINES + 1
         left_out = [*left_out[: LEFT_OUT_LINES - 1], f"... and {more:,} more left out"]
@@ -173,7 +171,7 @@ def _matches(
     parts = [p for p in pattern.split("/") if p not in ("", ".")]
     literal: list[str] = []
     for part in parts:
-        if _GLOB_CHARS.search(part) or part == "**":
+        if _GLOB_CHARS.search(part):
             break
         literal.append(part)
     # The literal start, checked part by part: a link on the way is never walked through.
