@@ -577,3 +577,30 @@ def test_the_request_carries_the_globs_and_each_shard_its_share(tmp_path: Path) 
     assert {r.artifacts_max_bytes for r in requests} == {2_500_000}
     assert requests[0].artifacts_skip == ["out/arts"]  # never collected again
     assert json.loads(json.dumps(requests[0].to_dict()))["artifacts"] == ["coverage.xml", "htmlcov"]
+
+
+def test_on_github_the_artifacts_folder_must_be_in_the_workspace_or_runner_temp(
+    tmp_path: Path,
+) -> None:
+    from modal_gpu_action.settings import SettingsError
+
+    workspace, temp = tmp_path / "ws", tmp_path / "runner-temp"
+    workspace.mkdir()
+    temp.mkdir()
+    (tmp_path / "event.json").write_text("{}")
+    environ = {
+        "GITHUB_ACTIONS": "true",
+        "RUNNER_TEMP": str(temp),
+        "GITHUB_REPOSITORY": "o/r",
+        "GITHUB_EVENT_NAME": "push",
+        "GITHUB_EVENT_PATH": str(tmp_path / "event.json"),
+    }
+    flags = {"backend": "local", "test-path": ".", "artifacts": "coverage.xml", "comment": "off"}
+    with pytest.raises(SettingsError, match="'artifacts-path': expected a path inside"):
+        load_settings(
+            {**flags, "artifacts-path": str(tmp_path / "x")}, environ, workspace=workspace
+        )
+    inside = load_settings(
+        {**flags, "artifacts-path": str(temp / "a")}, environ, workspace=workspace
+    )
+    assert inside.artifacts_path == temp / "a"
