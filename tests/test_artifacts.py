@@ -535,6 +535,7 @@ def test_an_answer_over_the_cap_or_damaged_writes_nothing(tmp_path: Path) -> Non
 
     assert saved is not None and saved.files == 0
     assert not (tmp_path / "gpu-test-artifacts").exists()
+    assert saved.describe(tmp_path) == "no file came back (nothing written to gpu-test-artifacts/)"
     assert saved.left_out[0].startswith("shard 1/2: every file: the answer (")
     assert saved.left_out[1].startswith("shard 2/2: every file: the answer's archive is damaged")
 

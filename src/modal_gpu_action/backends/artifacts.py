@@ -54,10 +54,12 @@ class SavedArtifacts:
     left_out: tuple[str, ...] = ()
 
     def describe(self, workspace: Path) -> str:
-        """`3 files (1.2 MB) in gpu-test-artifacts/`."""
+        """`3 files (1.2 MB) in gpu-test-artifacts/`, or that none came back."""
         where = self.folder
         if where.is_relative_to(workspace):
             where = where.relative_to(workspace)
+        if not self.files:
+            return f"no file came back (nothing written to {where.as_posix()}/)"
         return f"{self.files:,} file{'' if self.files == 1 else 's'} ({_size(self.size)}) in {where.as_posix()}/"
 
     def describe_left_out(self) -> str:
