@@ -1,5 +1,6 @@
 """A run's outcome: the backend run, its shards merged into one report, how it concluded, the
-run's facts (GPU, shards, cost; memory and the cost cap from gpu_usage.py) and the step's outputs.
+run's facts (GPU, shards, cost; memory and the cost cap from gpu_usage.py; the files brought
+back: `artifacts`) and the step's outputs.
 
 What went wrong with the run itself (a shard that crashed, timed out or was cancelled, pytest
 stopped by collection errors) is a `Problem` of the report, apart from the tests. An
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+from modal_gpu_action.backends.artifacts import SavedArtifacts, save
 from modal_gpu_action.backends.base import Backend, BackendResult, InfrastructureError
 from modal_gpu_action.container.protocol import Ending, RunRequest, RunResult
 from modal_gpu_action.exit_codes import FAILED, INFRASTRUCTURE, PASSED
@@ -41,6 +43,7 @@ class RunOutcome:
     cost_usd: float | None
     # the memory peak, a cheaper GPU, the cost cap (gpu_usage.py)
     usage: GpuUsage = dataclasses.field(default_factory=GpuUsage)
+    artifacts: SavedArtifacts | None = None  # the files brought back, when `artifacts` asked
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -65,7 +68,11 @@ def execute(
     except InfrastructureError as error:
         report = TestReport().with_problem("infrastructure", str(error), error.detail)
         return _infrastructure_outcome(report, str(error), settings, stream, github_mode)
-    outcome = outcome_from(result, settings, cancelled=cancel.is_set(), requests=requests)
+    # Before the report: whatever the shards brought back is on disk even if rendering fails.
+    artifacts = save(result.shards, settings)
+    outcome = outcome_from(
+        result, settings, cancelled=cancel.is_set(), requests=requests, artifacts=artifacts
+    )
     if outcome.conclusion is Conclusion.INFRASTRUCTURE_ERROR and outcome.report.problems:
         _say_error(outcome.report.problems[-1].message, stream, github_mode)
     return outcome
@@ -110,6 +117,7 @@ def outcome_from(
     *,
     cancelled: bool,
     requests: Sequence[RunRequest] = (),
+    artifacts: SavedArtifacts | None = None,
 ) -> RunOutcome:
     """Merge the shards into one report; each shard's problem (a crash, a timeout, a cancel,
     pytest stopped by collection errors) is a problem of the run, apart from the tests."""
@@ -154,8 +162,8 @@ def outcome_from(
     gpu = _gpu_description(result.shards) or _asked_gpu(settings)
     cost = result.cost_usd
     usage = gpu_usage(result, settings)
-    facts = _facts(result, settings, gpu, cost) + usage.facts
-    return RunOutcome(report, conclusion, code, facts, gpu, cost, usage)
+    facts = _facts(result, settings, gpu, cost) + usage.facts + _artifact_facts(artifacts, settings)
+    return RunOutcome(report, conclusion, code, facts, gpu, cost, usage, artifacts)
 
 
 def _problem_message(shard: RunResult, report: TestReport) -> str:
@@ -245,6 +253,17 @@ def _facts(
     return tuple(rows)
 
 
+def _artifact_facts(
+    artifacts: SavedArtifacts | None, settings: Settings
+) -> tuple[tuple[str, str], ...]:
+    if artifacts is None:
+        return ()
+    rows = [("Artifacts", artifacts.describe(settings.workspace))]
+    if artifacts.left_out:
+        rows.append(("Artifacts left out", artifacts.describe_left_out()))
+    return tuple(rows)
+
+
 def outputs(outcome: RunOutcome, settings: Settings) -> dict[str, str]:
     """The step's outputs (publish/outputs.py lists them), as written to $GITHUB_OUTPUT."""
     totals = outcome.report.totals
@@ -266,4 +285,5 @@ def outputs(outcome: RunOutcome, settings: Settings) -> dict[str, str]:
         "gpu-memory-peak-mib": "" if usage.peak_mib is None else str(usage.peak_mib),
         "cheaper-gpu": "" if usage.cheaper is None else str(usage.cheaper),
         "stopped-at-cost-cap": "true" if usage.stopped_at_cost_cap else "false",
+        "artifacts-path": str(settings.artifacts_path) if settings.artifacts else "",
     }

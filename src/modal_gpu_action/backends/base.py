@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from modal_gpu_action.backends.artifacts import shard_budget
 from modal_gpu_action.container.protocol import RunRequest, RunResult
 from modal_gpu_action.settings import Settings
 
@@ -81,17 +82,33 @@ def base_request(settings: Settings, *, working_directory: str | None = None) ->
         fail_on_empty=settings.fail_on_empty,
         gpu_memory=settings.gpu_memory,
         rerun_failures=settings.rerun_failures,
+        artifacts=list(settings.artifacts),
+        artifacts_max_bytes=settings.artifacts_max_bytes,
+        artifacts_skip=_inside_project(settings.artifacts_path, settings.working_directory),
     )
+
+
+def _inside_project(folder: Path, project: Path) -> list[str]:
+    """The artifacts folder, relative to the project when it lies inside: never collected, or
+    each run would bring back the last one's files (the local backend's tests run there)."""
+    return [folder.relative_to(project).as_posix()] if folder.is_relative_to(project) else []
 
 
 def shard_requests(base: RunRequest, count: int) -> list[RunRequest]:
     """`count` copies of `base`, shard i of count each, labelled "shard i+1/count" (no label
-    and no sharding plugin when count is 1)."""
+    and no sharding plugin when count is 1), each with its share of the artifacts' cap."""
     if count < 1:
         raise ValueError(f"shard count must be at least 1, got {count}")
     if count == 1:
         return [dataclasses.replace(base, shard_index=0, shard_count=1)]
+    budget = shard_budget(base.artifacts_max_bytes, count)  # the run's cap, split evenly
     return [
-        dataclasses.replace(base, shard_index=i, shard_count=count, label=f"shard {i + 1}/{count}")
+        dataclasses.replace(
+            base,
+            shard_index=i,
+            shard_count=count,
+            label=f"shard {i + 1}/{count}",
+            artifacts_max_bytes=budget,
+        )
         for i in range(count)
     ]

@@ -163,6 +163,8 @@ def plan(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[s
                 "timeout_seconds": r.timeout_seconds,
                 "env_keys": sorted(r.env),
                 "balanced_by_durations": r.durations_junit is not None,
+                "artifacts": r.artifacts,
+                "artifacts_max_bytes": r.artifacts_max_bytes,
             }
             for r in requests
         ],

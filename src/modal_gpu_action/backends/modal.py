@@ -135,6 +135,7 @@ def plan(settings: Settings) -> dict[str, Any]:
         "test-path": settings.test_path,
         "pytest-args": list(settings.pytest_args),
         "env-keys": sorted(settings.env),
+        "artifacts": list(settings.artifacts),
         "modal-secrets": list(settings.modal_secrets),
         "credentials": _credentials_state(settings),
         "price-per-second-usd": price,

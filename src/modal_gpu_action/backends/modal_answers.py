@@ -128,6 +128,12 @@ def partial_result(shard: Shard) -> RunResult | None:
         shard_count=request.shard_count,
         label=request.label,
         problem=reason,
+        # The files are packed into the answer, which never came.
+        artifacts_left_out=(
+            ["every file: its container did not answer, so none came back"]
+            if request.artifacts
+            else []
+        ),
     )
 
 

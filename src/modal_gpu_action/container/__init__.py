@@ -20,6 +20,7 @@ imports between these modules are relative, so the copy works under its other na
     process.py    pytest in a process group of its own: streamed, timed out, cancelled
     run.py        one pytest run: the command, the plugins, how it ended; the script entry
     record.py     the crash record read back, JUnit synthesised from it, pytest's JUnit checked
+    artifacts.py  the files the tests left (coverage.xml), collected and packed into the RunResult
     relay.py      the crash record relayed through the container's log while pytest runs
     names.py      the names pytest's JUnit XML gives a test
     progress.py   pytest plugin: the crash record, written as each test goes

@@ -65,6 +65,11 @@ class RunRequest:
     # ("pytest reached the cost cap (...) after 12 s"); "": a plain timeout ("timed out").
     timeout_cause: str = ""
     rerun_failures: int = 0  # re-runs of the failed tests after the suite (reruns.py); 0: none
+    # Files to bring back once pytest is over (artifacts.py): globs relative to
+    # working_directory, this shard's cap on their bytes, and folders never looked into.
+    artifacts: list[str] = dataclasses.field(default_factory=list)
+    artifacts_max_bytes: int = 0
+    artifacts_skip: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.shard_count < 1 or not 0 <= self.shard_index < self.shard_count:
@@ -85,6 +90,9 @@ class RunRequest:
         values = known_fields(cls, data)
         values["pytest_args"] = [str(arg) for arg in values.get("pytest_args", [])]
         values["env"] = {str(k): str(v) for k, v in dict(values.get("env", {})).items()}
+        for key in ("artifacts", "artifacts_skip"):
+            values[key] = [str(item) for item in values.get(key, [])]
+        values["artifacts_max_bytes"] = int(values.get("artifacts_max_bytes", 0))
         return cls(**values)
 
 
@@ -183,6 +191,10 @@ class RunResult:
     # Each visible GPU's memory peak while pytest ran; empty when not sampled (no GPU, no
     # nvidia-smi, or turned off with the request's `gpu_memory`).
     gpu_memory: list[GpuMemoryPeak] = dataclasses.field(default_factory=list)
+    # The files `RunRequest.artifacts` matched, as a base64 zip ("" when none), and one line for
+    # each file left out and why (artifacts.py). Written by hostile tests: the host checks again.
+    artifacts: str = ""
+    artifacts_left_out: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def timed_out(self) -> bool:
@@ -208,6 +220,10 @@ class RunResult:
         values["gpu"] = GpuFacts.from_dict(values["gpu"])
         values["ending"] = Ending(values["ending"])
         values["gpu_memory"] = [GpuMemoryPeak.from_dict(p) for p in values.get("gpu_memory", [])]
+        values["artifacts"] = str(values.get("artifacts") or "")
+        values["artifacts_left_out"] = [
+            str(line) for line in values.get("artifacts_left_out") or []
+        ]
         return cls(**values)
 
 

@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import process, relay, reruns
+from . import artifacts, process, relay, reruns
 from .gpu_memory import GpuMemorySampler
 from .probe import probe_gpu
 from .progress import PROGRESS_ENV, RUNNER_PID_ENV
@@ -136,6 +136,9 @@ def run_tests(
             return _result(again, gpu, exited, folder)
 
         result = dataclasses.replace(_result(request, gpu, exited, scratch), gpu_memory=peaks)
+        # The files the tests left (coverage.xml...): once the suite is over however it ended,
+        # before any re-run of failed tests writes them again for those tests alone.
+        result = artifacts.attach(result, request)
         return reruns.rerun_failures(request, result, run_again, cancel_event=cancel_event, out=out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

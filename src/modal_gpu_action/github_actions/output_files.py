@@ -59,9 +59,32 @@ def check_output_path(
     return path
 
 
-def write_output(path: Path, text: str, *, workspace: Path) -> None:
-    """Write `text` to `path` atomically, refusing links; raises OSError (with the reason) when
-    it cannot, e.g. a full disk or a link the tests put on the way."""
+def check_output_folder(
+    text: str | Path, *, input_name: str, workspace: Path, roots: Sequence[Path] | None
+) -> Path:
+    """The absolute folder to write `input_name`'s files into (write_output each), under the
+    same rules as a file; OutputPathError (exit 2) when it is unsafe."""
+    given = str(text)
+    path = Path(os.path.abspath(workspace / given))
+    where = f"invalid value {one_line(given)!r} for input '{input_name}'"
+    if roots is not None and not any(path.is_relative_to(root) for root in roots):
+        accepted = " or ".join(str(root) for root in roots)
+        raise OutputPathError(f"{where}: expected a path inside {one_line(accepted)}")
+    problem = None
+    if path.is_symlink():
+        problem = "it is a symbolic link; remove it or choose another path"
+    elif path.exists() and not path.is_dir():
+        problem = "it is a file, not a folder"
+    problem = problem or _folders_unsafe([path, *path.parents], Path(os.path.abspath(workspace)))
+    problem = problem or _unwritable(path / "x")
+    if problem:
+        raise OutputPathError(f"{where}: {problem}")
+    return path
+
+
+def write_output(path: Path, text: str | bytes, *, workspace: Path) -> None:
+    """Write `text` (or bytes) to `path` atomically, refusing links; raises OSError (with the
+    reason) when it cannot, e.g. a full disk or a link the tests put on the way."""
     # A link the tests put at the path itself is harmless: the rename below replaces it.
     problem = _unsafe(path, Path(os.path.abspath(workspace)), link_at_path_ok=True)
     if problem:
@@ -69,8 +92,12 @@ def write_output(path: Path, text: str, *, workspace: Path) -> None:
     _make_folders(path.parent)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-            out.write(text)
+        if isinstance(text, bytes):
+            with os.fdopen(descriptor, "wb") as binary:
+                binary.write(text)
+        else:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+                out.write(text)
         os.replace(temporary, path)  # replaces a link itself, never its target
     except BaseException:
         with contextlib.suppress(OSError):
@@ -85,9 +112,14 @@ def _unsafe(path: Path, workspace: Path, *, link_at_path_ok: bool = False) -> st
             return "it is a symbolic link; remove it or choose another path"
     elif path.exists() and not path.is_file():
         return "it is a folder or a special file, not a regular file"
+    return _folders_unsafe(path.parents, workspace)
+
+
+def _folders_unsafe(folders: Sequence[Path], workspace: Path) -> str | None:
+    """Why one of `folders` (a path's parents, nearest first) is a link or not a folder."""
     # Every existing folder on the way, from the workspace down, must be a real folder.
-    start = workspace if path.is_relative_to(workspace) else None
-    for parent in reversed(path.parents):
+    start = workspace if folders and folders[0].is_relative_to(workspace) else None
+    for parent in reversed(folders):
         if start is None or not parent.is_relative_to(start) or parent == start:
             continue
         if parent.is_symlink():

@@ -63,5 +63,10 @@ OUTPUTS: tuple[OutputSpec, ...] = (
         "`true` when `max-cost-usd` stopped the tests (the conclusion is then `timed out`),"
         " else `false`.",
     ),
+    OutputSpec(
+        "artifacts-path",
+        "The folder the `artifacts` were copied into (one `shard-N/` folder per shard when there"
+        " are several); empty when `artifacts` is.",
+    ),
     OutputSpec("comment-url", "URL of the PR comment written or updated, when there was one."),
 )

@@ -143,6 +143,21 @@ INPUTS: tuple[InputSpec, ...] = (
         "gpu-test-results.xml",
         "Where to write the merged JUnit XML report, relative to the workspace.",
     ),
+    InputSpec(
+        "artifacts",
+        "",
+        "Files the tests write to bring back from every container (e.g. `coverage.xml`, `htmlcov`, `reports/*.xml`, `**/junit-*.xml`), one glob per line or comma-separated, relative to `working-directory`; copied into `artifacts-path` after the run, also after a crash or a timeout.",
+    ),
+    InputSpec(
+        "artifacts-path",
+        "gpu-test-artifacts",
+        "The folder the `artifacts` are written to, relative to the workspace; with several shards, each shard's go into `shard-N/` in it.",
+    ),
+    InputSpec(
+        "artifacts-max-mb",
+        "50",
+        "Cap on the `artifacts`' size in MB (1 MB = 1,000,000 bytes) for the whole run, split evenly among the shards; files over it are left out and listed.",
+    ),
     InputSpec("job-summary", "true", "Write the report to the job summary."),
     InputSpec("annotations", "true", "Annotate failed tests on the files that hold them."),
     # GitHub publishing.

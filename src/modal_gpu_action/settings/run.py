@@ -17,6 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from modal_gpu_action.container.artifacts import glob_problem
+from modal_gpu_action.github_actions.output_files import (
+    OutputPathError,
+    allowed_roots,
+    check_output_folder,
+)
 from modal_gpu_action.settings.gpu import GpuSpec, GpuSpecError, parse_gpu_spec
 from modal_gpu_action.settings.image import ImageSettings, load_image_settings
 from modal_gpu_action.settings.inputs import DEFAULTS, raw_inputs
@@ -42,6 +48,7 @@ _MODAL_APP_ID = re.compile(r"^ap-[A-Za-z0-9]{22}$")
 MAX_TIMEOUT_MINUTES = 24 * 60  # Modal's longest function timeout
 MAX_SHARDS = 64
 MAX_RERUN_FAILURES = 10  # a test that fails ten times in a row is not flaky
+MAX_ARTIFACTS_MB = 1024  # every shard's answer is held in memory on the runner
 # Flags that our runner sets itself; letting pytest-args set them too would lose the report.
 _RESERVED_PYTEST_FLAGS = ("--junitxml", "--junit-xml", "--junit-prefix")
 # Plugins the report comes from: pytest's junitxml and the runner's own (loaded under this name).
@@ -72,6 +79,9 @@ class Settings:
     junit_xml: Path = Path("gpu-test-results.xml")
     job_summary: bool = True
     annotations: bool = True
+    artifacts: tuple[str, ...] = ()  # globs relative to working_directory (container/artifacts.py)
+    artifacts_path: Path = Path("gpu-test-artifacts")
+    artifacts_max_bytes: int = 50_000_000  # the whole run's; the shards split it
     image: ImageSettings = field(default_factory=ImageSettings)
     publishing: PublishSettings = field(default_factory=PublishSettings)
     # GITHUB_WORKSPACE, else the current directory: what relative paths are relative to, and
@@ -171,10 +181,49 @@ def load_settings(
         ),
         job_summary=boolean(raw, "job-summary"),
         annotations=boolean(raw, "annotations"),
+        artifacts=_artifact_globs(raw["artifacts"]),
+        artifacts_path=_artifacts_path(raw, base, working_directory, environ),
+        artifacts_max_bytes=integer(raw, "artifacts-max-mb", 1, MAX_ARTIFACTS_MB) * 1_000_000,
         image=load_image_settings(raw, working_directory, backend=backend),
         publishing=load_publish_settings(raw, environ),
         workspace=base,
     )
+
+
+def _artifact_globs(text: str) -> tuple[str, ...]:
+    globs = items(text)
+    for pattern in globs:
+        problem = glob_problem(pattern)
+        if problem:
+            raise invalid(
+                "artifacts",
+                pattern,
+                "globs inside the project (relative to 'working-directory'), such as coverage.xml"
+                f" or htmlcov; this one {problem}",
+            )
+    return globs
+
+
+def _artifacts_path(
+    raw: Mapping[str, str], base: Path, working_directory: Path, environ: Mapping[str, str]
+) -> Path:
+    """A folder of its own, inside the workspace (or RUNNER_TEMP), reached through no link."""
+    text = raw["artifacts-path"].strip() or DEFAULTS["artifacts-path"]
+    if not items(raw["artifacts"]):
+        return base / text  # unused: not checked, so a run without artifacts never fails on it
+    try:
+        path = check_output_folder(
+            text, input_name="artifacts-path", workspace=base, roots=allowed_roots(environ, base)
+        )
+    except OutputPathError as error:
+        raise SettingsError(str(error)) from None
+    if working_directory.is_relative_to(path) or ".git" in path.parts:
+        raise invalid(
+            "artifacts-path",
+            text,
+            "a folder of its own, outside .git, that does not hold the project or the workspace",
+        )
+    return path
 
 
 def _working_directory(text: str, base: Path) -> Path:
