@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from modal_gpu_action.report.junit_reader import NOT_RUN_TYPE, PROBLEM_CLASSNAME, SUBTESTS_PROPERTY
+from modal_gpu_action.report.junit_case import NOT_RUN_TYPE, PROBLEM_CLASSNAME, SUBTESTS_PROPERTY
 from modal_gpu_action.report.results import CaseOutcome, TestReport
 
 # XML 1.0 cannot hold most control characters, which test output can contain.

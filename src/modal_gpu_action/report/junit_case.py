@@ -1,0 +1,279 @@
+"""One JUnit `<testcase>` (its attributes and result elements, as junit_reader.py streams them)
+made into a `TestCase`, or a `Problem` for the runner's own entries.
+
+- The outcome by its worst result element: error, then failure, then skipped (as the corpus counts
+  them); no result element is a pass, or a skip when the producer marks it `status="disabled"`.
+  A result element is any `<error>`, `<failure>` or `<skipped>` inside the case (as junitparser
+  counted them); its text is the text before its first child element.
+- Several failures or errors in one case (unittest `subTest`, a teardown error after a failed
+  call) are all kept: the worst gives the outcome, message and detail, the others are `more`.
+- The runner's own entries (container/record.py, junit_writer.py): an error case of class name
+  `modal-gpu-action` is a `Problem`; `<skipped type="modal-gpu-action.not-run">` a test that was
+  collected but never started (NOT_RUN).
+- The node id (`TestCase.nodeid`, what `pytest` takes to run the test again): the `nodeid`
+  attribute the runner's pytest plugin adds, else, in pytest's xunit1 reports, worked out from
+  `file` and the names (`pytest_node_id`); other producers' cases keep their names.
+- pytest writes an xfail as `<skipped type="pytest.xfail">`: XFAILED. It writes a non-strict
+  xpass as a plain pass, so that one cannot be told apart and stays PASSED; only the legacy
+  `<skipped message="xfail-marked test passes unexpectedly">` becomes XPASSED. A strict xpass is
+  a `<failure message="[XPASS(strict)] ...">` and stays FAILED: it fails the run.
+- file/line: for a failure or error, the last `path.py:N: ` location in pytest's traceback that
+  lies in the test's file (or, when the producer gives no file, as with pytest's default xunit2,
+  the last one with a relative path), because that is the line that failed. Otherwise the `file`
+  and `line` attributes; pytest writes `line` 0-based, so it is shifted for pytest's reports.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Callable
+from dataclasses import fields
+
+from modal_gpu_action.report.results import CaseOutcome, CaseResult, Problem, TestCase
+
+# What the runner writes besides pytest's results (container/record.py and progress.py write
+# them; a test checks the names agree): an error case of this class name is a problem of the run;
+# a skipped case of this type a test collected but never started; these suite properties
+# pytest's subtest counts.
+PROBLEM_CLASSNAME = "modal-gpu-action"
+NOT_RUN_TYPE = "modal-gpu-action.not-run"
+SUBTESTS_PROPERTY = "modal-gpu-action.subtests-"
+
+# A result element as read: its tag, its attributes, the pieces of its text.
+Result = tuple[str, dict[str, str], list[str]]
+RESULT_TAGS = frozenset({"error", "failure", "skipped"})
+_SEVERITY = {"error": 3, "failure": 2, "skipped": 1}
+
+# pytest's messages for a module (or class) that failed or was skipped at collection.
+_COLLECTION_MESSAGES = frozenset({"collection failure", "collection skipped"})
+
+# Values that repeat across cases (class names, files, times, lines) are shared, not stored once
+# per case: at a million cases that is a third of the memory. Bounded, for hostile reports.
+_SHARED_VALUES = 65_536
+
+
+class CaseReader:
+    """Makes each `<testcase>` of one report a TestCase (or Problem); `read` is the one place a
+    case's attributes and result elements are interpreted."""
+
+    __slots__ = ("_from_pytest", "_seconds", "_shared")
+
+    def __init__(self, from_pytest: bool) -> None:
+        # pytest's reports (recognised by their suite names) write `line` 0-based and, in
+        # xunit1, give the file a node id is worked out from.
+        self._from_pytest = from_pytest
+        self._shared: dict[str, str] = {}
+        self._seconds: dict[str | None, float] = {}
+
+    def read(self, attributes: dict[str, str], results: list[Result]) -> TestCase | Problem:
+        get = attributes.get
+        classname, name = self._share(get("classname", "")), get("name", "")
+        file = get("file") or None
+        if file is not None:
+            file = self._share(file)
+        duration = self._duration(get("time"))
+        line = _line(get("line"), self._from_pytest)
+        nodeid = get("nodeid") or (
+            _pytest_node_id(classname, name, file) if self._from_pytest else ""
+        )
+        if not results:
+            outcome = CaseOutcome.SKIPPED if get("status") == "disabled" else CaseOutcome.PASSED
+            return _new_case(classname, name, outcome, duration, "", "", file, line, nodeid)
+
+        worst = max(results, key=_severity)  # max keeps the first of equals
+        tag, worst_attributes, text = worst
+        message = worst_attributes.get("message") or ""
+        detail = "".join(text)
+        kind = worst_attributes.get("type")
+        collection = message in _COLLECTION_MESSAGES
+        more: tuple[CaseResult, ...] = ()
+        if tag != "skipped":
+            if classname == PROBLEM_CLASSNAME and tag == "error":
+                return Problem(name, message, detail)
+            outcome = CaseOutcome.ERROR if tag == "error" else CaseOutcome.FAILED
+            file, line = _crash_location(detail, file, line)
+            if len(results) > 1:
+                more = tuple(
+                    CaseResult(
+                        CaseOutcome.ERROR if other[0] == "error" else CaseOutcome.FAILED,
+                        other[1].get("message") or "",
+                        "".join(other[2]),
+                    )
+                    for other in results
+                    if other is not worst and other[0] != "skipped"
+                )
+        elif kind == "pytest.xfail":
+            outcome = CaseOutcome.XFAILED
+        elif kind == NOT_RUN_TYPE:
+            outcome = CaseOutcome.NOT_RUN
+        elif message == "xfail-marked test passes unexpectedly":
+            outcome = CaseOutcome.XPASSED
+        else:
+            outcome = CaseOutcome.SKIPPED
+            message = _collection_skip_reason(message, detail) or message
+        return _new_case(
+            classname,
+            name,
+            outcome,
+            duration,
+            message,
+            detail,
+            file,
+            line,
+            nodeid,
+            collection,
+            more,
+        )
+
+    def _share(self, value: str) -> str:
+        shared = self._shared.get(value)
+        if shared is None:
+            shared = value
+            if len(self._shared) < _SHARED_VALUES:
+                self._shared[value] = value
+        return shared
+
+    def _duration(self, text: str | None) -> float:
+        duration = self._seconds.get(text)
+        if duration is None:
+            duration = seconds(text)
+            if len(self._seconds) < _SHARED_VALUES:
+                self._seconds[text] = duration
+        return duration
+
+
+def _severity(result: Result) -> int:
+    return _SEVERITY[result[0]]
+
+
+def seconds(text: str | None) -> float:
+    """A `time` attribute in seconds: 0 when missing, negative, not finite or unreadable."""
+    if not text:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:  # e.g. a locale-formatted "1,5" from some producer
+        return 0.0
+    return value if math.isfinite(value) and value > 0 else 0.0
+
+
+def _line(text: str | None, zero_based: bool) -> int | None:
+    if not text or not text.isdecimal() or len(text) > 9:
+        return None
+    return int(text) + zero_based
+
+
+def pytest_node_id(classname: str, name: str, file: str | None) -> str:
+    """The node id of a case of pytest's xunit1 report, from its names and `file`, "" when they
+    do not tell it: `tests.test_x.TestC`, `test_m[p]`, `tests/test_x.py` ->
+    `tests/test_x.py::TestC::test_m[p]` (names.py's rule, reversed where the file is known: the
+    module's part of the class name is the file's path, the rest are classes, and a class name
+    holds no dot). A test inherited from a class in another file has that file: ""."""
+    if not file or not file.endswith(".py"):
+        return ""
+    path, module = _module_of(file)
+    size = len(module)
+    if classname.startswith(module) and (len(classname) == size or classname[size] == "."):
+        start = 0  # the common case, first: no junit_prefix
+    else:
+        dotted = f"{classname}.{name}" if classname else name
+        if dotted == module or dotted.endswith("." + module):  # a module that failed to collect
+            return path
+        start = classname.find("." + module + ".") + 1 or classname.find("." + module) + 1
+        if not start or (classname[start + size : start + size + 1] not in ("", ".")):
+            return ""
+    classes = classname[start + size + 1 :].replace(".", "::")
+    return f"{path}::{classes}::{name}" if classes else f"{path}::{name}"
+
+
+def _pytest_node_id(classname: str, name: str, file: str | None) -> str:
+    """`pytest_node_id`, its common case (the class name starts with the file's module) taken
+    from a cache of (class name, file) -> `path::classes`."""
+    prefix = _node_prefix(classname, file)
+    return f"{prefix}::{name}" if prefix else pytest_node_id(classname, name, file)
+
+
+@functools.lru_cache(maxsize=4096)
+def _node_prefix(classname: str, file: str | None) -> str:
+    """`path::classes` when `classname` starts with `file`'s module, else "" (the name decides)."""
+    if not file or not file.endswith(".py"):
+        return ""
+    path, module = _module_of(file)
+    size = len(module)
+    if not classname.startswith(module) or (len(classname) != size and classname[size] != "."):
+        return ""
+    classes = classname[size + 1 :].replace(".", "::")
+    return f"{path}::{classes}" if classes else path
+
+
+# pytest (xunit1) reports a module skipped at collection as message "collection skipped" and the
+# reason inside a tuple's repr: ('path', 7, 'Skipped: CuPy is not installed').
+_COLLECTION_SKIP = re.compile(r"""^\(.*, \d+, (['"])(?:Skipped: )?(?P<reason>.*)\1\)$""", re.S)
+
+
+def _collection_skip_reason(message: str, detail: str) -> str | None:
+    if message != "collection skipped":
+        return None
+    match = _COLLECTION_SKIP.match(detail.strip())
+    return match.group("reason") if match else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _module_of(file: str) -> tuple[str, str]:
+    """(the path with "/", its dotted module path): `tests\\x.py` -> `tests/x.py`, `tests.x`."""
+    path = file.replace("\\", "/")
+    return path, path[:-3].replace("/", ".")
+
+
+# A frozen dataclass's __init__ stores each field through object.__setattr__; storing into the
+# slots directly builds the same object 2.5 times faster, which counts at 100,000 cases.
+_SLOT_SETTERS: tuple[Callable[[TestCase, object], None], ...] = tuple(
+    getattr(TestCase, spec.name).__set__ for spec in fields(TestCase)
+)
+
+
+def _new_case(
+    classname: str,
+    name: str,
+    outcome: CaseOutcome,
+    duration: float,
+    message: str,
+    detail: str,
+    file: str | None,
+    line: int | None,
+    nodeid: str = "",
+    collection: bool = False,
+    more: tuple[CaseResult, ...] = (),
+) -> TestCase:
+    """TestCase(classname, name, ...), only faster."""
+    case = object.__new__(TestCase)
+    (set0, set1, set2, set3, set4, set5, set6, set7, set8, set9, set10) = (
+        _SLOT_SETTERS  # fails if a field is added
+    )
+    set0(case, classname)
+    set1(case, name)
+    set2(case, outcome)
+    set3(case, duration)
+    set4(case, message)
+    set5(case, detail)
+    set6(case, file)
+    set7(case, line)
+    set8(case, nodeid)
+    set9(case, collection)
+    set10(case, more)
+    return case
+
+
+# pytest's traceback locations: "tests/test_gpu.py:42: AssertionError" or "...:42: in helper".
+_LOCATION = re.compile(r"^([^\s:][^:\n]*\.py):([0-9]{1,9}): ", re.MULTILINE)
+
+
+def _crash_location(
+    detail: str, file: str | None, line: int | None
+) -> tuple[str | None, int | None]:
+    for path, number in reversed(_LOCATION.findall(detail)):
+        if path == file or (file is None and not path.startswith(("/", ".."))):
+            return path, int(number)
+    return file, line
