@@ -28,8 +28,8 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable
 from dataclasses import fields
+from typing import TypeVar
 
 from modal_gpu_action.report.results import CaseOutcome, CaseResult, Problem, TestCase
 
@@ -52,35 +52,51 @@ _COLLECTION_MESSAGES = frozenset({"collection failure", "collection skipped"})
 # Values that repeat across cases (class names, files, times, lines) are shared, not stored once
 # per case: at a million cases that is a third of the memory. Bounded, for hostile reports.
 _SHARED_VALUES = 65_536
+_Key = TypeVar("_Key")
+_Value = TypeVar("_Value")
 
 
 class CaseReader:
     """Makes each `<testcase>` of one report a TestCase (or Problem); `read` is the one place a
     case's attributes and result elements are interpreted."""
 
-    __slots__ = ("_from_pytest", "_seconds", "_shared")
+    __slots__ = ("_from_pytest", "_lines", "_seconds", "_where")
 
     def __init__(self, from_pytest: bool) -> None:
         # pytest's reports (recognised by their suite names) write `line` 0-based and, in
         # xunit1, give the file a node id is worked out from.
         self._from_pytest = from_pytest
-        self._shared: dict[str, str] = {}
+        # (class name, file) -> the shared class name and file, and the node id's prefix
+        self._where: dict[tuple[str, str | None], tuple[str, str | None, str | None]] = {}
         self._seconds: dict[str | None, float] = {}
+        self._lines: dict[str | None, int | None] = {}
 
     def read(self, attributes: dict[str, str], results: list[Result]) -> TestCase | Problem:
         get = attributes.get
-        classname, name = self._share(get("classname", "")), get("name", "")
-        file = get("file") or None
-        if file is not None:
-            file = self._share(file)
-        duration = self._duration(get("time"))
-        line = _line(get("line"), self._from_pytest)
+        name = get("name", "")
+        where = (get("classname", ""), get("file") or None)
+        shared = self._where.get(where)
+        if shared is None:
+            shared = self._share(where, self._where, self._where_of(*where))
+        classname, file, node_prefix = shared
+        time = get("time")
+        duration = self._seconds.get(time)
+        if duration is None:
+            duration = self._share(time, self._seconds, seconds(time))
+        line_text = get("line")
+        line = self._lines.get(line_text, -1)
+        if line == -1:
+            line = self._share(line_text, self._lines, _line(line_text, self._from_pytest))
         nodeid = get("nodeid") or (
-            _pytest_node_id(classname, name, file) if self._from_pytest else ""
+            f"{node_prefix}::{name}"
+            if node_prefix
+            else pytest_node_id(classname, name, file)
+            if node_prefix is not None
+            else ""
         )
         if not results:
             outcome = CaseOutcome.SKIPPED if get("status") == "disabled" else CaseOutcome.PASSED
-            return _new_case(classname, name, outcome, duration, "", "", file, line, nodeid)
+            return _NewCase(classname, name, outcome, duration, "", "", file, line, nodeid)  # type: ignore[return-value]
 
         worst = max(results, key=_severity)  # max keeps the first of equals
         tag, worst_attributes, text = worst
@@ -113,7 +129,7 @@ class CaseReader:
         else:
             outcome = CaseOutcome.SKIPPED
             message = _collection_skip_reason(message, detail) or message
-        return _new_case(
+        return _NewCase(  # type: ignore[return-value]
             classname,
             name,
             outcome,
@@ -127,21 +143,18 @@ class CaseReader:
             more,
         )
 
-    def _share(self, value: str) -> str:
-        shared = self._shared.get(value)
-        if shared is None:
-            shared = value
-            if len(self._shared) < _SHARED_VALUES:
-                self._shared[value] = value
-        return shared
+    def _where_of(self, classname: str, file: str | None) -> tuple[str, str | None, str | None]:
+        """The class name and file to share, and the node id's prefix: `path::classes` (the
+        common case), "" when the name decides it, None outside pytest's reports."""
+        prefix = _node_prefix(classname, file) if self._from_pytest else None
+        return classname, file, prefix
 
-    def _duration(self, text: str | None) -> float:
-        duration = self._seconds.get(text)
-        if duration is None:
-            duration = seconds(text)
-            if len(self._seconds) < _SHARED_VALUES:
-                self._seconds[text] = duration
-        return duration
+    @staticmethod
+    def _share(key: _Key, values: dict[_Key, _Value], value: _Value) -> _Value:
+        """`value`, kept for `key` while there is room."""
+        if len(values) < _SHARED_VALUES:
+            values[key] = value
+        return value
 
 
 def _severity(result: Result) -> int:
@@ -188,14 +201,6 @@ def pytest_node_id(classname: str, name: str, file: str | None) -> str:
     return f"{path}::{classes}::{name}" if classes else f"{path}::{name}"
 
 
-def _pytest_node_id(classname: str, name: str, file: str | None) -> str:
-    """`pytest_node_id`, its common case (the class name starts with the file's module) taken
-    from a cache of (class name, file) -> `path::classes`."""
-    prefix = _node_prefix(classname, file)
-    return f"{prefix}::{name}" if prefix else pytest_node_id(classname, name, file)
-
-
-@functools.lru_cache(maxsize=4096)
 def _node_prefix(classname: str, file: str | None) -> str:
     """`path::classes` when `classname` starts with `file`'s module, else "" (the name decides)."""
     if not file or not file.endswith(".py"):
@@ -227,43 +232,46 @@ def _module_of(file: str) -> tuple[str, str]:
     return path, path[:-3].replace("/", ".")
 
 
-# A frozen dataclass's __init__ stores each field through object.__setattr__; storing into the
-# slots directly builds the same object 2.5 times faster, which counts at 100,000 cases.
-_SLOT_SETTERS: tuple[Callable[[TestCase, object], None], ...] = tuple(
-    getattr(TestCase, spec.name).__set__ for spec in fields(TestCase)
-)
+class _NewCase:
+    """TestCase(classname, name, ...), only faster: a frozen dataclass's __init__ stores each
+    field through object.__setattr__, three times slower than storing into a plain object's
+    slots, which counts at a million cases. So the fields are stored into an object of this
+    class, which has TestCase's slots in TestCase's order (so Python lets it change class), and
+    it then becomes a TestCase, the same as one TestCase() made."""
+
+    __slots__ = TestCase.__slots__
+
+    def __init__(
+        self,
+        classname: str,
+        name: str,
+        outcome: CaseOutcome,
+        duration: float,
+        message: str,
+        detail: str,
+        file: str | None,
+        line: int | None,
+        nodeid: str = "",
+        collection: bool = False,
+        more: tuple[CaseResult, ...] = (),
+    ) -> None:
+        self.classname = classname
+        self.name = name
+        self.outcome = outcome
+        self.duration = duration
+        self.message = message
+        self.detail = detail
+        self.file = file
+        self.line = line
+        self.nodeid = nodeid
+        self.collection = collection
+        self.more = more
+        self.__class__ = TestCase  # type: ignore[assignment]
 
 
-def _new_case(
-    classname: str,
-    name: str,
-    outcome: CaseOutcome,
-    duration: float,
-    message: str,
-    detail: str,
-    file: str | None,
-    line: int | None,
-    nodeid: str = "",
-    collection: bool = False,
-    more: tuple[CaseResult, ...] = (),
-) -> TestCase:
-    """TestCase(classname, name, ...), only faster."""
-    case = object.__new__(TestCase)
-    (set0, set1, set2, set3, set4, set5, set6, set7, set8, set9, set10) = (
-        _SLOT_SETTERS  # fails if a field is added
-    )
-    set0(case, classname)
-    set1(case, name)
-    set2(case, outcome)
-    set3(case, duration)
-    set4(case, message)
-    set5(case, detail)
-    set6(case, file)
-    set7(case, line)
-    set8(case, nodeid)
-    set9(case, collection)
-    set10(case, more)
-    return case
+# Fails at import when TestCase gains a field that _NewCase does not set.
+if _NewCase.__init__.__code__.co_argcount != 1 + len(fields(TestCase)):
+    raise TypeError("_NewCase must set every field of TestCase")
 
 
 # pytest's traceback locations: "tests/test_gpu.py:42: AssertionError" or "...:42: in helper".

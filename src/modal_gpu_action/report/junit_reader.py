@@ -192,6 +192,8 @@ _CUT_SHORT_CODES = frozenset(
 # pytest names its suites so; its `line` attributes are 0-based.
 _PYTEST_SUITE = re.compile(rb'<testsuites?\s[^>]*name="pytest(?: tests)?"')
 _SUITES = frozenset({"testsuites", "testsuite"})
+# The results of a case that has none (most): one shared list, never added to.
+_NO_RESULTS: list[Result] = []
 
 
 class _EntitiesRefused(Exception):
@@ -296,7 +298,7 @@ class _Reader:
         suite_times, subtests = self.suite_times, self.subtests
         # The open <testcase>: its attributes and result elements; outer ones when nested.
         case: dict[str, str] | None = None
-        results: list[Result] = []
+        results = _NO_RESULTS
         outer_cases: list[tuple[dict[str, str] | None, list[Result]]] = []
         # The open suites: their depth, `time`, and the subtest counts their <properties> gave.
         suites: list[tuple[int, str | None, dict[str, int] | None]] = []
@@ -314,9 +316,11 @@ class _Reader:
             if tag == "testcase":
                 if case is not None:
                     outer_cases.append((case, results))
-                case, results = attributes, []
+                case, results = attributes, _NO_RESULTS
             elif tag in RESULT_TAGS:
                 if case is not None:
+                    if results is _NO_RESULTS:
+                        results = []
                     text: list[str] = []
                     results.append((tag, attributes, text))
                     parser.CharacterDataHandler = text.append
@@ -343,7 +347,10 @@ class _Reader:
             if tag == "testcase":
                 read = read_case(case, results)  # type: ignore[arg-type]
                 (cases if type(read) is TestCase else problems).append(read)  # type: ignore[arg-type]
-                case, results = outer_cases.pop() if outer_cases else (None, [])
+                if outer_cases:
+                    case, results = outer_cases.pop()
+                else:
+                    case, results = None, _NO_RESULTS
             elif tag in _SUITES:
                 _, time, suite_counts = suites.pop()
                 suite_times.append(seconds(time))
