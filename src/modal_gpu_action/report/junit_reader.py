@@ -37,7 +37,6 @@ import contextlib
 import gc
 import math
 import os
-import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -189,8 +188,9 @@ _CUT_SHORT_CODES = frozenset(
     )
 )
 
-# pytest names its suites so; its `line` attributes are 0-based.
-_PYTEST_SUITE = re.compile(rb'<testsuites?\s[^>]*name="pytest(?: tests)?"')
+# pytest names its suites so (a report is pytest's when a suite so named opens before the first
+# case); its `line` attributes are 0-based.
+_PYTEST_SUITES = frozenset({"pytest tests", "pytest"})
 _SUITES = frozenset({"testsuites", "testsuite"})
 # The results of a case that has none (most): one shared list, never added to.
 _NO_RESULTS: list[Result] = []
@@ -232,7 +232,6 @@ class _Reader:
         self.problems: list[Problem] = []
         self.subtests: list[Subtests] = []
         self.suite_times: list[float] = []
-        self.case_reader = CaseReader(from_pytest=False)
 
     def read(self, source: _Chunks, cap: int) -> TestReport:
         parser = expat.ParserCreate()
@@ -249,8 +248,6 @@ class _Reader:
         try:
             for chunk in source:
                 if blank and chunk.strip():
-                    if _PYTEST_SUITE.search(chunk, 0, 4096):
-                        self.case_reader = CaseReader(from_pytest=True)
                     blank = False
                 parser.Parse(chunk, False)
             parser.Parse(b"", True)
@@ -293,7 +290,7 @@ class _Reader:
     def _handlers(self, parser: expat.XMLParserType) -> Callable[[str, dict[str, str]], None]:
         """The handlers that read the document: closures over the parse's state (the fastest
         way for expat to reach it, once per element)."""
-        read_case = self.case_reader.read
+        read_case = CaseReader(from_pytest=False).read
         cases, problems = self.cases, self.problems
         suite_times, subtests = self.suite_times, self.subtests
         # The open <testcase>: its attributes and result elements; outer ones when nested.
@@ -308,7 +305,7 @@ class _Reader:
         in_text = False  # a result element's text is being read (until its first child)
 
         def start(tag: str, attributes: dict[str, str]) -> None:
-            nonlocal case, results, depth, in_text, properties_depth, counts
+            nonlocal case, results, depth, in_text, properties_depth, counts, read_case
             depth += 1
             if in_text:
                 parser.CharacterDataHandler = None
@@ -327,6 +324,8 @@ class _Reader:
                     in_text = True
             elif tag in _SUITES:
                 suites.append((depth, attributes.get("time"), None))
+                if attributes.get("name") in _PYTEST_SUITES and not cases and not problems:
+                    read_case = CaseReader(from_pytest=True).read
             elif tag == "properties":
                 # a suite's own first <properties>
                 if suites and suites[-1][0] == depth - 1 and suites[-1][2] is None:
