@@ -199,6 +199,14 @@ def main() -> None:
         f"summary {ours[0]['summary_bytes']:,} bytes, comment {ours[0]['comment_chars']:,} chars"
     )
     for reference in (kind for kind in kinds if kind != "ours"):
+        parse = [
+            mine["parse_seconds"] / theirs["seconds"]
+            for mine, theirs in zip(ours, runs[reference], strict=True)
+        ]
+        print(
+            f"ours, parse only (load_reports) / {reference} (wall, median of {len(parse)} paired"
+            f" runs): {statistics.median(parse):.2f}x"
+        )
         for measure in ("seconds", "cpu_seconds"):
             ratios = [
                 mine[measure] / theirs[measure]
