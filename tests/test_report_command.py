@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from modal_gpu_action.render.markdown import comment_marker
+from modal_gpu_action.report.junit_reader import MAX_JUNIT_BYTES
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "junit-xml"
 PASSING = CORPUS / "jest" / "jest-junit.xml"
@@ -129,8 +130,8 @@ def test_a_file_that_is_no_junit_report_at_all_exits_2_naming_it(tmp_path: Path)
 def test_a_report_past_the_size_cap_fails_and_says_so(tmp_path: Path) -> None:
     padded = tmp_path / "junit.xml"
     data = PASSING.read_bytes()
-    cap = 64 * 1024 * 1024
-    # A whole report, then NUL bytes up to past the cap (a sparse file: no 64 MiB on disk).
+    cap = MAX_JUNIT_BYTES
+    # A whole report, then NUL bytes up to past the cap (a sparse file: no 256 MiB on disk).
     padded.write_bytes(data)
     with padded.open("r+b") as handle:
         handle.truncate(cap + 1000)
