@@ -168,3 +168,36 @@ def test_problems_of_a_run_written_by_the_action_read_back_apart_from_the_tests(
     assert "**shard 2/2**: pytest was killed by signal 9" in text
     tests = parse_junit(PASSING).totals.tests
     assert f"| {tests} |" in text.split("\n")[4]  # the problem is no test
+
+
+def test_a_report_larger_than_a_read_reads_whole_and_merges_with_its_own_merged_file(
+    tmp_path: Path,
+) -> None:
+    # 30,000 cases: several of the reader's 1 MiB reads; the merged JUnit the writer streams out
+    # (a 7 MB file) reads back the same.
+    from modal_gpu_action.report.junit_reader import parse_junit
+    from modal_gpu_action.report.junit_writer import write_junit_xml
+
+    cases = "".join(
+        f'<testcase classname="tests.test_big" name="test_{n}" file="tests/test_big.py" '
+        f'line="{n % 300}" time="0.001">'
+        + (f'<failure message="boom {n}">tests/test_big.py:{n % 300 + 1}: boom</failure>'
+           if n % 1000 == 7 else "")
+        + "</testcase>"
+        for n in range(30_000)
+    )  # fmt: skip
+    big = tmp_path / "big.xml"
+    big.write_text(
+        f'<testsuites name="pytest tests"><testsuite name="pytest">{cases}</testsuite></testsuites>',
+        encoding="utf-8",
+    )
+    assert big.stat().st_size > 3 * 1024 * 1024
+    parsed = parse_junit(big)
+    merged = tmp_path / "merged.xml"
+    with merged.open("wb") as out:
+        write_junit_xml(parsed, out)
+    assert parse_junit(merged).cases == parsed.cases
+    done = report(big, merged)
+    assert done.returncode == 1, done.stderr
+    assert "### Failures and errors (60)" in done.stdout  # 30 failures, in each file
+    assert "\n| 60,000 | 59,940 | 60 | 0 | 0 |" in done.stdout
