@@ -100,7 +100,21 @@ class CaseReader:
         if not results:
             disabled = "status" in attributes and attributes["status"] == "disabled"
             outcome = CaseOutcome.SKIPPED if disabled else CaseOutcome.PASSED
-            return _NewCase(classname, name, outcome, duration, "", "", file, line, nodeid)  # type: ignore[return-value]
+            # _NewCase(classname, name, outcome, duration, "", "", file, line, nodeid), written
+            # out: most cases take this path, and the call is a tenth of a case's time.
+            case = _new_object(_NewCase)
+            case.classname = classname
+            case.name = name
+            case.outcome = outcome
+            case.duration = duration
+            case.message = case.detail = ""
+            case.file = file
+            case.line = line
+            case.nodeid = nodeid
+            case.collection = False
+            case.more = ()
+            case.__class__ = TestCase  # type: ignore[assignment]
+            return case  # type: ignore[return-value]
 
         worst = max(results, key=_severity)  # max keeps the first of equals
         tag, worst_attributes, text = worst
@@ -272,6 +286,8 @@ class _NewCase:
         self.more = more
         self.__class__ = TestCase  # type: ignore[assignment]
 
+
+_new_object = object.__new__
 
 # Fails at import when TestCase gains a field that _NewCase does not set.
 if _NewCase.__init__.__code__.co_argcount != 1 + len(fields(TestCase)):
