@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from modal_gpu_action.render.markdown import comment_marker
+from modal_gpu_action.report.junit_reader import MAX_JUNIT_BYTES
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "junit-xml"
 PASSING = CORPUS / "jest" / "jest-junit.xml"
@@ -129,8 +130,8 @@ def test_a_file_that_is_no_junit_report_at_all_exits_2_naming_it(tmp_path: Path)
 def test_a_report_past_the_size_cap_fails_and_says_so(tmp_path: Path) -> None:
     padded = tmp_path / "junit.xml"
     data = PASSING.read_bytes()
-    cap = 64 * 1024 * 1024
-    # A whole report, then NUL bytes up to past the cap (a sparse file: no 64 MiB on disk).
+    cap = MAX_JUNIT_BYTES
+    # A whole report, then NUL bytes up to past the cap (a sparse file: no 256 MiB on disk).
     padded.write_bytes(data)
     with padded.open("r+b") as handle:
         handle.truncate(cap + 1000)
@@ -167,3 +168,36 @@ def test_problems_of_a_run_written_by_the_action_read_back_apart_from_the_tests(
     assert "**shard 2/2**: pytest was killed by signal 9" in text
     tests = parse_junit(PASSING).totals.tests
     assert f"| {tests} |" in text.split("\n")[4]  # the problem is no test
+
+
+def test_a_report_larger_than_a_read_reads_whole_and_merges_with_its_own_merged_file(
+    tmp_path: Path,
+) -> None:
+    # 30,000 cases: several of the reader's 1 MiB reads; the merged JUnit the writer streams out
+    # (a 7 MB file) reads back the same.
+    from modal_gpu_action.report.junit_reader import parse_junit
+    from modal_gpu_action.report.junit_writer import write_junit_xml
+
+    cases = "".join(
+        f'<testcase classname="tests.test_big" name="test_{n}" file="tests/test_big.py" '
+        f'line="{n % 300}" time="0.001">'
+        + (f'<failure message="boom {n}">tests/test_big.py:{n % 300 + 1}: boom</failure>'
+           if n % 1000 == 7 else "")
+        + "</testcase>"
+        for n in range(30_000)
+    )  # fmt: skip
+    big = tmp_path / "big.xml"
+    big.write_text(
+        f'<testsuites name="pytest tests"><testsuite name="pytest">{cases}</testsuite></testsuites>',
+        encoding="utf-8",
+    )
+    assert big.stat().st_size > 3 * 1024 * 1024
+    parsed = parse_junit(big)
+    merged = tmp_path / "merged.xml"
+    with merged.open("wb") as out:
+        write_junit_xml(parsed, out)
+    assert parse_junit(merged).cases == parsed.cases
+    done = report(big, merged)
+    assert done.returncode == 1, done.stderr
+    assert "### Failures and errors (60)" in done.stdout  # 30 failures, in each file
+    assert "\n| 60,000 | 59,940 | 60 | 0 | 0 |" in done.stdout

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import csv
+import gc
 import os
 import runpy
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from modal_gpu_action.report import junit_case, junit_reader
 from modal_gpu_action.report.junit_reader import (
     JUnitError,
     JUnitFileError,
@@ -20,7 +23,14 @@ from modal_gpu_action.report.junit_reader import (
 )
 from modal_gpu_action.report.junit_writer import to_junit_xml
 from modal_gpu_action.report.merging import load_reports, merge
-from modal_gpu_action.report.results import CaseOutcome, Problem, Subtests, TestCase, TestReport
+from modal_gpu_action.report.results import (
+    CaseOutcome,
+    CaseResult,
+    Problem,
+    Subtests,
+    TestCase,
+    TestReport,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus" / "junit-xml"
@@ -623,3 +633,120 @@ def test_shards_count_a_module_skipped_or_broken_at_collection_once() -> None:
         <testcase name="m"><skipped message="collection skipped"/></testcase></testsuite>"""
     )
     assert merge([twice]).totals.tests == 2
+
+
+# --- the streamed parse: chunk boundaries, the collector, the root, the built cases -------------
+
+
+def every_report(junit_from_pytest: Callable[[str, str], Path]) -> list[Path]:
+    return [
+        *sorted(CORPUS.rglob("*.xml")),
+        junit_from_pytest("mixed", "xunit1"),
+        junit_from_pytest("mixed", "xunit2"),
+    ]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 4096])
+def test_a_file_read_a_chunk_at_a_time_gives_the_report_its_bytes_give(
+    junit_from_pytest: Callable[[str, str], Path], chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file is never read whole: any chunk boundary (inside a tag, an entity reference, a
+    # multi-byte character, CDATA) must give the same report as the whole document at once.
+    monkeypatch.setattr(junit_reader, "_CHUNK", chunk)
+    for path in every_report(junit_from_pytest):
+        whole = parse_junit(path.read_bytes(), name=str(path))
+        assert parse_junit(path) == whole, path
+
+
+def test_the_collector_is_paused_only_while_a_report_is_read() -> None:
+    assert gc.isenabled()
+    during: list[bool] = []
+    original = junit_case.CaseReader.read
+
+    def spy(self: junit_case.CaseReader, *args: Any) -> Any:
+        during.append(gc.isenabled())
+        return original(self, *args)
+
+    try:
+        junit_case.CaseReader.read = spy  # type: ignore[method-assign]
+        parse_junit(b"<testsuite><testcase name='a'/><testcase name='b'/></testsuite>")
+        parse_junit(b"<testsuite><testcase name='a'/><oops")
+        with pytest.raises(JUnitFileError):
+            read_junit(BILLION_LAUGHS)
+    finally:
+        junit_case.CaseReader.read = original  # type: ignore[method-assign]
+    assert during == [False, False, False]
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parse_junit(b"<testsuite><testcase name='a'/></testsuite>")
+        assert not gc.isenabled()  # left as it was found
+    finally:
+        gc.enable()
+
+
+def test_a_root_that_is_no_suite_is_refused_at_once_even_before_damage() -> None:
+    document = b"<html>" + b"<testcase name='x'/>" * 1000 + b"<<damage"
+    with pytest.raises(JUnitFileError, match=r"its root is <html>"):
+        read_junit(document, name="page.xml")
+
+
+def test_a_parsed_case_is_a_plain_test_case_equal_to_one_built_by_hand() -> None:
+    document = b"""<testsuites name="pytest tests"><testsuite name="pytest">
+    <testcase classname="tests.test_k.TestK" name="test_a[1]" file="tests/test_k.py" line="3"
+      time="0.25"><failure message="boom">tests/test_k.py:9: AssertionError</failure>
+      <error message="teardown">tb</error></testcase>
+    <testcase classname="tests.test_k" name="test_b" file="tests/test_k.py" line="300"/>
+    </testsuite></testsuites>"""
+    first, second = parse_junit(document).cases
+    assert type(first) is TestCase and type(second) is TestCase
+    assert first == TestCase(
+        "tests.test_k.TestK",
+        "test_a[1]",
+        CaseOutcome.ERROR,
+        0.25,
+        "teardown",
+        "tb",
+        "tests/test_k.py",
+        4,
+        "tests/test_k.py::TestK::test_a[1]",
+        False,
+        (CaseResult(CaseOutcome.FAILED, "boom", "tests/test_k.py:9: AssertionError"),),
+    )
+    assert second == TestCase(
+        "tests.test_k", "test_b", CaseOutcome.PASSED, 0.0, "", "", "tests/test_k.py", 301,
+        "tests/test_k.py::test_b",
+    )  # fmt: skip
+    assert hash(first) == hash(first) and first != second
+    with pytest.raises(AttributeError):
+        first.name = "changed"  # type: ignore[misc]
+
+
+def test_a_result_element_reads_its_own_text_and_nested_ones_count_too() -> None:
+    # As junitparser read them: every result element inside the case, its text the text before
+    # its first child; a case inside a case is a case of its own.
+    document = b"""<testsuite><testcase name="outer">
+      <failure message="one">first<b>bold</b>tail</failure>
+      <system-out>out</system-out>
+      <testcase name="inner"><error message="inner error">e</error></testcase>
+      <error message="two"><![CDATA[<raw> & text]]></error>
+    </testcase></testsuite>"""
+    inner, outer = parse_junit(document).cases
+    assert (inner.name, inner.outcome, inner.message, inner.detail) == (
+        "inner", CaseOutcome.ERROR, "inner error", "e",
+    )  # fmt: skip
+    assert (outer.outcome, outer.message, outer.detail) == (
+        CaseOutcome.ERROR, "two", "<raw> & text",
+    )  # fmt: skip
+    assert outer.more == (CaseResult(CaseOutcome.FAILED, "one", "first"),)
+
+
+def test_repeated_values_are_shared_between_cases_not_copied() -> None:
+    cases = "".join(
+        f'<testcase classname="tests.test_m" name="t{n}" file="tests/test_m.py" time="0.5"/>'
+        for n in range(3)
+    )
+    report = parse_junit(f'<testsuite name="pytest">{cases}</testsuite>'.encode())
+    first, *others = report.cases
+    assert all(case.classname is first.classname and case.file is first.file for case in others)
+    assert [case.nodeid for case in report.cases] == [f"tests/test_m.py::t{n}" for n in range(3)]

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from modal_gpu_action.console import TITLE, one_screen
 from modal_gpu_action.exit_codes import FAILED
 from modal_gpu_action.github_actions.github_limits import run_url_from_env
-from modal_gpu_action.github_actions.output_files import write_output
+from modal_gpu_action.github_actions.output_files import stream_output, write_output
 from modal_gpu_action.github_actions.workflow import (
     append_summary,
     command,
@@ -46,7 +46,7 @@ from modal_gpu_action.render.comment_sections import SECTION_LIMIT, section_for
 from modal_gpu_action.render.markdown import render_comment, render_summary
 from modal_gpu_action.report.conclusion import Conclusion
 from modal_gpu_action.report.junit_reader import JUnitFileError, read_junit
-from modal_gpu_action.report.junit_writer import to_junit_xml
+from modal_gpu_action.report.junit_writer import write_junit_xml
 from modal_gpu_action.report.redaction import redact_report
 from modal_gpu_action.settings import Settings, load_label_settings
 
@@ -209,7 +209,11 @@ def _write_junit(outcome: RunOutcome, settings: Settings) -> RunOutcome:
     """Write the merged JUnit file; when it cannot be, the report says so as a problem of the
     run (it fails the run: the file is one of its outputs)."""
     try:
-        write_output(settings.junit_xml, to_junit_xml(outcome.report), workspace=settings.workspace)
+        stream_output(
+            settings.junit_xml,
+            lambda out: write_junit_xml(outcome.report, out),
+            workspace=settings.workspace,
+        )
     except OSError as error:
         report = outcome.report.with_problem(
             "junit-xml", f"the merged JUnit file was not written: {error}"

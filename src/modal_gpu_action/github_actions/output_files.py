@@ -13,7 +13,8 @@ code that later steps run. So an output path
   tests ran is replaced, never followed.
 
 `check_output_path` runs with the other input checks, before any test runs (exit 2);
-`write_output` checks again when the tests are over, since the tests ran in between.
+`write_output` (text) and `stream_output` (bytes written as they are made: the merged JUnit of
+a large suite) check again when the tests are over, since the tests ran in between.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from modal_gpu_action.github_actions.workflow import one_line
 
@@ -85,6 +87,13 @@ def check_output_folder(
 def write_output(path: Path, text: str | bytes, *, workspace: Path) -> None:
     """Write `text` (or bytes) to `path` atomically, refusing links; raises OSError (with the
     reason) when it cannot, e.g. a full disk or a link the tests put on the way."""
+    data = text if isinstance(text, bytes) else text.encode("utf-8")
+    stream_output(path, lambda out: out.write(data), workspace=workspace)
+
+
+def stream_output(path: Path, write: Callable[[BinaryIO], object], *, workspace: Path) -> None:
+    """`write_output`, the content written by `write(binary_file)` as it is made, so that it
+    never has to stand in memory whole."""
     # A link the tests put at the path itself is harmless: the rename below replaces it.
     problem = _unsafe(path, Path(os.path.abspath(workspace)), link_at_path_ok=True)
     if problem:
@@ -92,12 +101,8 @@ def write_output(path: Path, text: str | bytes, *, workspace: Path) -> None:
     _make_folders(path.parent)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        if isinstance(text, bytes):
-            with os.fdopen(descriptor, "wb") as binary:
-                binary.write(text)
-        else:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-                out.write(text)
+        with os.fdopen(descriptor, "wb") as out:
+            write(out)
         os.replace(temporary, path)  # replaces a link itself, never its target
     except BaseException:
         with contextlib.suppress(OSError):

@@ -11,16 +11,21 @@ file too, read back the same way by `parse_junit` (junit_reader.py):
 - the run's problems (a crash, a timeout, a report cut short) in a second suite of their own,
   one error case each with class name `modal-gpu-action`: other tools show them as errors, and
   the tests' suite keeps the tests' counts.
-output_files.write_output writes it.
+The file is written as it is made, case by case (`write_junit_xml`), so that a report of a
+million cases never stands in memory as a tree or a string; `to_junit_xml` gives the same bytes
+as text. The layout is ElementTree's with `ET.indent` (what this module wrote before), so files
+stay the same byte for byte. engine.py writes it through output_files.stream_output.
 """
 
 from __future__ import annotations
 
+import io
 import re
-import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from typing import BinaryIO
 
-from modal_gpu_action.report.junit_reader import NOT_RUN_TYPE, PROBLEM_CLASSNAME, SUBTESTS_PROPERTY
-from modal_gpu_action.report.results import CaseOutcome, TestCase, TestReport
+from modal_gpu_action.report.junit_case import NOT_RUN_TYPE, PROBLEM_CLASSNAME, SUBTESTS_PROPERTY
+from modal_gpu_action.report.results import CaseOutcome, CaseResult, TestCase, TestReport
 
 # XML 1.0 cannot hold most control characters, which test output can contain.
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -35,16 +40,38 @@ _RESULT_TAG = {
 _RESULT_TYPE = {CaseOutcome.XFAILED: "pytest.xfail", CaseOutcome.NOT_RUN: NOT_RUN_TYPE}
 PROBLEMS_SUITE = "modal-gpu-action: problems with the run"
 
-
-def _clean(text: str) -> str:
-    return _NOT_XML.sub("\ufffd", text)
+# What is written at once: a few hundred cases' text.
+_BATCH = 64 * 1024
 
 
 def to_junit_xml(report: TestReport, *, suite_name: str = "modal-gpu-action") -> str:
+    """The merged JUnit XML as text (`write_junit_xml`'s bytes)."""
+    out = io.BytesIO()
+    write_junit_xml(report, out, suite_name=suite_name)
+    return out.getvalue().decode("utf-8")
+
+
+def write_junit_xml(
+    report: TestReport, out: BinaryIO, *, suite_name: str = "modal-gpu-action"
+) -> None:
+    """Write the merged JUnit XML (UTF-8) to the binary file `out`, a batch of cases at a time."""
+    batch: list[str] = []
+    size = 0
+    for text in _document(report, suite_name):
+        batch.append(text)
+        size += len(text)
+        if size >= _BATCH:
+            out.write("".join(batch).encode("utf-8"))
+            batch.clear()
+            size = 0
+    out.write("".join(batch).encode("utf-8"))
+
+
+def _document(report: TestReport, suite_name: str) -> Iterator[str]:
+    """The document's text, a piece (a case, mostly) at a time."""
     totals = report.totals
-    root = ET.Element("testsuites")
-    suite = ET.SubElement(
-        root,
+    yield '<?xml version="1.0" encoding="utf-8"?>\n<testsuites>\n'
+    suite = _start(
         "testsuite",
         name=suite_name,
         tests=str(totals.tests),
@@ -54,68 +81,134 @@ def to_junit_xml(report: TestReport, *, suite_name: str = "modal-gpu-action") ->
         time=f"{report.wall_time:.3f}",
     )
     subtests = report.subtests
-    if subtests.total:
-        properties = ET.SubElement(suite, "properties")
-        for kind, count in (
-            ("passed", subtests.passed),
-            ("failed", subtests.failed),
-            ("skipped", subtests.skipped),
-        ):
-            ET.SubElement(properties, "property", name=SUBTESTS_PROPERTY + kind, value=str(count))
-    for case in report.cases:
-        attributes = {"classname": _clean(case.classname), "name": _clean(case.name)}
-        attributes["time"] = f"{case.duration:.3f}"
-        if case.file:
-            attributes["file"] = _clean(case.file)
-        if case.line is not None:
-            attributes["line"] = str(case.line)
-        if case.nodeid:
-            attributes["nodeid"] = _clean(case.nodeid)
-        element = ET.SubElement(suite, "testcase", attributes)
-        results = case.results
-        if not results and case.outcome in _RESULT_TAG:
-            _result(element, case.outcome, case.message, case.detail)
-        for result in results:
-            _result(element, result.outcome, result.message, result.detail)
-        if case.reruns:
-            _reruns(element, case)
+    if not report.cases and not subtests.total:
+        yield f"  {suite} />\n"
+    else:
+        yield f"  {suite}>\n"
+        if subtests.total:
+            yield "    <properties>\n"
+            for kind, number in (
+                ("passed", subtests.passed),
+                ("failed", subtests.failed),
+                ("skipped", subtests.skipped),
+            ):
+                yield f"      {_start('property', name=SUBTESTS_PROPERTY + kind, value=str(number))} />\n"
+            yield "    </properties>\n"
+        for case in report.cases:
+            start = (
+                f'    <testcase classname="{_attribute(case.classname)}"'
+                f' name="{_attribute(case.name)}" time="{case.duration:.3f}"'
+            )
+            if case.file:
+                start += f' file="{_attribute(case.file)}"'
+            if case.line is not None:
+                start += f' line="{case.line}"'
+            if case.nodeid:
+                start += f' nodeid="{_attribute(case.nodeid)}"'
+            results = case.results
+            if not results and case.outcome in _RESULT_TAG:
+                results = (CaseResult(case.outcome, case.message, case.detail),)
+            yield _case(start, results, _reruns(case) if case.reruns else "")
+        yield "  </testsuite>\n"
     if report.problems:
-        problems = ET.SubElement(
-            root,
+        count = str(len(report.problems))
+        yield "  " + _start(
             "testsuite",
             name=PROBLEMS_SUITE,
-            tests=str(len(report.problems)),
+            tests=count,
             failures="0",
-            errors=str(len(report.problems)),
+            errors=count,
             skipped="0",
             time="0.000",
         )
+        yield ">\n"
         for problem in report.problems:
-            element = ET.SubElement(
-                problems,
-                "testcase",
-                classname=PROBLEM_CLASSNAME,
-                name=_clean(problem.where),
-                time="0.000",
+            start = "    " + _start(
+                "testcase", classname=PROBLEM_CLASSNAME, name=problem.where, time="0.000"
             )
-            _result(element, CaseOutcome.ERROR, problem.message, problem.detail)
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+            yield _case(start, (CaseResult(CaseOutcome.ERROR, problem.message, problem.detail),))
+        yield "  </testsuite>\n"
+    yield "</testsuites>\n"
 
 
-def _reruns(element: ET.Element, case: TestCase) -> None:
+def _case(start: str, results: tuple[CaseResult, ...], reruns: str = "") -> str:
+    """One `<testcase>` (`start`: its start tag, unclosed) and its result elements, indented,
+    each on its own line, then its re-runs' elements (`_reruns`)."""
+    if not results and not reruns:
+        return start + " />\n"
+    lines = [start, ">\n"]
+    for result_of in results:
+        outcome = result_of.outcome
+        result = _start(_RESULT_TAG[outcome], message=result_of.message)
+        if outcome in _RESULT_TYPE:
+            result += f' type="{_RESULT_TYPE[outcome]}"'
+        text = _escape_text(_clean(result_of.detail))
+        end = f">{text}</{_RESULT_TAG[outcome]}>\n" if text else " />\n"
+        lines += ("      ", result, end)
+    lines += (reruns, "    </testcase>\n")
+    return "".join(lines)
+
+
+def _reruns(case: TestCase) -> str:
     """A re-run test's other runs as Maven Surefire writes them: a flaky test's failed runs as
     `<flakyFailure>`/`<flakyError>`, the re-runs of one that kept failing as `<rerunFailure>`/
     `<rerunError>`, each with its traceback in a `<stackTrace>` child."""
     kind = "flaky" if case.flaky else "rerun"
+    lines = []
     for result in case.reruns:
         tag = kind + ("Error" if result.outcome is CaseOutcome.ERROR else "Failure")
-        run = ET.SubElement(element, tag, message=_clean(result.message), type="")
-        ET.SubElement(run, "stackTrace").text = _clean(result.detail)
+        text = _escape_text(_clean(result.detail))
+        trace = f"<stackTrace>{text}</stackTrace>" if text else "<stackTrace />"
+        lines.append(
+            f"      {_start(tag, message=result.message, type='')}>\n"
+            f"        {trace}\n      </{tag}>\n"
+        )
+    return "".join(lines)
 
 
-def _result(element: ET.Element, outcome: CaseOutcome, message: str, detail: str) -> None:
-    result = ET.SubElement(element, _RESULT_TAG[outcome], message=_clean(message))
-    if outcome in _RESULT_TYPE:
-        result.set("type", _RESULT_TYPE[outcome])
-    result.text = _clean(detail) or None
+def _start(tag: str, **attributes: str) -> str:
+    """`<tag name="value" ...`, unclosed, each value cleaned and escaped."""
+    return f"<{tag}" + "".join(
+        f' {name}="{_attribute(value)}"' for name, value in attributes.items()
+    )
+
+
+def _clean(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
+
+
+def _escape_text(text: str) -> str:
+    """As ElementTree escapes an element's text."""
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    return text
+
+
+# As ElementTree escapes an attribute's value: line ends and tabs as character references, so
+# that they survive a parser's attribute normalisation.
+_ATTRIBUTE_ESCAPES = str.maketrans(
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        '"': "&quot;",
+        "\r": "&#13;",
+        "\n": "&#10;",
+        "\t": "&#09;",
+    }
+)
+
+
+# Printable ASCII but for `"&<>`: what most values are made of, written as they are.
+_PLAIN = re.compile(r"[ !#-%'-;=?-~]*")
+
+
+def _attribute(value: str) -> str:
+    """`value` cleaned and escaped for an attribute."""
+    if _PLAIN.fullmatch(value):
+        return value
+    return _clean(value).translate(_ATTRIBUTE_ESCAPES)

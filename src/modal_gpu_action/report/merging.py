@@ -22,6 +22,8 @@ def merge(reports: Iterable[TestReport]) -> TestReport:
     that failed or were skipped at collection: such an entry (`TestCase.collection`) that an
     earlier report already holds is left out, and each counts once, as in an unsharded run."""
     reports = list(reports)
+    if len(reports) == 1:  # nothing to merge: no copy of a large report's cases
+        return reports[0]
     cases: list[TestCase] = []
     seen: set[tuple[str, str, CaseOutcome, str]] = set()
     for report in reports:
