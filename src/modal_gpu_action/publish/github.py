@@ -27,14 +27,12 @@ from urllib.parse import quote
 
 from github import GithubException
 
+from modal_gpu_action.publish.deadline import DEFAULT_TIMING, Deadline, Timing
 from modal_gpu_action.publish.github_comment import publish
 from modal_gpu_action.publish.github_requests import (
-    DEFAULT_TIMING,
     Api,
     Cancelled,
-    Deadline,
     Log,
-    Timing,
     error_message,
     explain,
     pull_number,

@@ -17,12 +17,22 @@ or deleted.
 
 The jobs of a matrix share the key, so they share the comment: each job owns the section of its
 key (the GPU or `matrix-key`) and rebuilds the whole comment from the sections already in it (see
-`comment_sections`). GitHub has no conditional update, so concurrent jobs converge by checking:
-after each write a job waits a random 1-2.5 s (at least twice its slowest request, so a slow API
-gets longer waits), re-reads, and rewrites (merging what it finds) when
-its section is missing or another job's write replaced it, until it has seen its section in place
-twice in a row (or `max_writes` writes, or the time budget, run out: a warning). Comments that
-a race duplicated are merged into the oldest and deleted.
+`comment_sections`). GitHub has no conditional update, so a job checks what it wrote by reading
+the comment again, and waits only where another writer can be at work:
+- alone (no other key's section, at most one comment): one write, one re-read at once;
+- beside other jobs' sections, none seen writing: one write, one re-read after `Timing.guard`
+  (at least twice its slowest request), long enough for a sibling that read the comment before
+  this write to have landed its own;
+- once another writer is seen - a second comment of ours, another section that changed between
+  this job's reads, or its own section missing or replaced - it waits a random 1-2.5 s (at
+  least twice its slowest request) before each re-read, rewrites (merging what it finds) while
+  its section is missing or not alone in one comment, and stops once it has seen its section in
+  place twice in a row.
+`max_writes` writes, or the time budget, running out end it with a warning. Comments that a race
+duplicated are merged into the oldest and deleted. What this cannot see: a job that had not
+written its section before (a key new to the comment) and whose read-then-write straddles a
+lone job's write and re-read; its write can bring back the lone job's previous section until the
+next run.
 
 `comment-on`:
 - `always`: create or update the comment on every run.
@@ -45,7 +55,8 @@ from github import GithubException
 from github.IssueComment import IssueComment
 
 from modal_gpu_action.github_actions.github_limits import COMMENT_CHARS
-from modal_gpu_action.publish.github_requests import Api, Log, Timing, pull_number
+from modal_gpu_action.publish.deadline import Timing
+from modal_gpu_action.publish.github_requests import Api, Log, pull_number
 from modal_gpu_action.render.comment_sections import (
     Section,
     clean_key,
@@ -122,7 +133,9 @@ def _converge(
 ) -> str | None:
     """Write this job's section and check, re-reading, that it stays in the one comment."""
     url: str | None = None
-    expected: Section | None = None
+    expected: Section | None = None  # this job's section as last written
+    seen: dict[str, Section] = {}  # every section, as this job last wrote or read them
+    contended = len(state) > 1  # another writer seen
     confirmed = writes = 0
     while True:
         sections = merge(*(parse_comment(c.body) for c in state))
@@ -138,12 +151,14 @@ def _converge(
             )
             return state[0].html_url if state else url
         if expected is not None and len(state) == 1 and current == expected:
-            confirmed += 1
             url = state[0].html_url
-            if confirmed >= timing.confirmations:
+            contended = contended or sections != seen  # another section changed meanwhile
+            confirmed += 1
+            if confirmed >= (timing.confirmations if contended else 1):
                 log.info(f"PR comment: {url}")
                 return url
         else:
+            contended = contended or expected is not None  # ours missing, replaced, duplicated
             confirmed = 0
             if writes >= timing.max_writes:
                 log.warn(
@@ -159,20 +174,31 @@ def _converge(
                     f" {COMMENT_CHARS:,}, even with every section shortened"
                 )
                 return url
-            expected = parse_comment(body)[own.key]
+            sections = parse_comment(body)
+            expected = sections[own.key]
             url = _write(api, number, body, state)
             writes += 1
-        low, high = timing.settle
-        # Wait well beyond the slowest request seen: another job's read-then-write must have
-        # landed before this one checks (a slow API gets longer waits).
-        wait = max(low + (high - low) * timing.random(), 2 * api.slowest)
-        if not api.pause(wait):
+        seen = sections
+        if not api.pause(_wait(api, timing, contended=contended, alone=len(seen) == 1)):
             if confirmed == 0:
                 log.warn(
                     "ran out of time before checking that the PR comment kept this job's section"
                 )
             return url
         state = _ours(api.list_comments(number), key, api.login())
+
+
+def _wait(api: Api, timing: Timing, *, contended: bool, alone: bool) -> float:
+    """How long to wait before re-reading the comment. A job that read the comment before this
+    job's write and writes after it must have landed by then: its read's answer, its own work
+    and its write's request take about one of its requests, so every wait is at least twice the
+    slowest request seen (a slow API gets longer waits)."""
+    if contended:  # random, so that jobs that collided once do not re-read in step
+        low, high = timing.settle
+        return max(low + (high - low) * timing.random(), 2 * api.slowest)
+    if alone:  # nobody else's section: nobody to wait for
+        return 0.0
+    return max(timing.guard, 2 * api.slowest)
 
 
 def _write(api: Api, number: int, body: str, state: list[IssueComment]) -> str:
