@@ -507,6 +507,33 @@ def test_a_lone_job_that_finds_a_second_comment_on_its_re_read_merges_and_waits(
     assert len(fake.calls("issues/delete-comment")) == 1
 
 
+def test_a_comment_not_listed_yet_right_after_its_creation_is_looked_for_not_written_again(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    """GitHub's reads can lag behind its writes: the re-read right after the create misses it."""
+    context, settings = setup(fake, tmp_path)
+    listed = fake._op_issues_list_comments
+    lagged: list[bool] = []
+
+    def lagging(*args: Any) -> tuple[int, Any, dict[str, str]]:
+        status, answer, headers = listed(*args)
+        if fake.calls("issues/create-comment") and not lagged:  # the first read after it
+            lagged.append(True)
+            answer = []
+        return status, answer, headers
+
+    fake._op_issues_list_comments = lagging  # type: ignore[method-assign]
+    clock = FakeClock()
+
+    result, _ = publish(context, settings, section("L4"), clock.timing())
+
+    assert result.warnings == []
+    assert len(fake.calls("issues/create-comment")) == 1 and writes(fake) == 1
+    assert clock.sleeps == [1.75, 1.75]  # a wait, the comment found: then confirmed twice
+    [comment] = fake.comments_on(PR)
+    assert result.comment_url == github_url(fake, comment.id)
+
+
 # --- PyGithub is imported only to publish something -------------------------------------------
 
 

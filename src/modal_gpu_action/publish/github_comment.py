@@ -140,6 +140,7 @@ def _converge(
     expected: Section | None = None  # this job's section as last written
     seen: dict[str, Section] = {}  # every section, as this job last wrote or read them
     contended = len(state) > 1  # another writer seen
+    looked_again = False  # for the comment written, when a re-read did not list it
     confirmed = writes = 0
     while True:
         sections = merge(*(parse_comment(c.body) for c in state))
@@ -161,6 +162,11 @@ def _converge(
             if confirmed >= (timing.confirmations if contended else 1):
                 log.info(f"PR comment: {url}")
                 return url
+        elif expected is not None and not state and not looked_again:
+            # Not listed right after it was written: GitHub's reads can lag behind its writes for a
+            # moment, and writing again would create a second comment. Wait, then look again.
+            contended = looked_again = True
+            confirmed = 0
         else:
             contended = contended or expected is not None  # ours missing, replaced, duplicated
             confirmed = 0
