@@ -1,6 +1,6 @@
 """What publishing costs a run: the real command in GitHub mode against the fake GitHub API.
 
-    uv run python benchmarks/bench_publish.py [--repeat 11] [--latency 0.02 0.05] [--src DIR]
+    uv run python benchmarks/bench_publish.py [--repeat 11] [--latency 0.02 0.05] [--before DIR]
 
 Each repetition runs `python -m modal_gpu_action` on the `passing` fixture project (local
 backend) once in each of these ways, in a rotating order so that none always goes first:
@@ -16,7 +16,8 @@ figures are the medians of the per-repetition differences (drifts of the machine
   sticky+label - off+label   the comment's own cost, PyGithub imported by both (target <= 0.5 s)
   sticky - off               the comment's cost with PyGithub's import, which `off` now skips
   off - local                GitHub mode with nothing to publish (the import saving)
-`--src DIR` runs the command from another checkout's src/ (an older commit, to compare).
+`--before DIR` also runs every kind from another checkout's src/ (an older commit) in the same
+rotation, so that the two are compared under the same load.
 Results also go, as JSON, to benchmarks/out/publish.json (ignored by git).
 """
 
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -99,67 +101,86 @@ def main() -> int:
     parser.add_argument(
         "--latency", type=float, nargs=2, default=(0.02, 0.05), metavar=("LOW", "HIGH")
     )
-    parser.add_argument("--src", type=Path, help="run the command from this src/ folder instead")
+    parser.add_argument(
+        "--before", type=Path, help="also run each kind from this src/ folder, in the same rotation"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "out" / "publish.json")
     args = parser.parse_args()
 
+    sources = {"": None} | ({" (before)": args.before.resolve()} if args.before else {})
+    runs = [kind + source for source in sources for kind in KINDS]
     validator = description.Validator(description.load("api.github.com"))
     fake = FakeGitHub(validator, delay=tuple(args.latency), seed=1)
-    times: dict[str, list[float]] = {kind: [] for kind in KINDS}
-    requests: dict[str, list[int]] = {kind: [] for kind in KINDS}
+    times: dict[str, list[float]] = {run: [] for run in runs}
+    cpu: dict[str, list[float]] = {run: [] for run in runs}  # the command's and its children's
+    requests: dict[str, list[int]] = {run: [] for run in runs}
     with tempfile.TemporaryDirectory(prefix="bench-publish-") as folder, fake.running():
         scratch = Path(folder)
         workspace = scratch / "workspace"
         shutil.copytree(TESTS / "fixtures" / "projects" / "passing", workspace)
         fake.add_pull(PR, HEAD, labels=(LABEL,))
-        envs = environments(fake, scratch, workspace)
-        if args.src is not None:
-            for env in envs.values():
-                env["PYTHONPATH"] = str(args.src.resolve())
         module = [sys.executable, "-m", "modal_gpu_action"]
-        commands = {kind: module for kind in KINDS}
-        commands["local"] = [*module, "run", "--backend", "local", "--test-path", "tests"]
+        commands: dict[str, tuple[list[str], dict[str, str]]] = {}
+        for source, src in sources.items():
+            for kind, env in environments(fake, scratch, workspace).items():
+                if src is not None:
+                    env["PYTHONPATH"] = str(src)
+                argv = [*module, "run", "--backend", "local", "--test-path", "tests"]
+                commands[kind + source] = (argv if kind == "local" else module, env)
 
-        def once(kind: str) -> float:
+        def once(run: str) -> float:
             for name in ("summary.md", "output.txt"):
                 (scratch / name).write_text("")
             with fake.lock:
                 fake.state.issues[PR] = [LABEL]  # labelled again, as for each rerun
                 before = len(fake.exchanges)
+            argv, env = commands[run]
+            used = _children_cpu()
             started = time.perf_counter()
-            run = subprocess.run(
-                commands[kind], cwd=workspace, env=envs[kind], capture_output=True, text=True
-            )
+            done = subprocess.run(argv, cwd=workspace, env=env, capture_output=True, text=True)
             seconds = time.perf_counter() - started
-            assert run.returncode == 0, f"{kind}: exit {run.returncode}\n{run.stdout}{run.stderr}"
-            assert "::warning" not in run.stdout, f"{kind}: {run.stdout}"
+            cpu[run].append(_children_cpu() - used)
+            assert done.returncode == 0, (
+                f"{run}: exit {done.returncode}\n{done.stdout}{done.stderr}"
+            )
+            assert "::warning" not in done.stdout, f"{run}: {done.stdout}"
             with fake.lock:
-                requests[kind].append(len(fake.exchanges) - before)
+                requests[run].append(len(fake.exchanges) - before)
                 labels = list(fake.state.issues[PR])
-            assert labels == ([] if kind.endswith("+label") else [LABEL]), (kind, labels)
-            if kind.startswith("sticky"):
-                assert len(fake.comments_on(PR)) == 1, kind
+            assert labels == ([] if "+label" in run else [LABEL]), (run, labels)
+            if run.startswith("sticky"):
+                assert len(fake.comments_on(PR)) == 1, run
             return seconds
 
-        for kind in KINDS:  # warm the file cache and the bytecode once, not timed
-            once(kind)
-        for kind in KINDS:
-            requests[kind].clear()
+        for run in runs:  # warm the file cache and the bytecode once, not timed
+            once(run)
+            requests[run].clear()
+            cpu[run].clear()
         for repetition in range(args.repeat):
-            shift = repetition % len(KINDS)
-            for kind in KINDS[shift:] + KINDS[:shift]:
-                times[kind].append(once(kind))
+            shift = repetition % len(runs)
+            for run in runs[shift:] + runs[:shift]:
+                times[run].append(once(run))
         assert not fake.violations, fake.violations
 
-    median = {kind: statistics.median(values) for kind, values in times.items()}
+    median = {run: statistics.median(values) for run, values in times.items()}
     paired = {
-        f"{a} - {b}": statistics.median(x - y for x, y in zip(times[a], times[b], strict=True))
+        f"{a}{source} - {b}{source}": statistics.median(
+            x - y for x, y in zip(times[a + source], times[b + source], strict=True)
+        )
+        for source in sources
+        for a, b in PAIRS
+    }
+    paired_cpu = {
+        f"{a}{source} - {b}{source}": statistics.median(
+            x - y for x, y in zip(cpu[a + source], cpu[b + source], strict=True)
+        )
+        for source in sources
         for a, b in PAIRS
     }
     comment_cost = paired["sticky+label - off+label"]
     figures: dict[str, Any] = {
         "command": " ".join(sys.argv),
-        "src": str(args.src) if args.src else "this checkout",
+        "before": str(args.before) if args.before else None,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
         "load_average": os.getloadavg(),
@@ -167,8 +188,10 @@ def main() -> int:
         "repeat": args.repeat,
         "seconds": times,
         "median_seconds": median,
-        "requests_per_run": {kind: statistics.median(n) for kind, n in requests.items()},
+        "requests_per_run": {run: statistics.median(n) for run, n in requests.items()},
         "paired_median_seconds": paired,
+        "cpu_seconds": cpu,
+        "paired_median_cpu_seconds": paired_cpu,
         "target_seconds": TARGET,
         "within_target": comment_cost <= TARGET,
     }
@@ -176,16 +199,22 @@ def main() -> int:
     args.out.write_text(json.dumps(figures, indent=2))
     print(f"{args.repeat} repetitions, API latency {args.latency[0]}-{args.latency[1]} s;")
     print(f"python {figures['python']} on {figures['machine']}, load {figures['load_average']}")
-    for kind in KINDS:
+    for run in runs:
         print(
-            f"  {kind:<13} {median[kind]:6.3f} s median,"
-            f" {figures['requests_per_run'][kind]:g} API requests"
+            f"  {run:<22} {median[run]:6.3f} s median,"
+            f" {figures['requests_per_run'][run]:g} API requests"
         )
+    print("median of paired differences: wall, and CPU (the command and its children)")
     for pair, value in paired.items():
-        print(f"  {pair:<25} {value:+.3f} s (median of paired differences)")
+        print(f"  {pair:<45} {value:+.3f} s   CPU {paired_cpu[pair]:+.3f} s")
     verdict = "met" if figures["within_target"] else "MISSED"
     print(f"comment's own cost {comment_cost:+.3f} s; target <= +{TARGET} s: {verdict}")
     return 0 if figures["within_target"] else 1
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":
