@@ -6,6 +6,10 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -349,55 +353,334 @@ def test_comment_new_with_change_compares_with_the_latest_earlier_run(
     assert conclusions == ["failed", "passed"]
 
 
+# --- waiting only where another writer can be at work ----------------------------------------
+
+
+def writes(fake: FakeGitHub) -> int:
+    return len(fake.calls("issues/create-comment") + fake.calls("issues/update-comment"))
+
+
+def test_a_lone_job_writes_once_and_re_reads_once_without_waiting(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    context, settings = setup(fake, tmp_path)
+    clock = FakeClock()
+
+    created, _ = publish(context, settings, section("L4", "failed"), clock.timing())
+    clock.elapsed += 60  # the next run
+    updated, _ = publish(context, settings, section("L4", "passed"), clock.timing())
+
+    assert created.warnings == updated.warnings == []
+    assert clock.sleeps == []
+    assert [len(fake.calls(op)) for op in ("issues/create-comment", "issues/update-comment")] == [
+        1,
+        1,
+    ]
+    assert len(fake.calls("issues/list-comments")) == 4  # per run: the read, the one re-read
+    [comment] = fake.comments_on(PR)
+    assert parse_comment(comment.body)["L4"].conclusion == "passed"
+
+
+def test_beside_other_jobs_sections_one_guard_wait_then_one_re_read(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    context, settings = setup(fake, tmp_path)
+    fake.add_comment(PR, compose_comment("GPU tests/gpu", {"T4": section("T4")}), user=BOT)
+    clock = FakeClock()
+
+    result, _ = publish(context, settings, section("L4"), clock.timing(guard=0.3))
+
+    assert result.warnings == []
+    assert clock.sleeps == [0.3]
+    assert writes(fake) == 1 and len(fake.calls("issues/list-comments")) == 2
+    assert sorted(parse_comment(fake.comments_on(PR)[0].body)) == ["L4", "T4"]
+
+
+def test_the_guard_wait_is_at_least_twice_the_slowest_request(
+    github_api_make_server: Callable[..., FakeGitHub], tmp_path: Path
+) -> None:
+    fake = github_api_make_server(delay=(0.05, 0.05))
+    fake.add_pull(PR, HEAD)
+    context, settings = setup(fake, tmp_path)
+    fake.add_comment(PR, compose_comment("GPU tests/gpu", {"T4": section("T4")}), user=BOT)
+    slept: list[float] = []
+
+    def wait(event: threading.Event, seconds: float) -> bool:
+        slept.append(seconds)
+        return False
+
+    result, _ = publish(context, settings, section("L4"), replace(FAST, guard=0.01, wait=wait))
+
+    assert result.warnings == []
+    [guard] = slept
+    assert 0.1 <= guard < 1.0
+
+
+def other_job_meanwhile(
+    fake: FakeGitHub, clock: FakeClock, change: Callable[[str], str]
+) -> Callable[[threading.Event, float], bool]:
+    """A wait during which another job rewrites the comment (`change` of its body), once."""
+
+    def wait(event: threading.Event, seconds: float) -> bool:
+        if not clock.sleeps:
+            with fake.lock:
+                [comment] = fake.state.comments
+                comment.body = change(comment.body)
+        return clock.wait(event, seconds)
+
+    return wait
+
+
+def test_a_section_that_changes_between_reads_means_waiting_for_a_second_confirmation(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    context, settings = setup(fake, tmp_path)
+    fake.add_comment(PR, compose_comment("GPU tests/gpu", {"T4": section("T4")}), user=BOT)
+    clock = FakeClock()
+
+    def t4_fails(body: str) -> str:  # T4's job merged this job's section and wrote its own
+        sections = parse_comment(body)
+        sections["T4"] = section("T4", "failed", written_at=time.time())
+        return compose_comment("GPU tests/gpu", sections)
+
+    timing = replace(clock.timing(guard=0.3), wait=other_job_meanwhile(fake, clock, t4_fails))
+    result, _ = publish(context, settings, section("L4"), timing)
+
+    assert result.warnings == []
+    assert clock.sleeps == [0.3, 1.75]  # the guard, then a settle wait (random 0.5 of 1-2.5 s)
+    assert writes(fake) == 1 and len(fake.calls("issues/list-comments")) == 3
+    sections = parse_comment(fake.comments_on(PR)[0].body)
+    assert sections["T4"].conclusion == "failed" and sections["L4"].conclusion == "passed"
+
+
+def test_a_write_that_brings_back_an_older_section_is_seen_and_repaired(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    context, settings = setup(fake, tmp_path)
+    earlier = compose_comment(
+        "GPU tests/gpu", {"T4": section("T4"), "L4": section("L4", "failed", written_at=1.0)}
+    )
+    fake.add_comment(PR, earlier, user=BOT)
+    clock = FakeClock()
+
+    def t4_from_an_old_read(body: str) -> str:  # T4's job read before this job wrote
+        sections = parse_comment(earlier)
+        sections["T4"] = section("T4", "failed", written_at=time.time())
+        return compose_comment("GPU tests/gpu", sections)
+
+    timing = replace(
+        clock.timing(guard=0.3), wait=other_job_meanwhile(fake, clock, t4_from_an_old_read)
+    )
+    result, _ = publish(context, settings, section("L4", "passed"), timing)
+
+    assert result.warnings == []
+    assert clock.sleeps == [0.3, 1.75, 1.75]  # the guard; the rewrite, then two confirmations
+    assert writes(fake) == 2 and len(fake.calls("issues/list-comments")) == 4
+    sections = parse_comment(fake.comments_on(PR)[0].body)
+    assert sections["T4"].conclusion == "failed" and sections["L4"].conclusion == "passed"
+
+
+def test_a_lone_job_that_finds_a_second_comment_on_its_re_read_merges_and_waits(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    """Two jobs of a matrix's first run: each found no comment and created one."""
+    context, settings = setup(fake, tmp_path)
+    create = fake._op_issues_create_comment
+
+    def create_and_another(*args: Any) -> tuple[int, Any, dict[str, str]]:
+        answer = create(*args)
+        if len(fake.state.comments) == 1:
+            body = compose_comment("GPU tests/gpu", {"H100": section("H100")})
+            fake.add_comment(PR, body, user=BOT)
+        return answer
+
+    fake._op_issues_create_comment = create_and_another  # type: ignore[method-assign]
+    clock = FakeClock()
+
+    result, _ = publish(context, settings, section("L4"), clock.timing())
+
+    assert result.warnings == []
+    assert clock.sleeps == [1.75, 1.75]  # none after the create; then the settle-and-confirm loop
+    [comment] = fake.comments_on(PR)
+    assert result.comment_url == github_url(fake, comment.id)
+    assert sorted(parse_comment(comment.body)) == ["H100", "L4"]
+    assert len(fake.calls("issues/delete-comment")) == 1
+
+
+def test_a_comment_not_listed_yet_right_after_its_creation_is_looked_for_not_written_again(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    """GitHub's reads can lag behind its writes: the re-read right after the create misses it."""
+    context, settings = setup(fake, tmp_path)
+    listed = fake._op_issues_list_comments
+    lagged: list[bool] = []
+
+    def lagging(*args: Any) -> tuple[int, Any, dict[str, str]]:
+        status, answer, headers = listed(*args)
+        if fake.calls("issues/create-comment") and not lagged:  # the first read after it
+            lagged.append(True)
+            answer = []
+        return status, answer, headers
+
+    fake._op_issues_list_comments = lagging  # type: ignore[method-assign]
+    clock = FakeClock()
+
+    result, _ = publish(context, settings, section("L4"), clock.timing())
+
+    assert result.warnings == []
+    assert len(fake.calls("issues/create-comment")) == 1 and writes(fake) == 1
+    assert clock.sleeps == [1.75, 1.75]  # a wait, the comment found: then confirmed twice
+    [comment] = fake.comments_on(PR)
+    assert result.comment_url == github_url(fake, comment.id)
+
+
+# --- PyGithub is imported only to publish something -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("inputs", "published"),
+    [
+        ({"INPUT_COMMENT": "off", "INPUT_REMOVE_LABEL": ""}, False),
+        ({"INPUT_COMMENT": "off"}, True),  # the label
+        ({"INPUT_REMOVE_LABEL": ""}, True),  # the comment
+    ],
+    ids=["nothing to publish", "a label to remove", "a comment to write"],
+)
+def test_the_run_command_imports_pygithub_only_to_publish_something(
+    fake: FakeGitHub, tmp_path: Path, inputs: dict[str, str], published: bool
+) -> None:
+    directory = tmp_path / "workspace"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "projects" / "passing", directory)
+    for name in ("summary.md", "output.txt"):
+        (tmp_path / name).touch()
+    env = environment(
+        fake,
+        tmp_path,
+        PATH="/usr/bin:/bin",
+        GITHUB_WORKSPACE=str(directory),
+        GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"),
+        GITHUB_OUTPUT=str(tmp_path / "output.txt"),
+        MODAL_GPU_ACTION_PYTHON=sys.executable,
+        INPUT_BACKEND="local",
+        INPUT_TEST_PATH="tests",
+        **inputs,
+    )
+
+    run = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "modal_gpu_action"],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    imported = set(re.findall(r"^import time:[^|]*\|[^|]*\| +(\S+)$", run.stderr, re.M))
+    assert "modal_gpu_action.engine" in imported  # the check sees the command's imports
+    assert ("github" in imported) is published
+    assert ("modal_gpu_action.publish.github" in imported) is published
+    assert bool(fake.exchanges) is published
+    assert (fake.labels_on(PR) == ["other"]) is ("INPUT_REMOVE_LABEL" not in inputs)
+    assert len(fake.comments_on(PR)) == (0 if inputs.get("INPUT_COMMENT") == "off" else 1)
+
+
 # --- matrix jobs at once -----------------------------------------------------------------------
 
 
-def test_four_matrix_jobs_at_once_converge_to_one_comment_with_four_sections(
-    github_api_make_server: Callable[..., FakeGitHub], tmp_path: Path
-) -> None:
-    fake = github_api_make_server(delay=(0.0, 0.004), seed=5)
-    gpus = ["A100-80GB", "H100", "L4", "T4"]
-    timing = github.Timing(settle=(0.02, 0.05), backoff_base=0.01)
-    rounds = 20
-    for number in range(1, rounds + 1):
-        fake.add_pull(number, HEAD)
+GPUS = ["A100-80GB", "H100", "L4", "T4"]
+
+
+def matrix_rounds(
+    fake: FakeGitHub,
+    tmp_path: Path,
+    timing: github.Timing,
+    *,
+    rounds: int,
+    earlier_run: bool,
+) -> list[dict[str, list[float]]]:
+    """`rounds` times, the four jobs of a matrix publish at once (each on its own pull request);
+    with `earlier_run`, into the comment an earlier run of all four left. Checks that every round
+    ends with one comment holding each job's own section; the waits of each job, per round."""
     context, settings = setup(fake, tmp_path)
+    first = 100 if earlier_run else 1
+    for number in range(first, first + rounds):
+        fake.add_pull(number, HEAD)
+        if earlier_run:
+            old = {gpu: section(gpu, "failed", tests=100, written_at=1.0) for gpu in GPUS}
+            fake.add_comment(number, compose_comment("GPU tests/gpu", old), user=BOT)
     results: dict[tuple[int, str], github.PublishResult] = {}
     parts: dict[tuple[int, str], Section] = {}
+    waits: dict[tuple[int, str], list[float]] = {}
 
     def job(number: int, gpu: str, barrier: threading.Barrier) -> None:
         part = section(gpu, random.choice(["passed", "failed"]), tests=random.randint(1, 99))
         parts[number, gpu] = part
+        slept = waits.setdefault((number, gpu), [])
+
+        def wait(event: threading.Event, seconds: float) -> bool:
+            slept.append(seconds)
+            return event.wait(seconds)
+
         barrier.wait()
         time.sleep(random.uniform(0, 0.01))
         results[number, gpu] = github.publish_comment(
             replace(settings, context=replace(context, pr_number=number)),
             section=part,
-            timing=timing,
+            timing=replace(timing, wait=wait),
             stream=io.StringIO(),
         )
 
-    for number in range(1, rounds + 1):
-        barrier = threading.Barrier(len(gpus))
-        threads = [threading.Thread(target=job, args=(number, g, barrier)) for g in gpus]
+    for number in range(first, first + rounds):
+        barrier = threading.Barrier(len(GPUS))
+        threads = [threading.Thread(target=job, args=(number, g, barrier)) for g in GPUS]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(30)
 
-    for number in range(1, rounds + 1):
+    for number in range(first, first + rounds):
         comments = fake.comments_on(number)
         assert len(comments) == 1, f"round {number}: {len(comments)} comments"
         sections = parse_comment(comments[0].body)
-        assert sorted(sections) == gpus, f"round {number}"
+        assert sorted(sections) == GPUS, f"round {number}"
         url = f"{fake.host}/{fake.full_name}/pull/{number}#issuecomment-{comments[0].id}"
-        for gpu in gpus:
+        for gpu in GPUS:
             assert results[number, gpu].warnings == []
             assert results[number, gpu].comment_url == url
-            assert sections[gpu].same_result(parts[number, gpu])
+            assert sections[gpu].same_result(parts[number, gpu]), f"round {number}, {gpu}"
             assert sections[gpu].body == parts[number, gpu].body
         table = comments[0].body.split("<!-- modal-gpu-action:section", 1)[0]
-        assert all(f"| {escape_inline(gpu)} |" in table for gpu in gpus)
+        assert all(f"| {escape_inline(gpu)} |" in table for gpu in GPUS)
+    return [{gpu: waits[number, gpu] for gpu in GPUS} for number in range(first, first + rounds)]
+
+
+def test_four_matrix_jobs_at_once_converge_to_one_comment_with_four_sections(
+    github_api_make_server: Callable[..., FakeGitHub], tmp_path: Path
+) -> None:
+    """The first run of a matrix: no comment yet, each job creates one at the same time."""
+    fake = github_api_make_server(delay=(0.0, 0.004), seed=5)
+    timing = github.Timing(settle=(0.02, 0.05), guard=0.02, backoff_base=0.01)
+
+    rounds = matrix_rounds(fake, tmp_path, timing, rounds=20, earlier_run=False)
+
+    # The jobs collided (more than one comment, sections changing between reads): the waiting
+    # loop ran, a job waited more than once, in most rounds.
+    assert sum(any(len(w) > 1 for w in jobs.values()) for jobs in rounds) >= len(rounds) // 2
+
+
+def test_a_rerun_of_four_matrix_jobs_editing_one_comment_at_once_keeps_every_section(
+    github_api_make_server: Callable[..., FakeGitHub], tmp_path: Path
+) -> None:
+    """Every job edits the comment of the earlier run: a job that read it before another's write
+    and writes after it puts that job's earlier section back, unless that job checks again."""
+    fake = github_api_make_server(delay=(0.0, 0.004), seed=7)
+    timing = github.Timing(settle=(0.02, 0.05), guard=0.02, backoff_base=0.01)
+
+    rounds = matrix_rounds(fake, tmp_path, timing, rounds=20, earlier_run=True)
+
+    assert all(w for jobs in rounds for w in jobs.values())  # beside others: the guard, at least
+    assert sum(any(len(w) > 1 for w in jobs.values()) for jobs in rounds) >= len(rounds) // 2
 
 
 def test_duplicates_left_by_a_race_are_merged_into_the_oldest(
@@ -635,7 +918,8 @@ def test_an_api_that_never_answers_costs_the_deadline_and_no_more(
     assert result.comment_url is None
     assert "could not write the PR comment: GitHub's API did not answer within" in log
     assert "did not answer within" in label[0]
-    assert len(fake.calls("issues/list-comments")) >= 2  # a request's own limit, then a retry
+    # The first request (who the token is): its own limit, then a retry.
+    assert len(fake.calls("users/get-authenticated")) >= 2
     assert fake.calls("issues/remove-label")  # the label's share of the deadline was left
     assert fake.labels_on(PR) == [LABEL, "other"]
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from modal_gpu_action.console import TITLE, one_screen
 from modal_gpu_action.exit_codes import FAILED
@@ -41,6 +41,7 @@ from modal_gpu_action.github_actions.workflow import (
     write_outputs,
 )
 from modal_gpu_action.outcome import RunOutcome, execute, outputs
+from modal_gpu_action.publish.deadline import Deadline
 from modal_gpu_action.render.annotations import annotation_commands
 from modal_gpu_action.render.comment_sections import SECTION_LIMIT, section_for
 from modal_gpu_action.render.markdown import render_comment, render_summary
@@ -49,9 +50,6 @@ from modal_gpu_action.report.junit_reader import JUnitFileError, read_junit
 from modal_gpu_action.report.junit_writer import write_junit_xml
 from modal_gpu_action.report.redaction import redact_report
 from modal_gpu_action.settings import Settings, load_label_settings
-
-if TYPE_CHECKING:
-    from modal_gpu_action.publish.github_requests import Deadline
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +111,12 @@ def session(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Iter
         if not in_github_actions(environ):
             yield Session(cancel)
             return
+        deadline = Deadline.for_run(cancel, environ)
+        if label is None:  # PyGithub is imported only to publish something: 0.5-1 s
+            yield Session(cancel, deadline)
+            return
         import modal_gpu_action.publish.github as github
 
-        deadline = github.Deadline.for_run(cancel, environ)
         with github.removing_label(label, deadline=deadline):
             yield Session(cancel, deadline)
 

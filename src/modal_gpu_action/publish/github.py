@@ -10,10 +10,13 @@ How the engine calls it:
         ... read the other inputs, run the tests, write the summary and outputs ...
         result = publish_comment(settings.publishing, section=..., deadline=deadline)
 
+The engine imports this module (and with it PyGithub, 0.5-1 s) only when there is a label to
+remove or a comment to write; `Deadline` itself lives in `deadline`, which needs no PyGithub.
 This module holds the entry points and re-exports what the engine and the tests use; the rest
 lives beside it, one concern a module, imports flowing one way (github -> github_comment ->
-github_requests):
-- `github_requests`: the deadline, bounded and retried API calls, the text of warnings;
+github_requests -> deadline):
+- `deadline`: the budgets and waits (`Timing`), the one deadline;
+- `github_requests`: bounded and retried API calls, the text of warnings;
 - `github_comment`: the matrix's shared comment, `comment-on`.
 """
 
@@ -27,14 +30,12 @@ from urllib.parse import quote
 
 from github import GithubException
 
+from modal_gpu_action.publish.deadline import DEFAULT_TIMING, Deadline, Timing
 from modal_gpu_action.publish.github_comment import publish
 from modal_gpu_action.publish.github_requests import (
-    DEFAULT_TIMING,
     Api,
     Cancelled,
-    Deadline,
     Log,
-    Timing,
     error_message,
     explain,
     pull_number,

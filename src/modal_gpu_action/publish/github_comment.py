@@ -17,12 +17,23 @@ or deleted.
 
 The jobs of a matrix share the key, so they share the comment: each job owns the section of its
 key (the GPU or `matrix-key`) and rebuilds the whole comment from the sections already in it (see
-`comment_sections`). GitHub has no conditional update, so concurrent jobs converge by checking:
-after each write a job waits a random 1-2.5 s (at least twice its slowest request, so a slow API
-gets longer waits), re-reads, and rewrites (merging what it finds) when
-its section is missing or another job's write replaced it, until it has seen its section in place
-twice in a row (or `max_writes` writes, or the time budget, run out: a warning). Comments that
-a race duplicated are merged into the oldest and deleted.
+`comment_sections`). GitHub has no conditional update, so a job checks what it wrote by reading
+the comment again, and waits only where another writer can be at work:
+- alone (no other key's section, at most one comment): one write, one re-read at once;
+- beside other jobs' sections, none seen writing: one write, one re-read after `Timing.guard`
+  (0.2 s), long enough for a job that read the comment before this write to have landed its
+  own;
+- once another writer is seen - a second comment of ours, another section that changed between
+  this job's reads, or its own section missing or replaced - it waits a random 1-2.5 s before
+  each re-read, rewrites (merging what it finds) while its section is missing or not alone in
+  one comment, and stops once it has seen its section in place twice in a row.
+Every wait is at least as long as this job's own read-then-write and twice its slowest request,
+so a slow API or a busy machine gets longer waits (`_wait`).
+`max_writes` writes, or the time budget, running out end it with a warning. Comments that a race
+duplicated are merged into the oldest and deleted. What a lone job cannot see: a job whose key
+is new to the comment (a matrix's first run, into the comment one job left) and whose
+read-then-write straddles the lone job's write and re-read; its write can bring back the lone
+job's previous section, until the next run.
 
 `comment-on`:
 - `always`: create or update the comment on every run.
@@ -45,7 +56,8 @@ from github import GithubException
 from github.IssueComment import IssueComment
 
 from modal_gpu_action.github_actions.github_limits import COMMENT_CHARS
-from modal_gpu_action.publish.github_requests import Api, Log, Timing, pull_number
+from modal_gpu_action.publish.deadline import Timing
+from modal_gpu_action.publish.github_requests import Api, Log, pull_number
 from modal_gpu_action.render.comment_sections import (
     Section,
     clean_key,
@@ -83,21 +95,21 @@ def publish(
         shortened=False,
         writer=secrets.token_hex(6),
     )
+    login = api.login()  # first: the read below is what this job's write is built from
+    read_at = timing.clock()
     comments = api.list_comments(number)
-    mine = _ours(comments, key, api.login())
+    mine = _ours(comments, key, login)
     if settings.comment == "sticky":
         baseline = merge(*(parse_comment(c.body) for c in mine)).get(own.key)
     else:
         mine_ids = {c.id for c in mine}
-        earlier = [
-            c for c in _ours_of_runs(comments, base_key, api.login()) if c.id not in mine_ids
-        ]
+        earlier = [c for c in _ours_of_runs(comments, base_key, login) if c.id not in mine_ids]
         baseline = parse_comment(earlier[-1].body).get(own.key) if earlier else None
     reason = _skip_reason(settings.comment_on, own, baseline, exists=bool(mine))
     if reason:
         log.info(f"PR comment not written: {reason} (comment-on: {settings.comment_on}).")
         return None
-    return _converge(api, number, key, own, mine, timing, log)
+    return _converge(api, number, key, own, (mine, read_at), timing, log)
 
 
 def _skip_reason(comment_on: str, own: Section, baseline: Section | None, *, exists: bool) -> str:
@@ -116,13 +128,19 @@ def _converge(
     number: int,
     key: str,
     own: Section,
-    state: list[IssueComment],
+    read: tuple[list[IssueComment], float],
     timing: Timing,
     log: Log,
 ) -> str | None:
-    """Write this job's section and check, re-reading, that it stays in the one comment."""
+    """Write this job's section and check, re-reading, that it stays in the one comment. `read`:
+    our comments with this key, and when the request that found them started."""
+    state, read_at = read
+    span = 0.0  # the last write, from the start of the read it was built from to its end
     url: str | None = None
-    expected: Section | None = None
+    expected: Section | None = None  # this job's section as last written
+    seen: dict[str, Section] = {}  # every section, as this job last wrote or read them
+    contended = len(state) > 1  # another writer seen
+    looked_again = False  # for the comment written, when a re-read did not list it
     confirmed = writes = 0
     while True:
         sections = merge(*(parse_comment(c.body) for c in state))
@@ -138,12 +156,19 @@ def _converge(
             )
             return state[0].html_url if state else url
         if expected is not None and len(state) == 1 and current == expected:
-            confirmed += 1
             url = state[0].html_url
-            if confirmed >= timing.confirmations:
+            contended = contended or sections != seen  # another section changed meanwhile
+            confirmed += 1
+            if confirmed >= (timing.confirmations if contended else 1):
                 log.info(f"PR comment: {url}")
                 return url
+        elif expected is not None and not state and not looked_again:
+            # Not listed right after it was written: GitHub's reads can lag behind its writes for a
+            # moment, and writing again would create a second comment. Wait, then look again.
+            contended = looked_again = True
+            confirmed = 0
         else:
+            contended = contended or expected is not None  # ours missing, replaced, duplicated
             confirmed = 0
             if writes >= timing.max_writes:
                 log.warn(
@@ -159,20 +184,35 @@ def _converge(
                     f" {COMMENT_CHARS:,}, even with every section shortened"
                 )
                 return url
-            expected = parse_comment(body)[own.key]
+            sections = parse_comment(body)
+            expected = sections[own.key]
             url = _write(api, number, body, state)
             writes += 1
-        low, high = timing.settle
-        # Wait well beyond the slowest request seen: another job's read-then-write must have
-        # landed before this one checks (a slow API gets longer waits).
-        wait = max(low + (high - low) * timing.random(), 2 * api.slowest)
-        if not api.pause(wait):
+            span = timing.clock() - read_at
+        seen = sections
+        if not api.pause(_wait(api, timing, span, contended=contended, alone=len(seen) == 1)):
             if confirmed == 0:
                 log.warn(
                     "ran out of time before checking that the PR comment kept this job's section"
                 )
             return url
+        read_at = timing.clock()
         state = _ours(api.list_comments(number), key, api.login())
+
+
+def _wait(api: Api, timing: Timing, span: float, *, contended: bool, alone: bool) -> float:
+    """How long to wait before re-reading the comment. Another job that read the comment before
+    this job's write and writes after it must have landed by then; its read-then-write takes
+    about as long as this job's own (`span`) and less than two of its requests with a little
+    work between, so a wait is never shorter than `span` or twice the slowest request seen (a
+    slow API, or a busy machine, gets longer waits)."""
+    least = max(span, 2 * api.slowest)
+    if contended:  # random, so that jobs that collided once do not re-read in step
+        low, high = timing.settle
+        return max(low + (high - low) * timing.random(), least)
+    if alone:  # nobody else's section: nobody to wait for
+        return 0.0
+    return max(timing.guard, least)
 
 
 def _write(api: Api, number: int, body: str, state: list[IssueComment]) -> str:

@@ -3,9 +3,10 @@ share, PyGithub calls run in daemon threads and retried, the pull request of the
 text of warnings. Kept apart so that the publishers (`github`, `github_comment`) say what to
 call, not how long to wait for it.
 
-Time. All of a run's publishing has one deadline (`Deadline`): 60 s from its first request
-(MODAL_GPU_ACTION_PUBLISH_SECONDS, 1 to 600, changes it), retries, waits and checks included.
-The comment stops when the last quarter is left, which the label keeps. Each API interaction
+Time. All of a run's publishing has one deadline (`deadline.Deadline`): 60 s from its first
+request (MODAL_GPU_ACTION_PUBLISH_SECONDS, 1 to 600, changes it), retries, waits and checks
+included. The comment stops when the last quarter is left, which the label keeps. Each API
+interaction
 runs in a daemon thread and is waited for until it ends, whole - connecting, sending, every byte
 of the answer - within `request_seconds` (15 s) and what is left of the deadline: an API that
 accepts and never answers, or trickles a header line every few seconds, costs that and no more
@@ -30,12 +31,9 @@ import contextlib
 import functools
 import itertools
 import math
-import random
 import sys
 import threading
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TextIO, TypeVar
 
 import requests
@@ -45,66 +43,13 @@ from github.IssueComment import IssueComment
 from github.Repository import Repository
 
 from modal_gpu_action.github_actions.workflow import command
+from modal_gpu_action.publish.deadline import Timing, number
 from modal_gpu_action.render.durations import format_duration
 from modal_gpu_action.settings import GitHubContext
 
 ACTIONS_BOT = "github-actions[bot]"  # who the workflow's GITHUB_TOKEN writes as
-PUBLISH_SECONDS_ENV = "MODAL_GPU_ACTION_PUBLISH_SECONDS"
 _POLL_SECONDS = 0.05  # how often a wait for a request looks at the cancel event
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Timing:
-    """Budgets, waits and the clock: the defaults are for GitHub, tests pass fast ones."""
-
-    max_seconds: float = 60.0  # all of publishing (comment and label), retries and checks included
-    label_share: float = 0.25  # the end of it kept for the label: the comment stops before
-    cancel_seconds: float = 3.0  # what the label gets once the run is cancelled
-    request_seconds: float = 15.0  # one request, whole: connecting, sending, the last byte read
-    backoff_base: float = 1.0
-    backoff_cap: float = 16.0
-    settle: tuple[float, float] = (1.0, 2.5)  # wait after a write before re-reading
-    confirmations: int = 2  # reads in a row that must show this job's section in place
-    max_writes: int = 8
-    # Wait up to so many seconds, or until the event (the run's cancel) is set: True if it is.
-    wait: Callable[[threading.Event, float], bool] = threading.Event.wait
-    clock: Callable[[], float] = time.monotonic
-    now: Callable[[], float] = time.time  # wall clock, for the sections' write times
-    random: Callable[[], float] = random.random
-
-
-DEFAULT_TIMING = Timing()
-
-
-class Deadline:
-    """One deadline for all of a run's publishing, and the run's cancel event.
-
-    It ends `seconds` (default `Timing.max_seconds`) after the first request that uses it, for
-    the comment and the label together: the comment stops `Timing.label_share` of it early, so
-    the label keeps that much. Once `cancel` is set the comment stops at once and the label gets
-    at most `Timing.cancel_seconds` more.
-    """
-
-    def __init__(self, cancel: threading.Event | None = None, *, seconds: float | None = None):
-        self.cancel = cancel if cancel is not None else threading.Event()
-        self._seconds = seconds
-        self._end: float | None = None
-
-    @classmethod
-    def for_run(cls, cancel: threading.Event | None, environ: Mapping[str, str]) -> Deadline:
-        """The run's deadline: MODAL_GPU_ACTION_PUBLISH_SECONDS (1 to 600) if set, else 60 s."""
-        seconds = _number(environ.get(PUBLISH_SECONDS_ENV))
-        return cls(cancel, seconds=min(max(seconds, 1.0), 600.0) if seconds is not None else None)
-
-    def seconds(self, timing: Timing) -> float:
-        return self._seconds if self._seconds is not None else timing.max_seconds
-
-    def end(self, timing: Timing) -> float:
-        """When publishing must be over: fixed by the first call."""
-        if self._end is None:
-            self._end = timing.clock() + self.seconds(timing)
-        return self._end
 
 
 class Cancelled(Exception):
@@ -195,7 +140,7 @@ class Api:
             return False
         # Once cancelled, the event no longer interrupts anything: wait on one never set.
         event = threading.Event() if self.cancel.is_set() else self.cancel
-        if self.timing.wait(event, seconds):
+        if seconds > 0 and self.timing.wait(event, seconds):
             self._on_cancel()
         return True
 
@@ -286,11 +231,11 @@ class Api:
             return self._backoff(attempt)
         if status not in (403, 429):
             return None
-        retry_after = _number(headers.get("retry-after"))
+        retry_after = number(headers.get("retry-after"))
         if retry_after is not None:
             return max(retry_after, 1.0)
         if headers.get("x-ratelimit-remaining") == "0":
-            reset = _number(headers.get("x-ratelimit-reset"))
+            reset = number(headers.get("x-ratelimit-reset"))
             return max((reset or 0) - self.timing.now(), 1.0)
         if status == 429 or "rate limit" in error_message(error).lower():
             return self._backoff(attempt)
@@ -312,14 +257,6 @@ def pull_number(api: Api, context: GitHubContext) -> int | None:
         + [p for p in pulls if p.merged_at is not None]
     )
     return choices[0].number if choices else None
-
-
-def _number(text: str | None) -> float | None:
-    try:
-        value = float(text) if text is not None else None
-    except ValueError:
-        return None
-    return value if value is not None and math.isfinite(value) else None
 
 
 def error_message(error: GithubException) -> str:
