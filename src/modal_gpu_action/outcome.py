@@ -21,6 +21,7 @@ from modal_gpu_action.container.protocol import Ending, RunRequest, RunResult
 from modal_gpu_action.exit_codes import FAILED, INFRASTRUCTURE, PASSED
 from modal_gpu_action.github_actions.workflow import command, in_github_actions, one_line
 from modal_gpu_action.render.durations import format_duration
+from modal_gpu_action.report.comparison import Changes
 from modal_gpu_action.report.conclusion import Conclusion
 from modal_gpu_action.report.junit_reader import parse_junit
 from modal_gpu_action.report.merging import merge
@@ -230,7 +231,9 @@ def _facts(
     return tuple(rows)
 
 
-def outputs(outcome: RunOutcome, settings: Settings) -> dict[str, str]:
+def outputs(
+    outcome: RunOutcome, settings: Settings, changes: Changes | None = None
+) -> dict[str, str]:
     """The step's outputs (publish/outputs.py lists them), as written to $GITHUB_OUTPUT."""
     totals = outcome.report.totals
     return {
@@ -246,4 +249,21 @@ def outputs(outcome: RunOutcome, settings: Settings) -> dict[str, str]:
         "junit-xml": str(settings.junit_xml),
         "gpu": outcome.gpu,
         "cost-usd": "" if outcome.cost_usd is None else f"{outcome.cost_usd:.4f}",
+        **change_outputs(changes),
+    }
+
+
+def change_outputs(changes: Changes | None) -> dict[str, str]:
+    """What changed since the run compared with, as counts ("" when not known)."""
+    if changes is None:
+        return dict.fromkeys(("new-failures", "fixed", "tests-added", "tests-removed"), "")
+
+    def count(ids: tuple[str, ...] | None) -> str:
+        return "" if ids is None else str(len(ids))
+
+    return {
+        "new-failures": count(changes.new_failures),
+        "fixed": count(changes.fixed),
+        "tests-added": count(changes.added),
+        "tests-removed": count(changes.removed),
     }

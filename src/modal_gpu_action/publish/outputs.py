@@ -44,5 +44,24 @@ OUTPUTS: tuple[OutputSpec, ...] = (
     OutputSpec(
         "cost-usd", "Estimated GPU cost of the run in US dollars (Modal's per-second prices)."
     ),
+    OutputSpec(
+        "new-failures",
+        "Number of tests failing or erroring now that did not fail in the run compared with (the"
+        " previous run of this job, or `compare-to`); empty when there was none to compare with.",
+    ),
+    OutputSpec(
+        "fixed",
+        "Number of tests that failed in the run compared with and pass now; empty when there was"
+        " none to compare with.",
+    ),
+    OutputSpec(
+        "tests-added",
+        "Number of tests that the run compared with did not have; empty when not known (no run"
+        " to compare with, or too many tests to keep their ids).",
+    ),
+    OutputSpec(
+        "tests-removed",
+        "Number of tests of the run compared with that this run lacks; empty when not known.",
+    ),
     OutputSpec("comment-url", "URL of the PR comment written or updated, when there was one."),
 )

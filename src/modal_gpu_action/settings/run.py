@@ -66,6 +66,7 @@ class Settings:
     junit_xml: Path = Path("gpu-test-results.xml")
     job_summary: bool = True
     annotations: bool = True
+    compare_to: Path | None = None  # a JUnit file to compare with instead of the previous run
     image: ImageSettings = field(default_factory=ImageSettings)
     publishing: PublishSettings = field(default_factory=PublishSettings)
     # GITHUB_WORKSPACE, else the current directory: what relative paths are relative to, and
@@ -121,6 +122,7 @@ def load_settings(
         ),
         job_summary=boolean(raw, "job-summary"),
         annotations=boolean(raw, "annotations"),
+        compare_to=optional_file(raw, "compare-to", base, "the workspace"),
         image=load_image_settings(raw, working_directory, backend=backend),
         publishing=load_publish_settings(raw, environ),
         workspace=base,

@@ -1,0 +1,91 @@
+"""The table of tests whose outcome differs between GPUs, for the comment that a matrix over GPU
+types shares (render/comment_sections.py puts it above the sections).
+
+It is made from what each section keeps hidden (report/test_state.py): the ids of its failed,
+errored, skipped (xfailed included) and not-run tests, bounded, and of all its tests while they
+fit. Nothing else is known per test, so:
+- a test is a row when at least two jobs know an outcome for it and those outcomes differ;
+- "passed" is inferred: the test is in none of that job's lists, and the job's lists are whole
+  (none was cut to fit the comment), and, when the job kept the ids of all its tests, it is
+  among them;
+- `?`: the job's lists were cut, so a test missing from them may have passed or not;
+- `—`: the job's list of all tests is known and lacks the test (deselected, or not in its
+  checkout): not an outcome, so it makes no difference on its own.
+Shown only when the sections with such data come from more than one GPU type (the GPU the job
+reported, else its key); a matrix over Python versions on one GPU gets no table. Bounded: the
+first MAX_ROWS tests (by id), then a count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from modal_gpu_action.render.escaping import code_inline, escape_inline
+from modal_gpu_action.render.failures import clip
+from modal_gpu_action.render.tables import LEFT, table
+from modal_gpu_action.report.test_state import TestState, decode
+
+MAX_ROWS = 30
+_ID_CHARS = 150
+_UNKNOWN = "?"
+_ABSENT = "—"
+_SHOWN = {
+    "failed": "❌ failed",
+    "errors": "💥 error",
+    "skipped": "⏭️ skipped",
+    "not_run": "⏸️ not run",
+    "passed": "✅ passed",
+}
+_ORDER = ("failed", "errors", "not_run", "skipped")  # a test in two lists shows the first
+
+
+def gpu_differences(columns: Sequence[tuple[str, str, str]]) -> str:
+    """The table for sections given as (key, GPU, encoded state); "" when there is none."""
+    known = [(key, gpu, state) for key, gpu, text in columns if (state := decode(text))]
+    if len({gpu or key for key, gpu, _ in known}) < 2:
+        return ""
+    candidates: set[str] = set()
+    for _, _, state in known:
+        for name in _ORDER:
+            candidates |= state.ids(name)
+    rows: list[list[str]] = []
+    differing = 0
+    cut = absent = False
+    for test_id in sorted(candidates):
+        outcomes = [_outcome(state, test_id) for _, _, state in known]
+        if len({o for o in outcomes if o not in (_UNKNOWN, _ABSENT)}) < 2:
+            continue
+        differing += 1
+        if len(rows) < MAX_ROWS:
+            cut = cut or _UNKNOWN in outcomes
+            absent = absent or _ABSENT in outcomes
+            cells = [_SHOWN.get(o, o) for o in outcomes]
+            rows.append([code_inline(clip(test_id, _ID_CHARS), in_table=True), *cells])
+    if not rows:
+        return ""
+    header = ["Test", *(escape_inline(clip(key, 60)) for key, _, _ in known)]
+    parts = [
+        f"**Tests whose outcome differs by GPU ({differing:,})**",
+        table(header, rows, LEFT),
+    ]
+    if differing > len(rows):
+        parts.append(f"… and {differing - len(rows):,} more: see each job's summary.")
+    legend = [
+        "✅ passed means the test is in none of that job's failed, errored, skipped or not-run"
+        " tests, which its section keeps"
+    ]
+    if cut:
+        legend.append(f"{_UNKNOWN}: that job's lists were cut to fit the comment")
+    if absent:
+        legend.append(f"{_ABSENT}: not among that job's tests")
+    parts.append("_" + "; ".join(legend) + "._")
+    return "\n\n".join(parts)
+
+
+def _outcome(state: TestState, test_id: str) -> str:
+    for name in _ORDER:
+        if test_id in state.ids(name):
+            return name
+    if state.all_ids is not None and test_id not in state.all_ids:
+        return _ABSENT
+    return "passed" if state.outcomes_complete else _UNKNOWN
