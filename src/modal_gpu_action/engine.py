@@ -221,12 +221,16 @@ def compare_to_state(settings: Settings) -> TestState | None:
     if settings.compare_to is None:
         return None
     try:
-        return state_of(redact_report(read_junit(settings.compare_to), settings.secret_values()))
+        report = read_junit(settings.compare_to)
+        why = report.problems[0].message if report.problems and not report.cases else ""
     except JUnitFileError as error:
+        why = error.reason
+    if why:
         raise SettingsError(
             f"invalid value {one_line(str(settings.compare_to))!r} for input 'compare-to':"
-            f" {one_line(error.reason)}; expected a JUnit XML report"
-        ) from None
+            f" {one_line(why)}; expected a JUnit XML report"
+        )
+    return state_of(redact_report(report, settings.secret_values()))
 
 
 def _changes(

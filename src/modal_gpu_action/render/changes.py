@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from modal_gpu_action.render.escaping import code_inline, escape_inline
+from modal_gpu_action.render.escaping import code_inline
 from modal_gpu_action.render.failures import clip, s
 from modal_gpu_action.render.tables import RIGHT, table
 from modal_gpu_action.report.comparison import COUNTS, Changes
@@ -32,7 +32,7 @@ _LABELS = {
 
 def title(changes: Changes) -> str:
     if changes.from_file:
-        return f"Compared with {escape_inline(clip(changes.against, 200))}"
+        return f"Compared with {code_inline(clip(changes.against, 200))}"
     return "Changes since the previous run"
 
 
@@ -73,9 +73,7 @@ def _lists(changes: Changes) -> list[tuple[str, Sequence[str]]]:
     """Each list with its label and count: `New failures (2)`."""
     named: list[tuple[str, Sequence[str]]] = [("New failures", changes.new_failures)]
     if changes.from_file:
-        named.append(
-            (f"Also failing in {escape_inline(clip(changes.against, 200))}", changes.still_failing)
-        )
+        named.append(("Also failing there", changes.still_failing))
     named.append(("Fixed", changes.fixed))
     if changes.added is not None:
         named.append(("Tests added", changes.added))

@@ -1,0 +1,339 @@
+"""What changed since an earlier run: two consecutive runs in GitHub mode against the fake API
+(the second comment compares with the state the first hid in its section), a `compare-to` file,
+`report --compare-to`, and the hidden state's bound and its reading as hostile text."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_run_github_mode import PR, action, environment, workspace
+
+from modal_gpu_action.render.changes import comment_block, summary_section
+from modal_gpu_action.render.comment_sections import (
+    Section,
+    compose_comment,
+    parse_comment,
+)
+from modal_gpu_action.report.comparison import compare
+from modal_gpu_action.report.conclusion import Conclusion
+from modal_gpu_action.report.results import CaseOutcome, TestCase, TestReport
+from modal_gpu_action.report.test_state import (
+    MAX_STATE_CHARS,
+    STATE_CHARS,
+    decode,
+    encode,
+    state_of,
+)
+
+CASE = "tests/test_changing.py::test_case"
+REPORT = [sys.executable, "-m", "modal_gpu_action", "report"]
+RUN = [sys.executable, "-m", "modal_gpu_action", "run", "--backend", "local"]
+
+
+@pytest.fixture
+def fake(github_api_server: Any) -> Any:
+    github_api_server.add_pull(PR, "a" * 40)
+    return github_api_server
+
+
+def last_outputs(path: Path) -> dict[str, str]:
+    """$GITHUB_OUTPUT's values, the last written of each name."""
+    values: dict[str, str] = {}
+    for match in re.finditer(r"^([\w-]+)<<(\S+)\n(.*?)\n\2$", path.read_text(), re.M | re.S):
+        values[match.group(1)] = match.group(3)
+    return values
+
+
+def run_changing(
+    fake: Any, tmp_path: Path, directory: Path, *, names: str, failing: str, **inputs: str
+) -> subprocess.CompletedProcess[str]:
+    env = environment(
+        fake,
+        tmp_path,
+        directory,
+        env=f"TEST_NAMES=list:{names}\nFAILING_TESTS=list:{failing}",
+        remove_label="",
+        **inputs,
+    )
+    return action(env, directory)
+
+
+def test_the_second_run_shows_each_count_change_new_failures_fixed_added_and_removed(
+    fake: Any, tmp_path: Path
+) -> None:
+    directory = workspace(tmp_path, "changing")
+    first = run_changing(fake, tmp_path, directory, names="alpha,beta,gamma,omega", failing="alpha")
+    assert first.returncode == 1, first.stdout + first.stderr
+    [comment] = fake.comments_on(PR)
+    assert "Changes since the previous run" not in comment.body  # nothing to compare with yet
+    assert last_outputs(tmp_path / "output.txt")["new-failures"] == ""
+
+    second = run_changing(
+        fake, tmp_path, directory, names="alpha,beta,gamma,delta", failing="beta,gamma"
+    )
+
+    assert second.returncode == 1, second.stdout + second.stderr
+    [comment] = fake.comments_on(PR)
+    body = comment.body
+    assert "**Changes since the previous run**: 4 tests (±0), 2 passed (-1), 2 failed (+1)" in body
+    assert f"- New failures (2): `{CASE}[beta]`, `{CASE}[gamma]`" in body
+    assert f"- Fixed (1): `{CASE}[alpha]`" in body
+    assert f"- Tests added (1): `{CASE}[delta]`" in body
+    assert f"- Tests removed (1): `{CASE}[omega]`" in body
+    summary = (tmp_path / "summary.md").read_text().split("# ")[-1]
+    assert "### Changes since the previous run" in (tmp_path / "summary.md").read_text()
+    assert "2 (+1)" in (tmp_path / "summary.md").read_text()
+    assert summary  # the second run's summary was appended
+    outputs = last_outputs(tmp_path / "output.txt")
+    assert outputs["new-failures"] == "2"
+    assert outputs["fixed"] == "1"
+    assert outputs["tests-added"] == "1"
+    assert outputs["tests-removed"] == "1"
+    # The state for the next run is hidden in the section, and reads back as this run.
+    [section] = parse_comment(body).values()
+    state = decode(section.state)
+    assert state is not None
+    assert state.failed_ids == {f"{CASE}[beta]", f"{CASE}[gamma]"}
+    assert state.all_ids is not None and len(state.all_ids) == 4
+
+
+def test_compare_previous_false_reads_nothing_and_keep_test_ids_false_hides_no_ids(
+    fake: Any, tmp_path: Path
+) -> None:
+    directory = workspace(tmp_path, "changing")
+    run_changing(fake, tmp_path, directory, names="alpha,beta", failing="alpha")
+    listed = len(fake.calls("issues/list-comments"))
+    run_changing(
+        fake,
+        tmp_path,
+        directory,
+        names="alpha,beta",
+        failing="beta",
+        compare_previous="false",
+        keep_test_ids="false",
+    )
+    [comment] = fake.comments_on(PR)
+    assert "Changes since the previous run" not in comment.body
+    [section] = parse_comment(comment.body).values()
+    assert section.state == ""
+    assert last_outputs(tmp_path / "output.txt")["fixed"] == ""
+    # One read fewer than a run that compares: the comment's own reads only.
+    assert len(fake.calls("issues/list-comments")) - listed == listed - 1
+
+
+def test_a_previous_section_without_ids_still_gives_the_count_changes(
+    fake: Any, tmp_path: Path
+) -> None:
+    directory = workspace(tmp_path, "changing")
+    run_changing(
+        fake, tmp_path, directory, names="alpha,beta", failing="alpha", keep_test_ids="false"
+    )
+    run_changing(fake, tmp_path, directory, names="alpha,beta,gamma", failing="")
+    [comment] = fake.comments_on(PR)
+    assert "3 tests (+1), 3 passed (+2), 0 failed (-1)" in comment.body
+    assert "Fixed" not in comment.body  # which test it was is not known
+    assert "it is not known which tests were added or removed" in comment.body
+    outputs = last_outputs(tmp_path / "output.txt")
+    assert outputs["fixed"] == "0"
+    assert outputs["tests-added"] == ""
+
+
+def test_compare_to_marks_each_failure_new_or_also_failing_there(tmp_path: Path) -> None:
+    directory = workspace(tmp_path, "changing")
+    base = [*RUN, "--test-path", "tests"]
+    env = {"PATH": "/usr/bin:/bin", "MODAL_GPU_ACTION_PYTHON": sys.executable}
+    first = subprocess.run(
+        [*base, "--junit-xml", "base.xml", "--env", "FAILING_TESTS=list:alpha,beta"],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert first.returncode == 1, first.stdout + first.stderr
+    second = subprocess.run(
+        [
+            *base,
+            "--compare-to",
+            "base.xml",
+            "--env",
+            "FAILING_TESTS=list:beta,gamma",
+            "--summary-file",
+            "summary.md",
+            "--comment-file",
+            "comment.md",
+        ],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode == 1, second.stdout + second.stderr
+    comment = (directory / "comment.md").read_text()
+    assert "**Compared with `base.xml`**: 3 tests (±0), 1 passed (±0), 2 failed (±0)" in comment
+    assert f"- New failures (1): `{CASE}[gamma]`" in comment
+    assert f"- Also failing there (1): `{CASE}[beta]`" in comment
+    assert f"- Fixed (1): `{CASE}[alpha]`" in comment
+    summary = (directory / "summary.md").read_text()
+    assert "### Compared with `base.xml`" in summary
+    assert "<details><summary>Also failing there (1)</summary>" in summary
+
+
+def test_compare_to_a_file_that_is_not_junit_is_a_bad_input_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    directory = workspace(tmp_path, "changing")
+    (directory / "notes.txt").write_text("not xml")
+    result = subprocess.run(
+        [*RUN, "--compare-to", "notes.txt", "--junit-xml", "out.xml"],
+        cwd=directory,
+        env={"PATH": "/usr/bin:/bin", "MODAL_GPU_ACTION_PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "for input 'compare-to'" in result.stderr
+    assert "expected a JUnit XML report" in result.stderr
+    assert not (directory / "out.xml").exists()  # nothing ran
+
+
+def test_report_command_compares_to_a_file(tmp_path: Path) -> None:
+    before = tmp_path / "before.xml"
+    after = tmp_path / "after.xml"
+    before.write_text(_junit({"a": "failed", "b": "passed", "gone": "passed"}))
+    after.write_text(_junit({"a": "passed", "b": "failed", "new": "passed"}))
+    result = subprocess.run(
+        [
+            *REPORT,
+            str(after),
+            "--compare-to",
+            str(before),
+            "--comment-file",
+            str(tmp_path / "c.md"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "### Compared with `before.xml`" in result.stdout
+    comment = (tmp_path / "c.md").read_text()
+    assert "- New failures (1): `t.b`" in comment
+    assert "- Fixed (1): `t.a`" in comment
+    assert "- Tests added (1): `t.new`" in comment
+    assert "- Tests removed (1): `t.gone`" in comment
+
+
+def _junit(outcomes: dict[str, str]) -> str:
+    cases = "".join(
+        f'<testcase classname="t" name="{name}" time="0.1">'
+        + ("<failure message='boom'>boom</failure>" if outcome == "failed" else "")
+        + "</testcase>"
+        for name, outcome in outcomes.items()
+    )
+    return f'<testsuite name="s" tests="{len(outcomes)}">{cases}</testsuite>'
+
+
+# --- the hidden state: bounded, and read as hostile text ---------------------------------------
+
+
+def report_of(count: int, failing: int) -> TestReport:
+    step = max(count // max(failing, 1), 1)
+    return TestReport(
+        cases=tuple(
+            TestCase(
+                classname="",
+                name="",
+                nodeid=f"tests/gpu/test_mod_{index // 40:04d}.py::test_kernel_{index:06d}[fp16]",
+                outcome=CaseOutcome.FAILED if index % step == 0 and failing else CaseOutcome.PASSED,
+            )
+            for index in range(count)
+        )
+    )
+
+
+def test_a_small_suite_keeps_every_id_and_a_big_one_keeps_a_marked_part_of_its_failures() -> None:
+    small = decode(encode(state_of(report_of(200, 10))))
+    assert small is not None and small.all_ids is not None and len(small.all_ids) == 200
+    assert small.failing_complete and len(small.failed_ids) == 10
+
+    text = encode(state_of(report_of(100_000, 5_000)))
+    assert len(text) <= STATE_CHARS
+    big = decode(text)
+    assert big is not None
+    assert big.all_ids is None and big.digest  # too many ids: the set's digest only
+    assert not big.failing_complete and "failed" in big.cut
+    assert 0 < len(big.failed_ids) < 5_000
+    assert (big.tests, big.failed) == (100_000, 5_000)  # counts stay whole
+
+
+def test_a_bounded_earlier_state_says_what_it_leaves_unknown() -> None:
+    earlier = decode(encode(state_of(report_of(100_000, 5_000))))
+    assert earlier is not None
+    changes = compare(report_of(100_000, 5_000), earlier, against="the previous run")
+    assert changes.delta("failed") == (5_000, 0)
+    assert changes.added == changes.removed == ()  # the same digest: the same tests
+    assert changes.fixed == ()
+    block = comment_block(changes)
+    assert "were kept only in part" in block and "of 5,000" in block
+    assert "… and" in block  # the listed ids are bounded
+    assert len(summary_section(changes)) < 40_000
+
+    grown = compare(report_of(100_001, 5_000), earlier, against="the previous run")
+    assert grown.added is None and grown.tests_changed is True
+    assert "the set of tests changed" in comment_block(grown)
+
+
+def _pack(data: object) -> str:
+    return base64.b64encode(zlib.compress(json.dumps(data).encode())).decode()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not base64!",
+        "A" * (MAX_STATE_CHARS + 4),
+        base64.b64encode(b"not zlib").decode(),
+        base64.b64encode(zlib.compress(b"\0" * 10_000_000, 9)).decode(),  # a zip bomb
+        _pack({"v": 2, "c": [1, 1, 0, 0, 0]}),
+        _pack({"v": 1, "c": [1, -1, 0, 0, 0]}),
+        _pack({"v": 1, "c": [1, 1, 0, 0, 0], "f": [3]}),
+        _pack({"v": 1, "c": [1, 1, 0, 0, 0], "f": ["x" * 501]}),
+        _pack({"v": 1, "c": [1, 1, 0, 0, 0], "cut": ["zz"]}),
+        _pack({"v": 1, "c": [1, 1, 0, 0, 0], "h": "--><script>"}),
+        _pack([1, 2]),
+    ],
+)
+def test_a_state_that_is_off_in_any_way_is_no_state(text: str) -> None:
+    assert decode(text) is None
+
+
+def test_hostile_ids_in_a_state_are_rendered_inert() -> None:
+    hostile = "x` <img src=x onerror=alert(1)> --> @someone #1"
+    state = _pack({"v": 1, "c": [1, 0, 1, 0, 0], "f": [hostile]})
+    earlier = decode(state)
+    assert earlier is not None
+    report = TestReport(cases=(TestCase("", "", CaseOutcome.PASSED, nodeid=hostile),))
+    block = comment_block(compare(report, earlier, against="the previous run"))
+    assert "``x` <img src=x onerror=alert(1)> --> @someone #1``" in block  # one code span
+
+
+def test_a_section_keeps_its_state_through_the_comment_and_a_bad_one_is_dropped() -> None:
+    state = encode(state_of(report_of(50, 5)))
+    section = Section(key="T4", conclusion=Conclusion.FAILED, tests=50, failed=5, state=state)
+    [back] = parse_comment(compose_comment("k", {"T4": section})).values()
+    assert back.state == state
+    forged = compose_comment("k", {"T4": section}).replace(state, state[:10] + "!!" + state[12:])
+    [dropped] = parse_comment(forged).values()
+    assert dropped.state == "" and dropped.failed == 5  # the row stands without it
