@@ -14,7 +14,7 @@ from modal_gpu_action.render.comment_sections import Section, compose_comment, p
 from modal_gpu_action.render.gpu_differences import MAX_ROWS, gpu_differences
 from modal_gpu_action.report.conclusion import Conclusion
 from modal_gpu_action.report.results import CaseOutcome, TestCase, TestReport
-from modal_gpu_action.report.test_state import encode, state_of
+from modal_gpu_action.report.test_state import decode, encode, state_of
 
 CASE = "tests/test_changing.py::test_case"
 TITLE = "**Tests whose outcome differs by GPU"
@@ -91,16 +91,22 @@ def test_skipped_and_errored_differ_too_and_same_outcomes_do_not() -> None:
     assert "`d`" not in text  # failed on both
 
 
-def test_a_job_whose_lists_were_cut_shows_unknown_not_passed() -> None:
+def test_a_job_whose_lists_were_cut_shows_unknown_after_its_bound_and_passed_before() -> None:
     many = {f"tests/test_long_module_name_{i:05d}.py::test_x": F for i in range(3_000)}
-    cut = section("T4", many, limit=400)  # room for a few ids only
-    whole = section("L4", dict.fromkeys(many, P))
-    text = gpu_differences(columns(cut, whole))
-    # Every test the cut job listed differs; none it did not list is claimed to have passed.
-    assert text.count("| ❌ failed | ✅ passed |") == min(MAX_ROWS, text.count("| `"))
-    assert "✅ passed | ❌ failed" not in text
-    # The other way round: the whole job's failures, unknown on the cut job, are no difference.
-    assert gpu_differences(columns(section("T4", dict.fromkeys(many, P), limit=400), whole)) == ""
+    cut = section("T4", {**many, "tests/a_first.py::test_ok": P}, limit=400)
+    bound = decode(cut.state).bound  # type: ignore[union-attr]
+    assert bound  # room for a few ids only
+    # L4 passes everything: T4's listed failures differ; beyond T4's bound nothing is claimed.
+    text = gpu_differences(columns(cut, section("L4", dict.fromkeys(many, P))))
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert rows and all(line.endswith("| ❌ failed | ✅ passed |") for line in rows)
+    assert all(line.split("`")[1] <= bound for line in rows)
+    # L4 fails everything but one test before T4's bound (T4 passed it: inferred) and one after.
+    before, after = "tests/a_first.py::test_ok", max(many)
+    l4 = section("L4", {**many, before: F, after: P})
+    text = gpu_differences(columns(cut, l4))
+    assert f"| `{before}` | ✅ passed | ❌ failed |" in text
+    assert after not in text  # T4 does not know it: "?" against "passed" is no difference
 
 
 def test_a_test_that_a_job_did_not_have_is_no_difference_on_its_own() -> None:

@@ -4,8 +4,9 @@ helpers and the same rules of what is ours as the comment itself (github_comment
 comments by the token's login with this exact key, and in them only this job's section (its
 matrix key). `comment: new` reads the newest comment of an earlier run that holds the section.
 
-Never raises: a read that fails (a token that may not read, the deadline) is a warning and the
-run shows no changes. What the section holds is untrusted all the same: its row is checked by
+Never raises: a read that fails (a token that may not read, an API that does not answer within
+READ_SHARE of the publishing deadline) is a warning and the run shows no changes; a cancel
+stops it at once. What the section holds is untrusted all the same: its row is checked by
 `comment_sections.parse_comment`, its test state by `test_state.decode`.
 """
 
@@ -34,6 +35,8 @@ from modal_gpu_action.render.comment_sections import (
 from modal_gpu_action.report.test_state import TestState, counts_only, decode
 from modal_gpu_action.settings import PublishSettings
 
+READ_SHARE = 1 / 3  # of the publishing deadline, at most, for this read
+
 
 def previous_section(
     settings: PublishSettings,
@@ -56,6 +59,8 @@ def previous_section(
         end = deadline.end(timing)
         if settings.remove_label:
             end -= deadline.seconds(timing) * timing.label_share
+        # A share of its own: an API that does not answer leaves the comment the rest.
+        end = min(end, timing.clock() + deadline.seconds(timing) * READ_SHARE)
         api = Api(context, settings.github_token, timing, end, deadline.cancel, hurry=False)
         number = pull_number(api, context)
         if number is None:

@@ -102,13 +102,13 @@ def _notes(changes: Changes) -> list[str]:
     """What the bounded record of the earlier run leaves unknown."""
     notes = []
     earlier = changes.earlier
-    if not earlier.failing_complete:
-        kept = len(earlier.failing_ids)
-        total = earlier.failed + earlier.errors
+    if changes.unsure:
+        unsure = len(changes.unsure)
+        kept = "kept only its counts" if earlier.bound == "" else "kept only part of its test ids"
         notes.append(
-            f"_The previous run's failing tests were kept only in part ({kept:,} of {total:,}:"
-            " the comment's hidden record is bounded). A failure listed as new may have failed"
-            " then too; fixed tests are among those kept; the counts are compared in full._"
+            f"_The previous run's hidden record {kept} (it is bounded to fit the comment):"
+            f" whether {unsure:,} more failing test{s(unsure)} failed then too is not known;"
+            " the counts are compared in full._"
         )
     if changes.added is None:
         if changes.tests_changed is None:

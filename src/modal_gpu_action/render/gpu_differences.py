@@ -5,10 +5,10 @@ It is made from what each section keeps hidden (report/test_state.py): the ids o
 errored, skipped (xfailed included) and not-run tests, bounded, and of all its tests while they
 fit. Nothing else is known per test, so:
 - a test is a row when at least two jobs know an outcome for it and those outcomes differ;
-- "passed" is inferred: the test is in none of that job's lists, and the job's lists are whole
-  (none was cut to fit the comment), and, when the job kept the ids of all its tests, it is
-  among them;
-- `?`: the job's lists were cut, so a test missing from them may have passed or not;
+- "passed" is inferred: the test is in none of that job's lists, the lists cover it (they are
+  whole, or were cut to fit the comment at a test id that sorts after it: `TestState.covers`),
+  and, when the job kept the ids of all its tests, it is among them;
+- `?`: the job's lists were cut before this test, so it may have passed or not;
 - `—`: the job's list of all tests is known and lacks the test (deselected, or not in its
   checkout): not an outcome, so it makes no difference on its own.
 Shown only when the sections with such data come from more than one GPU type (the GPU the job
@@ -88,4 +88,4 @@ def _outcome(state: TestState, test_id: str) -> str:
             return name
     if state.all_ids is not None and test_id not in state.all_ids:
         return _ABSENT
-    return "passed" if state.outcomes_complete else _UNKNOWN
+    return "passed" if state.covers(test_id) else _UNKNOWN

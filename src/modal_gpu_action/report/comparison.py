@@ -3,9 +3,9 @@ any JUnit file (`compare-to`). Pure functions; the earlier side may be bounded (
 
 What is compared, and how sure it is:
 - each count, always (the counts are kept whole);
-- new failures: failing (failed or errored) now, not failing then. When the earlier run's list
-  of failures was cut, a test beyond the kept part may have failed then too: `earlier_complete`
-  says so, and the reports say "not among the N kept";
+- new failures: failing (failed or errored) now, not failing then, for the tests the earlier
+  state covers (all of them, unless its lists were cut at `bound`); the failing tests beyond it
+  are `unsure`: whether they failed then too is not known, and the reports say so;
 - fixed: failing then (among those kept), passed now (xpassed included); exact;
 - added and removed: exact while the earlier run's list of all ids was kept; past that only
   whether the set changed (its digest) and the count.
@@ -30,6 +30,7 @@ class Changes:
     now: TestState
     earlier: TestState
     new_failures: tuple[str, ...]  # sorted
+    unsure: tuple[str, ...]  # failing now, beyond what the earlier state covers
     still_failing: tuple[str, ...]  # failing now and then
     fixed: tuple[str, ...]  # failing then, passed now
     added: tuple[str, ...] | None  # None: not known (the earlier list of ids was not kept)
@@ -37,11 +38,6 @@ class Changes:
     # the set of test ids differs (from the digest when the lists were cut); None: not known
     tests_changed: bool | None
     from_file: bool = False  # `compare-to`: a JUnit file, complete
-
-    @property
-    def earlier_complete(self) -> bool:
-        """Whether the earlier run's failing ids were all kept (new failures are then exact)."""
-        return self.earlier.failing_complete
 
     def delta(self, name: str) -> tuple[int, int]:
         """(now, now minus then) of one of COUNTS."""
@@ -75,7 +71,8 @@ def compare(
         against=against,
         now=now,
         earlier=earlier,
-        new_failures=tuple(sorted(failing_now - failing_then)),
+        new_failures=tuple(sorted(i for i in failing_now - failing_then if earlier.covers(i))),
+        unsure=tuple(sorted(i for i in failing_now - failing_then if not earlier.covers(i))),
         still_failing=tuple(sorted(failing_now & failing_then)),
         fixed=tuple(fixed),
         added=added,

@@ -6,12 +6,14 @@ included) and not-run tests, the ids of all tests while they fit, and a digest o
 ids. It travels as base64 of zlib-compressed compact JSON (`encode`), at most `STATE_CHARS`
 characters: base64 has no `-`, `<`, `>` or `!`, so it cannot end the HTML comment it sits in.
 
-The bound. When everything does not fit, `encode` drops, in this order: the list of all ids
-(added and removed tests are then known only by count, and by the digest whether the set
-changed), then the not-run ids, the skipped ids, and last the failing ids, cut to the longest
-prefix (sorted) that fits. Each cut list is named in `cut`, so readers know it is incomplete;
-the counts are always kept whole. With typical pytest ids (zlib packs sorted ids about 8:1) the
-whole list fits for suites of a few hundred tests and the failing ids for about a thousand.
+The bound. When everything does not fit, `encode` first drops the list of all ids (added and
+removed tests are then known only by count, and by the digest whether the set changed), then
+cuts the four lists together at one test id, `bound`, the largest that lets them fit: each list
+keeps exactly its ids up to `bound` (in sorted order), so for every test that sorts at or before
+`bound` the state still knows its outcome - listed, or else passed - and for those after it,
+nothing (`covers`). The counts are always kept whole. With typical pytest ids (zlib packs sorted
+ids about 8:1) the whole list fits for suites of a few hundred tests, and the listed ids for
+about two thousand failing or skipped tests.
 
 Reading (`decode`) checks everything: size, alphabet, a bounded decompression (no zip bomb),
 JSON types, id lengths. Anything off and the state is None: it is as if there were none.
@@ -39,8 +41,8 @@ _BASE64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
 _DIGEST = re.compile(r"^[0-9a-f]{16}$")
 _VERSION = 1
 
-# The lists, by their key in the JSON, in the order they are cut (the last one the last).
-LISTS = ("not_run", "skipped", "errors", "failed")
+# The lists, by their key in the JSON.
+LISTS = ("failed", "errors", "skipped", "not_run")
 _KEYS = {"failed": "f", "errors": "e", "skipped": "s", "not_run": "n"}
 _OUTCOMES: dict[CaseOutcome, str] = {
     CaseOutcome.FAILED: "failed",
@@ -53,8 +55,9 @@ _OUTCOMES: dict[CaseOutcome, str] = {
 
 @dataclass(frozen=True, slots=True)
 class TestState:
-    """A run's tests as kept for comparisons. `all_ids` is None when it was not kept; `cut`
-    names the lists (`LISTS`) that hold only part of their tests."""
+    """A run's tests as kept for comparisons. `all_ids` is None when it was not kept; `bound`,
+    when not None, is the last test id (in sorted order) that the lists cover: they were cut
+    after it ("" covers nothing: a state of counts only)."""
 
     __test__ = False  # not a pytest test class
 
@@ -70,20 +73,21 @@ class TestState:
     not_run_ids: frozenset[str] = frozenset()
     all_ids: frozenset[str] | None = None
     digest: str = ""
-    cut: frozenset[str] = frozenset()
+    bound: str | None = None
 
     @property
     def failing_ids(self) -> frozenset[str]:
         return self.failed_ids | self.error_ids
 
     @property
-    def failing_complete(self) -> bool:
-        return not ({"failed", "errors"} & self.cut)
-
-    @property
-    def outcomes_complete(self) -> bool:
+    def complete(self) -> bool:
         """Every test that did not pass is listed: a test in none of the lists passed."""
-        return not self.cut
+        return self.bound is None
+
+    def covers(self, test_id: str) -> bool:
+        """Whether the lists are exact for this test: listed there, else it passed (or, when
+        `all_ids` is known and lacks it, it was not in the run)."""
+        return self.bound is None or test_id <= self.bound
 
     def ids(self, name: str) -> frozenset[str]:
         ids: frozenset[str] = getattr(self, _FIELDS[name])
@@ -140,7 +144,7 @@ def counts_only(
         errors=errors,
         skipped=skipped,
         not_run=not_run,
-        cut=frozenset(LISTS),
+        bound="",
     )
 
 
@@ -153,10 +157,8 @@ def encode(state: TestState, limit: int = STATE_CHARS) -> str:
     """The state as at most `limit` characters of base64, cut as the module says ("" when not
     even the counts fit)."""
     lists = {name: sorted(state.ids(name)) for name in LISTS}
-    cut = set(state.cut)
-    all_ids = sorted(state.all_ids) if state.all_ids is not None else None
 
-    def pack(kept: dict[str, list[str]], every: list[str] | None) -> str:
+    def pack(bound: str | None, every: list[str] | None) -> str:
         data: dict[str, Any] = {
             "v": _VERSION,
             "c": [state.tests, state.passed, state.failed, state.errors, state.skipped],
@@ -165,40 +167,39 @@ def encode(state: TestState, limit: int = STATE_CHARS) -> str:
         if state.not_run:
             data["c"].append(state.not_run)
         for name in LISTS:
-            if kept[name]:
-                data[_KEYS[name]] = kept[name]
+            kept = lists[name] if bound is None else [i for i in lists[name] if i <= bound]
+            if kept:
+                data[_KEYS[name]] = kept
         if every is not None:
             data["a"] = every
-        if cut:
-            data["cut"] = sorted(_KEYS[name] for name in cut)
+        if bound is not None:
+            data["b"] = bound
         raw = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
         return base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
 
-    # zlib packs ids about 8:1 at best: a list far beyond that is not even tried (zlib on the
-    # ids of a 100,000-test suite would take a second).
+    # zlib packs ids about 8:1 at best: a list far beyond what could fit is not even tried (zlib
+    # on the ids of a 100,000-test suite would take a second).
     room = limit * _BEST_RATIO
-    text = ""
+    all_ids = sorted(state.all_ids) if state.all_ids is not None else None
     if all_ids is not None and _raw_size(all_ids) <= room:
-        text = pack(lists, all_ids)
+        text = pack(state.bound, all_ids)
         if len(text) <= limit:
             return text
-    for name in LISTS:
-        text = pack(lists, None)
-        if len(text) <= limit:
-            return text
-        full = lists[name]
-        if not full:
-            continue
-        cut.add(name)
-        low, high = 0, _within(full, room)  # the largest prefix that fits lies in [low, high]
-        while low < high:
-            middle = (low + high + 1) // 2
-            if len(pack({**lists, name: full[:middle]}, None)) <= limit:
-                low = middle
-            else:
-                high = middle - 1
-        lists[name] = full[:low]
-    text = pack(lists, None)
+    text = pack(state.bound, None)
+    if len(text) <= limit:
+        return text
+    listed = sorted({i for name in LISTS for i in lists[name]})
+    if state.bound is not None:
+        listed = [i for i in listed if i <= state.bound]
+    # The most ids (a prefix of `listed`) whose lists fit: in [low, high].
+    low, high = 0, _within(listed, room)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(pack(listed[middle - 1], None)) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    text = pack(listed[low - 1] if low else "", None)
     return text if len(text) <= limit else ""
 
 
@@ -245,9 +246,8 @@ def _state_from(data: Any) -> TestState | None:
         return None
     if not isinstance(digest, str) or (digest and not _DIGEST.match(digest)):
         return None
-    names = {key: name for name, key in _KEYS.items()}
-    cut_keys = data.get("cut", [])
-    if not isinstance(cut_keys, list) or not all(key in names for key in cut_keys):
+    bound = data.get("b")
+    if bound is not None and not (isinstance(bound, str) and len(bound) <= MAX_ID_CHARS):
         return None
     lists: dict[str, frozenset[str]] = {}
     for name in LISTS:
@@ -274,7 +274,7 @@ def _state_from(data: Any) -> TestState | None:
         not_run_ids=lists["not_run"],
         all_ids=all_ids,
         digest=digest,
-        cut=frozenset(names[key] for key in cut_keys),
+        bound=bound,
     )
 
 
