@@ -76,9 +76,15 @@ def report(tests: int, failures: int, gpu_index: int, run: int) -> TestReport:
 
 
 def job(
-    suite: TestReport, gpu: str, previous: Section | None, timings: dict[str, float]
+    suite: TestReport,
+    gpu: str,
+    previous: Section | None,
+    timings: dict[str, float],
+    *,
+    features: bool = True,
 ) -> tuple[Section, str]:
-    """One job as engine.run renders it: its section and its own comment body."""
+    """One job as engine.run renders it: its section and its own comment body (without the
+    changes and the hidden state when not `features`: the reference)."""
     started = time.perf_counter()
     changes = None
     if previous is not None:
@@ -97,7 +103,9 @@ def job(
         limit_chars=SECTION_LIMIT,
     )
     rendered = time.perf_counter()
-    state = encode(changes.now if changes is not None else state_of(suite))
+    state = ""
+    if features:
+        state = encode(changes.now if changes is not None else state_of(suite))
     encoded = time.perf_counter()
     section = section_for(gpu, Conclusion.FAILED, suite, comment, state=state, gpu=f"NVIDIA {gpu}")
     for name, seconds in (
@@ -112,13 +120,15 @@ def job(
 def publish_all(sections: list[Section], timings: dict[str, float]) -> str:
     """The jobs publish one after the other, each rebuilding the comment from what it holds."""
     body = ""
+    seconds = 0.0
     for section in sections:
         started = time.perf_counter()
         current = parse_comment(body) if body else {}
         current[section.key] = section
         body = compose_comment(KEY, current, own_key=section.key)
         seconds = time.perf_counter() - started
-        timings["parse + compose"] = min(timings.get("parse + compose", seconds), seconds)
+    name = "parse + compose (the last job's)"
+    timings[name] = min(timings.get(name, seconds), seconds)
     return body
 
 
@@ -148,24 +158,36 @@ def main() -> None:
         ]
         final = publish_all([section for section, _ in jobs], timings)
 
+    plain = [
+        job(suite, gpu, None, {}, features=False) for suite, gpu in zip(runs, gpus, strict=True)
+    ]
+    reference = publish_all([section for section, _ in plain], {})
     sections = parse_comment(final)
     table = gpu_differences([(s.key, s.gpu, s.state) for s in sections.values() if s.state])
+    rows = table.count("\n| `")
     print(f"\n{args.tests:,} tests, {args.failures:,} failures, {len(gpus)} GPUs")
-    for section, comment in jobs:
+    for (section, comment), suite in zip(jobs, runs, strict=True):
         state = decode(section.state)
         assert state is not None
         kept = f"{len(state.failing_ids):,} of {state.failed + state.errors:,} failing ids"
         kept += ", all ids" if state.all_ids is not None else ", no list of all ids"
+        covered = sum(1 for case in suite.cases if state.covers(case.id))
         print(
             f"  {section.key}: own body {len(comment):,} chars (limit {SECTION_LIMIT:,}),"
-            f" state {len(section.state):,} chars ({kept}, cut: {sorted(state.cut)})"
+            f" state {len(section.state):,} chars ({kept}; outcomes known for"
+            f" {covered:,} of {len(suite.cases):,} tests)"
         )
     shortened = [key for key, s in sections.items() if s.shortened]
     with_state = [key for key, s in sections.items() if s.state]
-    print(f"  table of tests that differ by GPU: {len(table):,} chars")
+    print(f"  table of tests that differ by GPU: {len(table):,} chars, {rows} rows shown")
     print(
         f"  final comment: {len(final):,} chars (GitHub's limit {COMMENT_CHARS:,});"
         f" bodies shortened to a link: {shortened or 'none'}; states kept: {with_state}"
+    )
+    print(
+        f"  reference, the same jobs without these features: {len(reference):,} chars"
+        f" (own bodies {', '.join(f'{len(comment):,}' for _, comment in plain)});"
+        f" bodies shortened: {[k for k, s in parse_comment(reference).items() if s.shortened]}"
     )
     print("  changes block in the last job's body:", "Changes since the previous run" in final)
     print("  best of", args.repeat, "runs (seconds, per job):")
