@@ -36,6 +36,7 @@ from modal_gpu_action.report.test_state import (
 )
 
 CASE = "tests/test_changing.py::test_case"
+HEADLINE = "GPU tests on this machine: failed"
 REPORT = [sys.executable, "-m", "modal_gpu_action", "report"]
 RUN = [sys.executable, "-m", "modal_gpu_action", "run", "--backend", "local"]
 
@@ -90,10 +91,11 @@ def test_the_second_run_shows_each_count_change_new_failures_fixed_added_and_rem
     assert f"- Fixed (1): `{CASE}[alpha]`" in body
     assert f"- Tests added (1): `{CASE}[delta]`" in body
     assert f"- Tests removed (1): `{CASE}[omega]`" in body
-    summary = (tmp_path / "summary.md").read_text().split("# ")[-1]
-    assert "### Changes since the previous run" in (tmp_path / "summary.md").read_text()
-    assert "2 (+1)" in (tmp_path / "summary.md").read_text()
-    assert summary  # the second run's summary was appended
+    first_summary, second_summary = (tmp_path / "summary.md").read_text().split(HEADLINE)[1:]
+    assert "Changes since the previous run" not in first_summary
+    assert "### Changes since the previous run" in second_summary
+    assert "| 4 (±0) | 2 (-1) | 2 (+1) | 0 (±0) | 0 (±0) |" in second_summary
+    assert f"<details><summary>Fixed (1)</summary>\n\n- `{CASE}[alpha]`" in second_summary
     outputs = last_outputs(tmp_path / "output.txt")
     assert outputs["new-failures"] == "2"
     assert outputs["fixed"] == "1"
@@ -105,6 +107,29 @@ def test_the_second_run_shows_each_count_change_new_failures_fixed_added_and_rem
     assert state is not None
     assert state.failed_ids == {f"{CASE}[beta]", f"{CASE}[gamma]"}
     assert state.all_ids is not None and len(state.all_ids) == 4
+
+
+def test_with_a_comment_per_run_the_previous_run_is_the_newest_earlier_comment(
+    fake: Any, tmp_path: Path
+) -> None:
+    directory = workspace(tmp_path, "changing")
+    for run_id, failing in (("98", "alpha"), ("99", "alpha,beta")):
+        env = environment(
+            fake,
+            tmp_path,
+            directory,
+            env=f"TEST_NAMES=list:alpha,beta\nFAILING_TESTS=list:{failing}",
+            remove_label="",
+            comment="new",
+        )
+        env["GITHUB_RUN_ID"] = run_id
+        action(env, directory)
+    # A re-run of the second run's job updates its own comment and still compares with run 98.
+    action(env, directory)
+    first, second = fake.comments_on(PR)
+    assert "Changes since the previous run" not in first.body
+    assert f"- New failures (1): `{CASE}[beta]`" in second.body
+    assert last_outputs(tmp_path / "output.txt")["new-failures"] == "1"
 
 
 def test_compare_previous_false_reads_nothing_and_keep_test_ids_false_hides_no_ids(
@@ -392,3 +417,18 @@ def test_sigint_during_the_previous_read_exits_within_seconds_with_the_reports_w
     assert process.returncode == 0, out
     assert last_outputs(tmp_path / "output.txt")["conclusion"] == "passed"
     assert fake.comments_on(PR) == []
+
+
+def test_report_compare_to_a_file_that_is_not_junit_is_a_bad_input(tmp_path: Path) -> None:
+    after = tmp_path / "after.xml"
+    after.write_text(_junit({"a": "passed"}))
+    (tmp_path / "notes.txt").write_text("not xml")
+    result = subprocess.run(
+        [*REPORT, str(after), "--compare-to", str(tmp_path / "notes.txt")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "notes.txt" in result.stderr and result.stdout == ""

@@ -231,11 +231,9 @@ def _compared(report: TestReport, path: str | None) -> Changes | None:
     """`--compare-to`: the report against that file (JUnitError when it cannot be read)."""
     if path is None:
         return None
-    from modal_gpu_action.report.comparison import compare
-    from modal_gpu_action.report.junit_reader import read_junit
-    from modal_gpu_action.report.test_state import state_of
+    from modal_gpu_action.report.comparison import compare, file_state
 
-    return compare(report, state_of(read_junit(path)), against=Path(path).name, from_file=True)
+    return compare(report, file_state(path), against=Path(path).name, from_file=True)
 
 
 def _run(namespace: argparse.Namespace) -> int:

@@ -46,7 +46,7 @@ from modal_gpu_action.outcome import RunOutcome, execute, outputs
 from modal_gpu_action.render.annotations import annotation_commands
 from modal_gpu_action.render.comment_sections import SECTION_LIMIT, section_for
 from modal_gpu_action.render.markdown import render_comment, render_summary
-from modal_gpu_action.report.comparison import Changes, compare
+from modal_gpu_action.report.comparison import Changes, compare, file_state
 from modal_gpu_action.report.conclusion import Conclusion
 from modal_gpu_action.report.junit_reader import JUnitFileError, read_junit
 from modal_gpu_action.report.junit_writer import to_junit_xml
@@ -221,16 +221,12 @@ def compare_to_state(settings: Settings) -> TestState | None:
     if settings.compare_to is None:
         return None
     try:
-        report = read_junit(settings.compare_to)
-        why = report.problems[0].message if report.problems and not report.cases else ""
+        return file_state(settings.compare_to, settings.secret_values())
     except JUnitFileError as error:
-        why = error.reason
-    if why:
         raise SettingsError(
             f"invalid value {one_line(str(settings.compare_to))!r} for input 'compare-to':"
-            f" {one_line(why)}; expected a JUnit XML report"
-        )
-    return state_of(redact_report(report, settings.secret_values()))
+            f" {one_line(error.reason)}; expected a JUnit XML report"
+        ) from None
 
 
 def _changes(

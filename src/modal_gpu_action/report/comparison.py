@@ -13,8 +13,12 @@ What is compared, and how sure it is:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from modal_gpu_action.report.junit_reader import JUnitFileError, read_junit
+from modal_gpu_action.report.redaction import redact_report
 from modal_gpu_action.report.results import CaseOutcome, TestReport
 from modal_gpu_action.report.test_state import TestState, clip_id, state_of
 
@@ -80,6 +84,16 @@ def compare(
         tests_changed=changed,
         from_file=from_file,
     )
+
+
+def file_state(path: str | Path, secrets: Sequence[str] = ()) -> TestState:
+    """The tests of a JUnit file to compare with (`compare-to`), `secrets` masked as in our own
+    reports. JUnitFileError when it cannot be used, or is no JUnit report at all (it holds no
+    test, only the reason it could not be read)."""
+    report = read_junit(path)
+    if report.problems and not report.cases:
+        raise JUnitFileError(path, report.problems[0].message)
+    return state_of(redact_report(report, list(secrets)))
 
 
 _PASSED = frozenset({CaseOutcome.PASSED, CaseOutcome.XPASSED})
