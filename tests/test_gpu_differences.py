@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_changes import last_outputs
 from test_run_github_mode import PR, action, environment, workspace
 
 from modal_gpu_action.render.comment_sections import Section, compose_comment, parse_comment
@@ -30,7 +31,7 @@ def test_a_three_gpu_matrix_shows_exactly_the_test_that_fails_on_one_gpu(
     fake: Any, tmp_path: Path
 ) -> None:
     directory = workspace(tmp_path, "changing")
-    failing = {"T4": "", "L4": "beta", "A100": ""}
+    failing = {"T4": "", "L4": "beta", "A100": ""}  # in this order: A100 publishes last
     for gpu, fails in failing.items():
         env = environment(
             fake,
@@ -53,6 +54,11 @@ def test_a_three_gpu_matrix_shows_exactly_the_test_that_fails_on_one_gpu(
     assert "| Test | A100 | L4 | T4 |" in table  # the sections' order
     # Above the sections, below the status table.
     assert body.index("jobs passed**") < body.index(TITLE) < body.index("section ")
+    # The last job's summary has the table as the comment held it; so has its output.
+    last_summary = (tmp_path / "summary.md").read_text().split("GPU tests on A100")[-1]
+    assert "### Tests whose outcome differs by GPU (1)" in last_summary
+    assert f"| `{CASE}[beta]` | ✅ passed | ❌ failed | ✅ passed |" in last_summary
+    assert last_outputs(tmp_path / "output.txt")["gpu-differences"] == "1"
 
 
 def section(

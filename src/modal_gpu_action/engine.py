@@ -45,6 +45,8 @@ from modal_gpu_action.github_actions.workflow import (
 from modal_gpu_action.outcome import RunOutcome, execute, outputs
 from modal_gpu_action.render.annotations import annotation_commands
 from modal_gpu_action.render.comment_sections import SECTION_LIMIT, section_for
+from modal_gpu_action.render.gpu_differences import differences
+from modal_gpu_action.render.gpu_differences import summary_section as differences_section
 from modal_gpu_action.render.markdown import render_comment, render_summary
 from modal_gpu_action.report.comparison import Changes, compare, file_state
 from modal_gpu_action.report.conclusion import Conclusion
@@ -212,7 +214,37 @@ def run(
         published = github.publish_comment(publishing, section=section, deadline=started.publishing)
         if published.comment_url and output_file:
             write_outputs(output_file, {"comment-url": published.comment_url})
+        if published.comment_url and publishing.keep_test_ids:
+            _gpu_differences(settings, started, stream, environ, output_file)
     return outcome.exit_code
+
+
+def _gpu_differences(
+    settings: Settings,
+    started: Session,
+    stream: TextIO,
+    environ: Mapping[str, str],
+    output_file: Path | None,
+) -> None:
+    """After publishing: the tests that differ by GPU in the comment as this job left it, in the
+    job summary and the `gpu-differences` output (the comment has its own table)."""
+    from modal_gpu_action.publish.previous_run import written_sections
+
+    sections = written_sections(settings.publishing, deadline=started.publishing, stream=stream)
+    found = differences([(s.key, s.gpu, s.state) for s in sections.values() if s.state])
+    if found is None:
+        return
+    if output_file:
+        try:
+            write_outputs(output_file, {"gpu-differences": str(len(found.rows))})
+        except OSError as error:
+            _warn(f"the step's outputs were not written: {error}", stream, True)
+    section = differences_section(found)
+    if section and settings.job_summary and environ.get("GITHUB_STEP_SUMMARY"):
+        try:
+            append_summary(Path(environ["GITHUB_STEP_SUMMARY"]), "\n" + section + "\n")
+        except OSError as error:
+            _warn(f"the job summary was not written: {error}", stream, True)
 
 
 def compare_to_state(settings: Settings) -> TestState | None:

@@ -63,5 +63,11 @@ OUTPUTS: tuple[OutputSpec, ...] = (
         "tests-removed",
         "Number of tests of the run compared with that this run lacks; empty when not known.",
     ),
+    OutputSpec(
+        "gpu-differences",
+        "Number of tests whose outcome differs between the GPUs of the matrix comment, as this"
+        " job left it (the jobs that published before it); empty when it has sections from one"
+        " GPU type only, or no comment was written.",
+    ),
     OutputSpec("comment-url", "URL of the PR comment written or updated, when there was one."),
 )

@@ -13,19 +13,22 @@ fit. Nothing else is known per test, so:
   checkout): not an outcome, so it makes no difference on its own.
 Shown only when the sections with such data come from more than one GPU type (the GPU the job
 reported, else its key); a matrix over Python versions on one GPU gets no table. Bounded: the
-first MAX_ROWS tests (by id), then a count.
+first MAX_ROWS tests (by id) in the comment, SUMMARY_ROWS in a job's summary, then a count.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from modal_gpu_action.render.escaping import code_inline, escape_inline
 from modal_gpu_action.render.failures import clip
 from modal_gpu_action.render.tables import LEFT, table
 from modal_gpu_action.report.test_state import TestState, decode
 
-MAX_ROWS = 30
+MAX_ROWS = 30  # in the comment
+SUMMARY_ROWS = 200  # in the job summary
+TITLE = "Tests whose outcome differs by GPU"
 _ID_CHARS = 150
 _UNKNOWN = "?"
 _ABSENT = "—"
@@ -39,44 +42,65 @@ _SHOWN = {
 _ORDER = ("failed", "errors", "not_run", "skipped")  # a test in two lists shows the first
 
 
-def gpu_differences(columns: Sequence[tuple[str, str, str]]) -> str:
-    """The table for sections given as (key, GPU, encoded state); "" when there is none."""
+@dataclass(frozen=True, slots=True)
+class Differences:
+    """Every test whose outcome differs between the jobs (by id), with each job's outcome (a key
+    of _SHOWN, `?` or `—`), the jobs in `keys` order."""
+
+    keys: tuple[str, ...]
+    rows: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def differences(columns: Sequence[tuple[str, str, str]]) -> Differences | None:
+    """The differences between sections given as (key, GPU, encoded state); None when the
+    sections with a readable state come from fewer than two GPU types."""
     known = [(key, gpu, state) for key, gpu, text in columns if (state := decode(text))]
     if len({gpu or key for key, gpu, _ in known}) < 2:
-        return ""
+        return None
     candidates: set[str] = set()
     for _, _, state in known:
         for name in _ORDER:
             candidates |= state.ids(name)
-    rows: list[list[str]] = []
-    differing = 0
-    cut = absent = False
+    rows = []
     for test_id in sorted(candidates):
-        outcomes = [_outcome(state, test_id) for _, _, state in known]
-        if len({o for o in outcomes if o not in (_UNKNOWN, _ABSENT)}) < 2:
-            continue
-        differing += 1
-        if len(rows) < MAX_ROWS:
-            cut = cut or _UNKNOWN in outcomes
-            absent = absent or _ABSENT in outcomes
-            cells = [_SHOWN.get(o, o) for o in outcomes]
-            rows.append([code_inline(clip(test_id, _ID_CHARS), in_table=True), *cells])
-    if not rows:
+        outcomes = tuple(_outcome(state, test_id) for _, _, state in known)
+        if len({o for o in outcomes if o not in (_UNKNOWN, _ABSENT)}) >= 2:
+            rows.append((test_id, outcomes))
+    return Differences(tuple(key for key, _, _ in known), tuple(rows))
+
+
+def gpu_differences(columns: Sequence[tuple[str, str, str]]) -> str:
+    """The comment's table (bold title, MAX_ROWS tests); "" when no test differs."""
+    found = differences(columns)
+    if found is None or not found.rows:
         return ""
-    header = ["Test", *(escape_inline(clip(key, 60)) for key, _, _ in known)]
-    parts = [
-        f"**Tests whose outcome differs by GPU ({differing:,})**",
-        table(header, rows, LEFT),
+    return render(found, title=f"**{TITLE} ({len(found.rows):,})**", shown=MAX_ROWS)
+
+
+def summary_section(found: Differences) -> str:
+    """The job summary's section (SUMMARY_ROWS tests); "" when no test differs."""
+    if not found.rows:
+        return ""
+    return render(found, title=f"### {TITLE} ({len(found.rows):,})", shown=SUMMARY_ROWS)
+
+
+def render(found: Differences, *, title: str, shown: int) -> str:
+    rows = [
+        [code_inline(clip(test_id, _ID_CHARS), in_table=True), *(_SHOWN.get(o, o) for o in cells)]
+        for test_id, cells in found.rows[:shown]
     ]
-    if differing > len(rows):
-        parts.append(f"… and {differing - len(rows):,} more: see each job's summary.")
+    outcomes = {o for _, cells in found.rows[:shown] for o in cells}
+    header = ["Test", *(escape_inline(clip(key, 60)) for key in found.keys)]
+    parts = [title, table(header, rows, LEFT)]
+    if len(found.rows) > shown:
+        parts.append(f"… and {len(found.rows) - shown:,} more.")
     legend = [
         "✅ passed means the test is in none of that job's failed, errored, skipped or not-run"
         " tests, which its section keeps"
     ]
-    if cut:
-        legend.append(f"{_UNKNOWN}: that job's lists were cut to fit the comment")
-    if absent:
+    if _UNKNOWN in outcomes:
+        legend.append(f"{_UNKNOWN}: that job's lists were cut to fit the comment before this test")
+    if _ABSENT in outcomes:
         legend.append(f"{_ABSENT}: not among that job's tests")
     parts.append("_" + "; ".join(legend) + "._")
     return "\n\n".join(parts)
