@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from test_run_github_mode import PR, action, environment, workspace
 
+from modal_gpu_action.github_actions.github_limits import COMMENT_CHARS
 from modal_gpu_action.render.changes import comment_block, summary_section
 from modal_gpu_action.render.comment_sections import (
     Section,
@@ -137,7 +138,7 @@ def test_compare_previous_false_reads_nothing_and_keep_test_ids_false_hides_no_i
 ) -> None:
     directory = workspace(tmp_path, "changing")
     run_changing(fake, tmp_path, directory, names="alpha,beta", failing="alpha")
-    listed = len(fake.calls("issues/list-comments"))
+    start = len(fake.exchanges)
     run_changing(
         fake,
         tmp_path,
@@ -152,8 +153,9 @@ def test_compare_previous_false_reads_nothing_and_keep_test_ids_false_hides_no_i
     [section] = parse_comment(comment.body).values()
     assert section.state == ""
     assert last_outputs(tmp_path / "output.txt")["fixed"] == ""
-    # One read fewer than a run that compares: the comment's own reads only.
-    assert len(fake.calls("issues/list-comments")) - listed == listed - 1
+    # No read of the previous run: the comment's own read is the only one before it is written.
+    second = [exchange.operation_id for exchange in fake.exchanges[start:]]
+    assert second[: second.index("issues/update-comment")].count("issues/list-comments") == 1
 
 
 def test_a_previous_section_without_ids_still_gives_the_count_changes(
@@ -432,3 +434,21 @@ def test_report_compare_to_a_file_that_is_not_junit_is_a_bad_input(tmp_path: Pat
     )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "notes.txt" in result.stderr and result.stdout == ""
+
+
+def test_a_comment_too_long_with_every_body_shortened_drops_the_other_jobs_states_first() -> None:
+    state = encode(state_of(report_of(100_000, 5_000)))
+    assert len(state) > STATE_CHARS - 200
+    sections = {
+        f"gpu{i:02d}": Section(
+            key=f"gpu{i:02d}", conclusion=Conclusion.FAILED, body="x" * 3_000, state=state
+        )
+        for i in range(12)  # 12 states of ~6,000 characters: more than a comment holds
+    }
+    body = compose_comment("k", sections, own_key="gpu05")
+    assert len(body) <= COMMENT_CHARS
+    back = parse_comment(body)
+    assert all(section.shortened for section in back.values())  # the bodies went first
+    assert back["gpu05"].state == state  # this job's own state is kept
+    kept = [key for key, section in back.items() if section.state]
+    assert 1 < len(kept) < 12

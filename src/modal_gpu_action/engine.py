@@ -7,8 +7,8 @@
 Everything the user had is written before anything that can fail on the network: the merged JUnit
 file, the job summary and the outputs come first, the PR comment after. The one read before them,
 this job's section as the previous run left it (what "changes since the previous run" compares
-with), never fails the run: a read that fails is a warning, within the publishing deadline. The label is removed when
-the session ends, however it ends. The run's outcome (the shards merged, its conclusion, facts
+with), never fails the run: a read that fails is a warning, within a third of the publishing
+deadline. The label is removed when the session ends, however it ends. The run's outcome (the shards merged, its conclusion, facts
 and outputs) is outcome.py's; the console's one screen is console.py's. Errors and warnings are
 workflow commands in GitHub mode only.
 """
@@ -142,7 +142,7 @@ def run(
     durations_problem = durations_warning(settings)
     if durations_problem:
         _warn(durations_problem, stream, github_mode)
-    compared_file = compare_to_state(settings)  # a bad file is a bad input: before running
+    compared_file = _compare_to_state(settings)  # a bad file is a bad input: before running
     outcome = execute(settings, started.cancel, stream=stream, github_mode=github_mode)
     # Before anything is rendered or written: a test can print a secret it was given.
     outcome = dataclasses.replace(
@@ -247,7 +247,7 @@ def _gpu_differences(
             _warn(f"the job summary was not written: {error}", stream, True)
 
 
-def compare_to_state(settings: Settings) -> TestState | None:
+def _compare_to_state(settings: Settings) -> TestState | None:
     """The `compare-to` file's tests, read once before the run; SettingsError when it is not a
     JUnit report (a bad input, exit code 2)."""
     if settings.compare_to is None:

@@ -7,8 +7,9 @@ pastes into `pytest`), `escape_block` for tracebacks and output. Nothing is ever
 image target except the run URL, built from GitHub's own environment variables and checked.
 
 What a reader needs first comes first: the headline (the conclusion), for the comment the commit
-and time it is about, why "no tests" fails the run, the counts, the run's own problems (a shard
-that crashed or timed out: not tests), then each failure with the line that explains it
+and time it is about, why "no tests" fails the run, the counts, what changed since an earlier
+run (changes.py), the run's own problems (a shard that crashed or timed out: not tests), then each
+failure with the line that explains it
 (failures.py), then the slowest tests, the skipped ones (named, folded) and those never run.
 
 Budgets: the summary stays within `limit_bytes` of UTF-8 (GitHub refuses a step summary over
