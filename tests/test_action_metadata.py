@@ -52,8 +52,8 @@ def test_the_engine_writes_every_output_but_the_comment_url_and_no_other() -> No
     settings = load_settings({"backend": "local"}, {}, workspace=ROOT)
     outcome = RunOutcome(TestReport(), Conclusion.NO_TESTS, 1, (), "", None)
     written = set(outputs(outcome, settings))
-    # comment-url is written after the comment is published (engine.run)
-    assert written | {"comment-url"} == {o.name for o in OUTPUTS}
+    # comment-url and gpu-differences are written after the comment is published (engine.run)
+    assert written | {"comment-url", "gpu-differences"} == {o.name for o in OUTPUTS}
 
 
 def test_marketplace_branding_is_set() -> None:

@@ -265,7 +265,7 @@ def test_sigint_while_publishing_skips_the_comment_and_exits_within_seconds(
     process = subprocess.Popen(
         [sys.executable, "-m", "modal_gpu_action"],
         cwd=directory,
-        env=environment(fake, tmp_path, directory),
+        env=environment(fake, tmp_path, directory, compare_previous="false"),
         stdout=subprocess.PIPE,
         text=True,
     )

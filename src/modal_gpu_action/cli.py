@@ -1,6 +1,6 @@
 """Command line and GitHub-mode entry.
 
-    modal-gpu-action report JUNIT_XML... [--summary-file F] [--comment-file F]
+    modal-gpu-action report JUNIT_XML... [--summary-file F] [--comment-file F] [--compare-to F]
     modal-gpu-action run [--backend local|modal] [--gpu SPEC] [--test-path P] ...
     modal-gpu-action plan [same flags as run]
     python -m modal_gpu_action            (GITHUB_ACTIONS=true: `run` with the INPUT_* variables)
@@ -36,6 +36,7 @@ from modal_gpu_action.github_actions.workflow import (
 from modal_gpu_action.settings import INPUTS, SettingsError, load_settings, output_path
 
 if TYPE_CHECKING:
+    from modal_gpu_action.report.comparison import Changes
     from modal_gpu_action.report.results import TestReport
 
 
@@ -114,6 +115,11 @@ def _parser() -> argparse.ArgumentParser:
         "--title", default="Test results", help="headline of the summary and comment"
     )
     report.add_argument(
+        "--compare-to",
+        metavar="JUNIT_XML",
+        help="a JUnit XML file to compare with: new failures, fixed, added and removed tests",
+    )
+    report.add_argument(
         "--fail-on-empty",
         choices=("true", "false"),
         default="true",
@@ -167,6 +173,7 @@ def _report(namespace: argparse.Namespace) -> int:
     files = _output_files(namespace, workspace)
     try:
         report = load_reports(namespace.junit_xml)
+        changes = _compared(report, namespace.compare_to)
     except JUnitError as error:
         _error(str(error))
         return BAD_INPUT
@@ -178,9 +185,9 @@ def _report(namespace: argparse.Namespace) -> int:
             if fail_on_empty
             else "The reports hold no test; --fail-on-empty is false.",
         )
-    summary = render_summary(report, title=namespace.title, notes=notes)
+    summary = render_summary(report, title=namespace.title, notes=notes, changes=changes)
     try:
-        _write_report_files(namespace, report, summary, notes, files, workspace)
+        _write_report_files(namespace, report, summary, notes, changes, files, workspace)
     except OSError as error:
         _error(str(error))
         return BAD_INPUT
@@ -194,6 +201,7 @@ def _write_report_files(
     report: TestReport,
     summary: str,
     notes: tuple[str, ...],
+    changes: Changes | None,
     files: dict[str, Path | None],
     workspace: Path,
 ) -> None:
@@ -214,8 +222,18 @@ def _write_report_files(
             notes=notes,
             commit=os.environ.get("GITHUB_SHA", ""),
             ran_at=datetime.now(UTC),
+            changes=changes,
         )
         write_output(files["comment-file"], comment, workspace=workspace)
+
+
+def _compared(report: TestReport, path: str | None) -> Changes | None:
+    """`--compare-to`: the report against that file (JUnitError when it cannot be read)."""
+    if path is None:
+        return None
+    from modal_gpu_action.report.comparison import compare, file_state
+
+    return compare(report, file_state(path), against=Path(path).name, from_file=True)
 
 
 def _run(namespace: argparse.Namespace) -> int:

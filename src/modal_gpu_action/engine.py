@@ -5,8 +5,10 @@
         return run(settings, started)
 
 Everything the user had is written before anything that can fail on the network: the merged JUnit
-file, the job summary and the outputs come first, the PR comment after. The label is removed when
-the session ends, however it ends. The run's outcome (the shards merged, its conclusion, facts
+file, the job summary and the outputs come first, the PR comment after. The one read before them,
+this job's section as the previous run left it (what "changes since the previous run" compares
+with), never fails the run: a read that fails is a warning, within a third of the publishing
+deadline. The label is removed when the session ends, however it ends. The run's outcome (the shards merged, its conclusion, facts
 and outputs) is outcome.py's; the console's one screen is console.py's. Errors and warnings are
 workflow commands in GitHub mode only.
 """
@@ -44,12 +46,16 @@ from modal_gpu_action.outcome import RunOutcome, execute, outputs
 from modal_gpu_action.publish.deadline import Deadline
 from modal_gpu_action.render.annotations import annotation_commands
 from modal_gpu_action.render.comment_sections import SECTION_LIMIT, section_for
+from modal_gpu_action.render.gpu_differences import differences
+from modal_gpu_action.render.gpu_differences import summary_section as differences_section
 from modal_gpu_action.render.markdown import render_comment, render_summary
+from modal_gpu_action.report.comparison import Changes, compare, file_state
 from modal_gpu_action.report.conclusion import Conclusion
 from modal_gpu_action.report.junit_reader import JUnitFileError, read_junit
 from modal_gpu_action.report.junit_writer import write_junit_xml
 from modal_gpu_action.report.redaction import redact_report
-from modal_gpu_action.settings import Settings, load_label_settings
+from modal_gpu_action.report.test_state import TestState, encode, state_of
+from modal_gpu_action.settings import Settings, SettingsError, load_label_settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +143,7 @@ def run(
     durations_problem = durations_warning(settings)
     if durations_problem:
         _warn(durations_problem, stream, github_mode)
+    compared_file = _compare_to_state(settings)  # a bad file is a bad input: before running
     outcome = execute(settings, started.cancel, stream=stream, github_mode=github_mode)
     # Before anything is rendered or written: a test can print a secret it was given.
     outcome = dataclasses.replace(
@@ -148,12 +155,14 @@ def run(
     outcome = _write_junit(outcome, settings)
     title = f"{TITLE} on {key}"
     notes = _notes(outcome, settings)
+    changes = _changes(outcome, settings, key, compared_file, started, stream, github_mode)
     summary = render_summary(
         outcome.report,
         facts=outcome.facts,
         title=title,
         conclusion=outcome.conclusion,
         notes=notes,
+        changes=changes,
     )
     publishing = settings.publishing
     comment = render_comment(
@@ -166,6 +175,7 @@ def run(
         notes=notes,
         commit=_commit(settings, environ),
         ran_at=datetime.now(UTC),
+        changes=changes,
         limit_chars=SECTION_LIMIT,  # room for a matrix comment's table and other sections
     )
     for path, text, name in (
@@ -190,20 +200,91 @@ def run(
     output_file = Path(environ["GITHUB_OUTPUT"]) if environ.get("GITHUB_OUTPUT") else None
     if output_file:
         try:
-            write_outputs(output_file, outputs(outcome, settings))  # before the network
+            write_outputs(output_file, outputs(outcome, settings, changes))  # before the network
         except OSError as error:
             _warn(f"the step's outputs were not written: {error}", stream, github_mode)
     if publishing.context is not None and publishing.comment != "off":
         import modal_gpu_action.publish.github as github
 
-        published = github.publish_comment(
-            publishing,
-            section=section_for(key, outcome.conclusion, outcome.report, comment),
-            deadline=started.publishing,
+        state = ""
+        if publishing.keep_test_ids:
+            state = encode(changes.now if changes is not None else state_of(outcome.report))
+        section = section_for(
+            key, outcome.conclusion, outcome.report, comment, state=state, gpu=outcome.gpu
         )
+        published = github.publish_comment(publishing, section=section, deadline=started.publishing)
         if published.comment_url and output_file:
             write_outputs(output_file, {"comment-url": published.comment_url})
+        if published.comment_url and publishing.keep_test_ids:
+            _gpu_differences(settings, started, stream, environ, output_file)
     return outcome.exit_code
+
+
+def _gpu_differences(
+    settings: Settings,
+    started: Session,
+    stream: TextIO,
+    environ: Mapping[str, str],
+    output_file: Path | None,
+) -> None:
+    """After publishing: the tests that differ by GPU in the comment as this job left it, in the
+    job summary and the `gpu-differences` output (the comment has its own table)."""
+    from modal_gpu_action.publish.previous_run import written_sections
+
+    sections = written_sections(settings.publishing, deadline=started.publishing, stream=stream)
+    found = differences([(s.key, s.gpu, s.state) for s in sections.values() if s.state])
+    if found is None:
+        return
+    if output_file:
+        try:
+            write_outputs(output_file, {"gpu-differences": str(len(found.rows))})
+        except OSError as error:
+            _warn(f"the step's outputs were not written: {error}", stream, True)
+    section = differences_section(found)
+    if section and settings.job_summary and environ.get("GITHUB_STEP_SUMMARY"):
+        try:
+            append_summary(Path(environ["GITHUB_STEP_SUMMARY"]), "\n" + section + "\n")
+        except OSError as error:
+            _warn(f"the job summary was not written: {error}", stream, True)
+
+
+def _compare_to_state(settings: Settings) -> TestState | None:
+    """The `compare-to` file's tests, read once before the run; SettingsError when it is not a
+    JUnit report (a bad input, exit code 2)."""
+    if settings.compare_to is None:
+        return None
+    try:
+        return file_state(settings.compare_to, settings.secret_values())
+    except JUnitFileError as error:
+        raise SettingsError(
+            f"invalid value {one_line(str(settings.compare_to))!r} for input 'compare-to':"
+            f" {one_line(error.reason)}; expected a JUnit XML report"
+        ) from None
+
+
+def _changes(
+    outcome: RunOutcome,
+    settings: Settings,
+    key: str,
+    compared_file: TestState | None,
+    started: Session,
+    stream: TextIO,
+    github_mode: bool,
+) -> Changes | None:
+    """What changed: against `compare-to`, else (GitHub mode) against this job's section as
+    the previous run left it in the PR comment; None when there is nothing to compare with."""
+    report = outcome.report
+    if compared_file is not None and settings.compare_to is not None:
+        return compare(report, compared_file, against=settings.compare_to.name, from_file=True)
+    publishing = settings.publishing
+    if not (github_mode and publishing.compare_previous and publishing.context is not None):
+        return None
+    from modal_gpu_action.publish.previous_run import earlier_state, previous_section
+
+    previous = previous_section(publishing, key, deadline=started.publishing, stream=stream)
+    if previous is None:
+        return None
+    return compare(report, earlier_state(previous), against="the previous run")
 
 
 def _write_junit(outcome: RunOutcome, settings: Settings) -> RunOutcome:

@@ -24,6 +24,7 @@ from modal_gpu_action.exit_codes import FAILED, INFRASTRUCTURE, PASSED
 from modal_gpu_action.github_actions.workflow import command, in_github_actions, one_line
 from modal_gpu_action.gpu_usage import GpuUsage, gpu_usage
 from modal_gpu_action.render.durations import format_duration
+from modal_gpu_action.report.comparison import Changes
 from modal_gpu_action.report.conclusion import Conclusion
 from modal_gpu_action.report.junit_reader import parse_junit
 from modal_gpu_action.report.merging import merge
@@ -264,7 +265,9 @@ def _artifact_facts(
     return tuple(rows)
 
 
-def outputs(outcome: RunOutcome, settings: Settings) -> dict[str, str]:
+def outputs(
+    outcome: RunOutcome, settings: Settings, changes: Changes | None = None
+) -> dict[str, str]:
     """The step's outputs (publish/outputs.py lists them), as written to $GITHUB_OUTPUT."""
     totals = outcome.report.totals
     usage = outcome.usage
@@ -286,4 +289,21 @@ def outputs(outcome: RunOutcome, settings: Settings) -> dict[str, str]:
         "cheaper-gpu": "" if usage.cheaper is None else str(usage.cheaper),
         "stopped-at-cost-cap": "true" if usage.stopped_at_cost_cap else "false",
         "artifacts-path": str(settings.artifacts_path) if settings.artifacts else "",
+        **change_outputs(changes),
+    }
+
+
+def change_outputs(changes: Changes | None) -> dict[str, str]:
+    """What changed since the run compared with, as counts ("" when not known)."""
+    if changes is None:
+        return dict.fromkeys(("new-failures", "fixed", "tests-added", "tests-removed"), "")
+
+    def count(ids: tuple[str, ...] | None) -> str:
+        return "" if ids is None else str(len(ids))
+
+    return {
+        "new-failures": count(changes.new_failures),
+        "fixed": count(changes.fixed),
+        "tests-added": count(changes.added),
+        "tests-removed": count(changes.removed),
     }

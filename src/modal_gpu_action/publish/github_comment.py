@@ -84,7 +84,7 @@ def publish(
         log.info("No pull request for this run: no PR comment.")
         return None
     base_key = context.comment_key
-    key = base_key if settings.comment == "sticky" else _run_key(base_key, context)
+    key = base_key if settings.comment == "sticky" else run_key(base_key, context)
     own = replace(
         section,
         key=clean_key(section.key),
@@ -98,12 +98,14 @@ def publish(
     login = api.login()  # first: the read below is what this job's write is built from
     read_at = timing.clock()
     comments = api.list_comments(number)
-    mine = _ours(comments, key, login)
+    mine = our_comments(comments, key, login)
     if settings.comment == "sticky":
         baseline = merge(*(parse_comment(c.body) for c in mine)).get(own.key)
     else:
         mine_ids = {c.id for c in mine}
-        earlier = [c for c in _ours_of_runs(comments, base_key, login) if c.id not in mine_ids]
+        earlier = [
+            c for c in our_comments_of_runs(comments, base_key, login) if c.id not in mine_ids
+        ]
         baseline = parse_comment(earlier[-1].body).get(own.key) if earlier else None
     reason = _skip_reason(settings.comment_on, own, baseline, exists=bool(mine))
     if reason:
@@ -197,7 +199,7 @@ def _converge(
                 )
             return url
         read_at = timing.clock()
-        state = _ours(api.list_comments(number), key, api.login())
+        state = our_comments(api.list_comments(number), key, api.login())
 
 
 def _wait(api: Api, timing: Timing, span: float, *, contended: bool, alone: bool) -> float:
@@ -236,18 +238,20 @@ def _write(api: Api, number: int, body: str, state: list[IssueComment]) -> str:
     return canonical.html_url
 
 
-def _ours(comments: list[IssueComment], key: str, login: str) -> list[IssueComment]:
+def our_comments(comments: list[IssueComment], key: str, login: str) -> list[IssueComment]:
     """Our comments with this exact key, oldest first."""
     line = marker(key)
     return [c for c in comments if _by(c, login) and marker_line(c.body or "") == line]
 
 
-def _run_key(base_key: str, context: GitHubContext) -> str:
+def run_key(base_key: str, context: GitHubContext) -> str:
     """The key of `comment: new`: one comment per run attempt, shared by its matrix jobs."""
     return f"{base_key} run {context.run_id or 0}.{context.run_attempt or 1}"
 
 
-def _ours_of_runs(comments: list[IssueComment], base_key: str, login: str) -> list[IssueComment]:
+def our_comments_of_runs(
+    comments: list[IssueComment], base_key: str, login: str
+) -> list[IssueComment]:
     """Our `comment: new` comments of any run, oldest first."""
     start = marker(f"{base_key} run X")[: -len("X -->")]
     return [

@@ -68,5 +68,30 @@ OUTPUTS: tuple[OutputSpec, ...] = (
         "The folder the `artifacts` were copied into (one `shard-N/` folder per shard when there"
         " are several); empty when `artifacts` is.",
     ),
+    OutputSpec(
+        "new-failures",
+        "Number of tests failing or erroring now that did not fail in the run compared with (the"
+        " previous run of this job, or `compare-to`); empty when there was none to compare with.",
+    ),
+    OutputSpec(
+        "fixed",
+        "Number of tests that failed in the run compared with and pass now; empty when there was"
+        " none to compare with.",
+    ),
+    OutputSpec(
+        "tests-added",
+        "Number of tests that the run compared with did not have; empty when not known (no run"
+        " to compare with, or too many tests to keep their ids).",
+    ),
+    OutputSpec(
+        "tests-removed",
+        "Number of tests of the run compared with that this run lacks; empty when not known.",
+    ),
+    OutputSpec(
+        "gpu-differences",
+        "Number of tests whose outcome differs between the GPUs of the matrix comment, as this"
+        " job left it (the jobs that published before it); empty when it has sections from one"
+        " GPU type only, or no comment was written.",
+    ),
     OutputSpec("comment-url", "URL of the PR comment written or updated, when there was one."),
 )

@@ -8,6 +8,7 @@ row data of each section is stored in the comment itself:
     <!-- modal-gpu-action:KEY -->                      the marker: the comment is found by it
     <!-- modal-gpu-action:data {"v":1,...} -->          every section's row, as escaped JSON
     (the combined table, when there are several sections)
+    (the tests whose outcome differs by GPU, when the sections come from several GPU types)
     <!-- modal-gpu-action:section NONCE 0 -->          then each section's markdown body
     ...
     <!-- modal-gpu-action:end NONCE -->
@@ -19,11 +20,18 @@ Tamper-safety:
 - Bodies are split on delimiters that carry a random nonce chosen, at each write, so that it
   occurs in no body: no report text can fake a section boundary.
 - What is read back is checked (types, ranges); a section whose row is unreadable is left out,
-  one whose body is unreadable keeps its row and a link to its run.
+  one whose body is unreadable keeps its row and a link to its run, one whose hidden test state
+  is unreadable keeps its row without it.
+
+Each row may carry the job's hidden test state (`state`: base64 of compressed JSON, bounded by
+`test_state.STATE_CHARS`, see report/test_state.py) and the GPU it ran on (`gpu`): the next run
+of the job compares with the state (publish/previous_run.py), and the table of tests whose
+outcome differs by GPU is made from every section's (render/gpu_differences.py).
 
 Size: GitHub refuses comment bodies above `github_limits.COMMENT_CHARS`. When the sections together are
 longer, the other jobs' bodies (largest first), then this job's own, are shortened to a line with a
-link to their run; a row is never dropped.
+link to their run; a row is never dropped. When even that is too long, the hidden test states
+go too (the other jobs' largest first): the next runs then compare counts only.
 """
 
 from __future__ import annotations
@@ -38,10 +46,12 @@ from typing import Any
 
 from modal_gpu_action.github_actions.github_limits import COMMENT_CHARS, SHA, safe_link
 from modal_gpu_action.render.durations import format_duration
+from modal_gpu_action.render.gpu_differences import gpu_differences
 from modal_gpu_action.render.markdown import comment_marker, escape_inline
 from modal_gpu_action.render.tables import LEFT, RIGHT, table
 from modal_gpu_action.report.conclusion import Conclusion
 from modal_gpu_action.report.results import TestReport
+from modal_gpu_action.report.test_state import MAX_STATE_CHARS
 
 # What a job's own body should stay within (render_comment's limit_chars in GitHub mode), so that
 # the table, the hidden rows and the other jobs' rows still fit beside it.
@@ -54,6 +64,7 @@ _MARKER_LINE = re.compile(r"<!-- modal-gpu-action:[^<>!\s]* -->")
 _DATA_LINE = re.compile(r"<!-- modal-gpu-action:data (\{[^<>]*\}) -->")
 _NONCE = re.compile(r"^[a-z0-9]{8,32}$")
 _WRITER = re.compile(r"^[0-9a-z]{0,32}$")
+_STATE = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +91,8 @@ class Section:
     written_at: float = 0.0  # seconds since the epoch
     shortened: bool = False  # the body was replaced by a link to the run
     writer: str = ""  # a random id of the job run that wrote the section
+    state: str = ""  # the job's hidden test state (report/test_state.py), encoded; "" for none
+    gpu: str = ""  # the GPU the job ran on, as it reported itself ("" when unknown)
 
     @property
     def passing(self) -> bool:
@@ -90,9 +103,17 @@ class Section:
         return _result(self) == _result(other)
 
 
-def section_for(key: str, conclusion: Conclusion, report: TestReport, comment: str) -> Section:
-    """This job's section: its row from the run (counted as the outputs count them) and its body
-    from the rendered comment (its marker line dropped)."""
+def section_for(
+    key: str,
+    conclusion: Conclusion,
+    report: TestReport,
+    comment: str,
+    *,
+    state: str = "",
+    gpu: str = "",
+) -> Section:
+    """This job's section: its row from the run (counted as the outputs count them), its body
+    from the rendered comment (its marker line dropped), its encoded test state and GPU."""
     totals = report.totals
     return Section(
         key=clean_key(key),
@@ -106,6 +127,8 @@ def section_for(key: str, conclusion: Conclusion, report: TestReport, comment: s
         not_run=totals.not_run,
         problems=len(report.problems),
         body=strip_marker(comment),
+        state=state,
+        gpu=clean_gpu(gpu),
     )
 
 
@@ -126,6 +149,11 @@ def clean_key(key: str) -> str:
     """A section or comment key as stored: one line, trimmed, at most MAX_KEY_CHARS."""
     text = " ".join(key.split())[:MAX_KEY_CHARS]
     return text or "tests"
+
+
+def clean_gpu(gpu: str) -> str:
+    """A GPU's name as stored: one line, trimmed, at most MAX_KEY_CHARS ("" stays "")."""
+    return " ".join(gpu.split())[:MAX_KEY_CHARS]
 
 
 def marker(key: str) -> str:
@@ -202,13 +230,17 @@ def _section_from_row(row: Any) -> Section | None:
         return None
     key, conclusion = row.get("key"), Conclusion.read(row.get("conclusion"))
     run_url, sha, short = row.get("run_url", ""), row.get("sha", ""), row.get("short", False)
-    writer = row.get("by", "")
+    writer, state, gpu = row.get("by", ""), row.get("state", ""), row.get("gpu", "")
     if not isinstance(key, str) or conclusion is None:
         return None
     if not (isinstance(run_url, str) and isinstance(sha, str) and isinstance(short, bool)):
         return None
     if not isinstance(writer, str) or not _WRITER.match(writer):
         return None
+    if not isinstance(gpu, str):
+        return None
+    if not (isinstance(state, str) and len(state) <= MAX_STATE_CHARS and _STATE.match(state)):
+        state = ""  # the row stands without it: the next run compares counts only
     numbers = {
         name: row.get(name, 0)
         for name in (
@@ -241,6 +273,8 @@ def _section_from_row(row: Any) -> Section | None:
         written_at=numbers["at_ms"] / 1000,
         shortened=short,
         writer=writer,
+        state=state,
+        gpu=clean_gpu(gpu),
     )
 
 
@@ -282,6 +316,15 @@ def compose_comment(
         ordered = [shorten(s) if s.key == victim.key else s for s in ordered]
         text = _compose(key, ordered, nonce)
         if len(text) <= limit:
+            return text
+    states = sorted(
+        (s for s in ordered if s.state),
+        key=lambda s: (s.key == own_key, -len(s.state)),
+    )
+    for victim in states:
+        ordered = [replace(s, state="") if s.key == victim.key else s for s in ordered]
+        text = _compose(key, ordered, nonce)
+        if len(text) <= limit:
             break
     return text
 
@@ -299,13 +342,17 @@ def shorten(section: Section) -> Section:
 def _compose(key: str, sections: list[Section], nonce: str | None) -> str:
     bodies = [s.body.replace("\r\n", "\n").strip("\n") for s in sections]
     table = combined_table(sections) if len(sections) > 1 else ""
+    differences = ""
+    if len(sections) > 1:
+        differences = gpu_differences([(s.key, s.gpu, s.state) for s in sections if s.state])
     nonce = nonce or _new_nonce()
-    while any(nonce in text for text in (*bodies, table)):
+    while any(nonce in text for text in (*bodies, table, differences)):
         nonce = _new_nonce()
     data = {"v": 1, "nonce": nonce, "sections": [_row(s) for s in sections]}
     parts = [marker(key), _DATA + _escape_json(data) + " -->", ""]
-    if table:
-        parts += [table, ""]
+    for block in (table, differences):
+        if block:
+            parts += [block, ""]
     for index, body in enumerate(bodies):
         parts += [f"{_PREFIX}section {nonce} {index} -->", body, ""]
     parts.append(f"{_PREFIX}end {nonce} -->")
@@ -334,11 +381,13 @@ def _row(section: Section) -> dict[str, object]:
         "at_ms": max(round(section.written_at * 1000), 0),
         "short": section.shortened,
         "by": section.writer if _WRITER.match(section.writer) else "",
+        "gpu": clean_gpu(section.gpu),  # these two only when there are some (below)
+        "state": section.state if _STATE.match(section.state) else "",
     }
     return {key: value for key, value in row.items() if value or key not in _ONLY_WHEN_SOME}
 
 
-_ONLY_WHEN_SOME = frozenset({"not_run", "problems"})
+_ONLY_WHEN_SOME = frozenset({"not_run", "problems", "gpu", "state"})
 
 
 def _escape_json(value: object) -> str:

@@ -7,10 +7,10 @@ pastes into `pytest`), `escape_block` for tracebacks and output. Nothing is ever
 image target except the run URL, built from GitHub's own environment variables and checked.
 
 What a reader needs first comes first: the headline (the conclusion), for the comment the commit
-and time it is about, why "no tests" fails the run, the counts, the run's own problems (a shard
-that crashed or timed out: not tests), then each failure with the line that explains it
-(failures.py), then the flaky tests (failed, then passed on a re-run), then the slowest tests,
-the skipped ones (named, folded) and those never run.
+and time it is about, why "no tests" fails the run, the counts, what changed since an earlier
+run (changes.py), the run's own problems (a shard that crashed or timed out: not tests), then each
+failure with the line that explains it (failures.py), then the flaky tests (failed, then passed on
+a re-run), then the slowest tests, the skipped ones (named, folded) and those never run.
 
 Budgets: the summary stays within `limit_bytes` of UTF-8 (GitHub refuses a step summary over
 1 MiB) and the comment within `limit_chars` characters (GitHub's comment limit): `github_limits`. The
@@ -30,6 +30,7 @@ from operator import attrgetter
 from urllib.parse import quote
 
 from modal_gpu_action.github_actions.github_limits import COMMENT_CHARS, SUMMARY_BYTES, safe_link
+from modal_gpu_action.render.changes import comment_block, summary_section
 from modal_gpu_action.render.durations import format_duration
 from modal_gpu_action.render.escaping import (
     code_inline,
@@ -48,6 +49,7 @@ from modal_gpu_action.render.failures import (
     summary_entries,
 )
 from modal_gpu_action.render.tables import LEFT, RIGHT, table
+from modal_gpu_action.report.comparison import Changes
 from modal_gpu_action.report.conclusion import Conclusion
 from modal_gpu_action.report.results import CaseOutcome, Problem, TestCase, TestReport, Totals
 
@@ -78,17 +80,19 @@ def render_summary(
     title: str = "GPU tests",
     conclusion: Conclusion | None = None,
     notes: Sequence[str] = (),
+    changes: Changes | None = None,
     limit_bytes: int = SUMMARY_BYTES,
 ) -> str:
-    """The job summary: headline, notes, totals, run facts, the run's problems, failures with
-    tracebacks, slowest, skips, tests not run. The headline says `conclusion`, else the
-    report's own (`TestReport.conclusion`); `notes` are sentences of ours under it (why "no
-    tests" fails the run)."""
+    """The job summary: headline, notes, totals, what changed since an earlier run, run facts,
+    the run's problems, failures with tracebacks, slowest, skips, tests not run. The headline
+    says `conclusion`, else the report's own (`TestReport.conclusion`); `notes` are sentences
+    of ours under it (why "no tests" fails the run)."""
     totals = report.totals
     head = _join(
         _headline(report, title, conclusion),
         _notes(notes),
         _totals_table(report, totals),
+        summary_section(changes) if changes is not None else "",
         _facts_table(facts),
         _problems_section(report.problems, details=True),
     )
@@ -135,10 +139,12 @@ def render_comment(
     notes: Sequence[str] = (),
     commit: str = "",
     ran_at: datetime | None = None,
+    changes: Changes | None = None,
     limit_chars: int = COMMENT_CHARS,
 ) -> str:
     """The PR comment: marker line, headline, which commit it is for and when it ran, notes,
-    totals, run facts, the run's problems, a failure list, the run link."""
+    totals, what changed since an earlier run, run facts, the run's problems, a failure list,
+    the run link."""
     link = ""
     if run_url and safe_link(run_url):
         link = f"[Open the run and its job summary]({run_url})"
@@ -148,6 +154,7 @@ def render_comment(
         _when(commit, ran_at),
         _notes(notes),
         _totals_table(report, report.totals),
+        comment_block(changes) if changes is not None else "",
         _facts_table(facts),
         _problems_section(report.problems, details=False),
     )

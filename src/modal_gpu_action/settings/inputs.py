@@ -160,6 +160,11 @@ INPUTS: tuple[InputSpec, ...] = (
     ),
     InputSpec("job-summary", "true", "Write the report to the job summary."),
     InputSpec("annotations", "true", "Annotate failed tests on the files that hold them."),
+    InputSpec(
+        "compare-to",
+        "",
+        "A JUnit XML file to compare this run with instead of the previous run (e.g. the base branch's report, downloaded as an artifact): each failure is marked new or also failing there, with fixed, added and removed tests.",
+    ),
     # GitHub publishing.
     InputSpec(
         "github-token",
@@ -186,6 +191,16 @@ INPUTS: tuple[InputSpec, ...] = (
         "matrix-key",
         "",
         "This job's section in the comment that the jobs of a matrix share; defaults to the GPU.",
+    ),
+    InputSpec(
+        "compare-previous",
+        "true",
+        "Show what changed since the previous run of this job (its section of the PR comment): each count's change, new failures, fixed tests, tests added and removed. Reads the PR's comments once more before the reports are written.",
+    ),
+    InputSpec(
+        "keep-test-ids",
+        "true",
+        "Keep, hidden in this job's section of the PR comment, the ids of its failing, skipped and not-run tests (and of all its tests while they fit; at most 6,000 characters), for the next run's comparison and the matrix's table of tests that differ by GPU. `false` keeps the counts only.",
     ),
     InputSpec(
         "remove-label",

@@ -39,6 +39,8 @@ class PublishSettings(LabelSettings):
     comment_key: str = ""
     matrix_key: str = ""
     allow_pull_request_target: bool = False
+    compare_previous: bool = True  # compare with this job's section as the previous run left it
+    keep_test_ids: bool = True  # keep the hidden test state in this job's section
 
 
 def load_label_settings(
@@ -68,6 +70,8 @@ def load_publish_settings(raw: Mapping[str, str], environ: Mapping[str, str]) ->
         comment_key=raw["comment-key"].strip(),
         matrix_key=raw["matrix-key"].strip(),
         allow_pull_request_target=boolean(raw, "allow-pull-request-target"),
+        compare_previous=boolean(raw, "compare-previous"),
+        keep_test_ids=boolean(raw, "keep-test-ids"),
     )
     if not in_github_actions(environ):
         return settings

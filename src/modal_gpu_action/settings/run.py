@@ -82,6 +82,7 @@ class Settings:
     artifacts: tuple[str, ...] = ()  # globs relative to working_directory (container/artifacts.py)
     artifacts_path: Path = Path("gpu-test-artifacts")
     artifacts_max_bytes: int = 50_000_000  # the whole run's; the shards split it
+    compare_to: Path | None = None  # a JUnit file to compare with instead of the previous run
     image: ImageSettings = field(default_factory=ImageSettings)
     publishing: PublishSettings = field(default_factory=PublishSettings)
     # GITHUB_WORKSPACE, else the current directory: what relative paths are relative to, and
@@ -184,6 +185,7 @@ def load_settings(
         artifacts=_artifact_globs(raw["artifacts"]),
         artifacts_path=_artifacts_path(raw, base, working_directory, environ),
         artifacts_max_bytes=integer(raw, "artifacts-max-mb", 1, MAX_ARTIFACTS_MB) * 1_000_000,
+        compare_to=optional_file(raw, "compare-to", base, "the workspace"),
         image=load_image_settings(raw, working_directory, backend=backend),
         publishing=load_publish_settings(raw, environ),
         workspace=base,
