@@ -17,9 +17,13 @@ from modal_gpu_action.container.record import (
     MAX_JUNIT_BYTES_ENV,
     NOT_RUN_TYPE,
     PROBLEM_CLASSNAME,
+    STATE_HEAD_BYTES,
+    STATE_TAIL_BYTES,
     SUBTESTS_PROPERTY,
+    RecordState,
     choose_junit,
     read_progress,
+    read_state,
     running_test,
     synthesize_junit,
 )
@@ -207,7 +211,7 @@ def test_the_junit_cap_can_be_lowered_but_not_raised(
     junit = tmp_path / "junit.xml"
     junit.write_text("<testsuites>" + " " * 2000 + "</testsuites>")
     monkeypatch.setenv(MAX_JUNIT_BYTES_ENV, cap)
-    xml = choose_junit(junit, [], "", "")
+    xml = choose_junit(junit, tmp_path / "no-record.jsonl", "", "")
     if used:
         assert xml == junit.read_text()
     else:
@@ -221,7 +225,7 @@ def test_the_junit_cap_can_be_lowered_but_not_raised(
 def test_a_pipe_in_place_of_pytests_junit_file_is_not_waited_on(tmp_path: Path) -> None:
     pipe = tmp_path / "junit.xml"
     os.mkfifo(pipe)  # nobody writes to it
-    xml = choose_junit(pipe, [], "", "")
+    xml = choose_junit(pipe, tmp_path / "no-record.jsonl", "", "")
     [error] = [case.find("error") for case in cases(xml).values()]
     assert error is not None
     assert error.get("message", "").startswith(
@@ -268,6 +272,86 @@ def test_a_progress_record_past_its_cap_keeps_both_ends_and_says_what_is_missing
     assert outcome(found["tests.test_a::test_running"]) == "error"
     assert len(found) < 1_000  # the middle is missing, and the note says so
     assert read_progress(path) == written  # within the default cap: everything
+
+
+def write_records(path: Path, records: list[dict[str, object]]) -> None:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+
+
+def test_the_records_state_comes_from_its_ends_and_matches_reading_it_all(tmp_path: Path) -> None:
+    path = tmp_path / "progress.jsonl"
+    lines = progress_lines(30_000)  # ~6 MB: more than the head and the tail read
+    write_records(path, lines)
+    assert path.stat().st_size > 2 * (STATE_HEAD_BYTES + STATE_TAIL_BYTES)
+    assert read_state(path) == RecordState(
+        started=True, finished=False, running="tests/test_a.py::test_running", recorded=True
+    )
+    write_records(path, [*lines[:-1], {"e": "sessionfinish", "exitstatus": 0}])
+    assert read_state(path) == RecordState(True, True, None, True)
+    # the same whole-file answer for a small record
+    write_records(path, [*lines[:50], lines[-1]])
+    assert read_state(path) == RecordState(True, False, "tests/test_a.py::test_running", True)
+    assert read_state(tmp_path / "missing.jsonl") == RecordState()
+
+
+def test_a_test_whose_reports_fill_the_tail_is_found_by_reading_the_whole_record(
+    tmp_path: Path,
+) -> None:
+    nodeid = "tests/test_a.py::test_many_subtests"
+    subtests = [
+        {"e": "report", "nodeid": nodeid, "when": "call", "outcome": "passed", "subtest": "x" * 50}
+    ] * 40_000  # ~5 MB of reports after the test's start
+    path = tmp_path / "progress.jsonl"
+    write_records(path, [*progress_lines(3)[:-1], {"e": "start", "nodeid": nodeid}, *subtests])
+    assert read_state(path).running == nodeid
+
+
+def pytest_like_junit(cases_count: int) -> bytes:
+    body = "".join(
+        f'<testcase classname="tests.test_a" name="test_{n}" time="0.001" />'
+        for n in range(cases_count)
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests">'
+        f'<testsuite name="pytest" tests="{cases_count}">{body}</testsuite></testsuites>'
+    ).encode()
+
+
+def test_pytests_file_cut_anywhere_gives_way_to_the_record(tmp_path: Path) -> None:
+    junit, progress = tmp_path / "junit.xml", tmp_path / "progress.jsonl"
+    write_records(progress, progress_lines(3))
+    whole = pytest_like_junit(3)
+    for cut in range(len(whole)):
+        junit.write_bytes(whole[:cut])
+        xml = choose_junit(junit, progress, "it crashed", "")
+        assert "synthesised by modal-gpu-action" in xml, cut
+    junit.write_bytes(whole + b"\n")
+    assert choose_junit(junit, progress, "", "") == (whole + b"\n").decode()
+
+
+@pytest.mark.parametrize(
+    ("prolog", "why"),
+    [
+        ("<!-- a comment --><?pi x?>\n", None),
+        ('<?xml version="1.0" encoding="UTF-8"?>', None),
+        ('<?xml version="1.0" encoding="utf-16"?>', "it declares the encoding utf-16, not UTF-8"),
+        ('<!-- x --><!doctype testsuites [<!ENTITY a "b">]>', "it declares a document type"),
+    ],
+)
+def test_pytests_file_is_judged_by_its_prolog_without_being_parsed(
+    tmp_path: Path, prolog: str, why: str | None
+) -> None:
+    junit, progress = tmp_path / "junit.xml", tmp_path / "progress.jsonl"
+    write_records(progress, progress_lines(3))
+    text = prolog + pytest_like_junit(2).decode().split("?>", 1)[1]
+    junit.write_text(text)
+    xml = choose_junit(junit, progress, "", "")
+    if why is None:
+        assert xml == text
+    else:
+        error = cases(xml)["modal-gpu-action::pytest's JUnit report"].find("error")
+        assert error is not None
+        assert error.get("message", "").startswith(f"pytest's JUnit report was not used: {why}")
 
 
 def test_a_progress_record_that_is_no_file_is_one_note(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ The progress plugin (progress.py) appends one JSON line per event to the record 
 pytest writes its JUnit file only at the very end, so when it leaves none that is whole (it
 crashed, was stopped, or never started), the report is synthesised from the record in pytest's
 own shape: finished tests keep their outcome, the test that was running is an error saying why it
-did not finish.
+did not finish. Only then is the whole record read: how the session went (`RecordState`: did it
+start, did it finish, which test was running) comes from its first and last lines, and whether
+pytest's file is whole from its first and last bytes (the host parses it, once).
 
 Both files can be rewritten or filled by the tests (a conftest can), so both are read capped and
 never through a link, a pipe or a device; pytest's file is not used when it declares a document
@@ -14,6 +16,7 @@ case saying why, and the record stands in.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -24,7 +27,6 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import IO, Any
-from xml.parsers import expat
 
 from .names import junit_names
 
@@ -73,6 +75,57 @@ def read_progress(path: Path, max_bytes: int = MAX_PROGRESS_BYTES) -> list[dict[
         " part are missing from this report when it comes from the record.",
     )
     return [*_records(start), note, *_records(end)]
+
+
+STATE_HEAD_BYTES = 64 * 1024  # of the record read for the session's start (its second line)
+STATE_TAIL_BYTES = 1024 * 1024  # of the record read for its end and the test that was running
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordState:
+    """What the run needs of the record when pytest's own report stands: whether the session
+    started and finished, which test was running (None: none), whether the plugin wrote at all."""
+
+    started: bool = False
+    finished: bool = False
+    running: str | None = None
+    recorded: bool = False
+
+
+def read_state(path: Path) -> RecordState:
+    """The record's state from its first STATE_HEAD_BYTES and last STATE_TAIL_BYTES: the plugin
+    writes the session's start second and its end last, and a test's start just before its
+    reports. Only when the tail holds no test start at all (one test with more reports than fit,
+    subtests) is the whole record read. A record that cannot be read is an empty state."""
+    try:
+        with _open_plain_file(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            head = handle.read(STATE_HEAD_BYTES)
+            if size <= STATE_HEAD_BYTES + STATE_TAIL_BYTES:
+                head += handle.read()
+                tail_records = first = _records(head)
+                whole = True
+            else:
+                handle.seek(size - STATE_TAIL_BYTES)
+                tail = handle.read(STATE_TAIL_BYTES)
+                first = _records(head[: head.rfind(b"\n") + 1])
+                tail_records = _records(tail[tail.find(b"\n") + 1 :])
+                whole = False
+    except OSError:
+        return RecordState()
+    if not whole and not any(r.get("e") == "start" for r in tail_records):
+        records = read_progress(path)
+        return _state(records, records)
+    return _state(first, tail_records)
+
+
+def _state(first: list[dict[str, Any]], last: list[dict[str, Any]]) -> RecordState:
+    return RecordState(
+        started=any(r.get("e") == "sessionstart" for r in first),
+        finished=any(r.get("e") == "sessionfinish" for r in last),
+        running=running_test(last),
+        recorded=any(r.get("e") != "note" for r in first),
+    )
 
 
 def _records(data: bytes) -> list[dict[str, Any]]:
@@ -142,14 +195,15 @@ def running_test(records: list[dict[str, Any]]) -> str | None:
     return running
 
 
-def choose_junit(path: Path, records: list[dict[str, Any]], reason: str, tail: str) -> str:
+def choose_junit(path: Path, progress: Path, reason: str, tail: str) -> str:
     """pytest's XML when it is a whole JUnit report; else the one synthesised from the crash
-    record; else whatever pytest left (possibly half a file, possibly "").
+    record at `progress` (read only then); else whatever pytest left (possibly half a file,
+    possibly "").
 
     The tests can rewrite pytest's file. One that is no regular file, is larger than the cap
     (MAX_JUNIT_BYTES, or the lower one MAX_JUNIT_BYTES_ENV asks for), declares a document type
-    (entities), has another root element or cannot be decoded is not used: the record stands
-    in, with an error case saying why and what it was.
+    (entities), has another root element or declares an encoding pytest never writes is not
+    used: the record stands in, with an error case saying why and what it was.
     """
     cap = _junit_cap()
     text = ""
@@ -159,9 +213,10 @@ def choose_junit(path: Path, records: list[dict[str, Any]], reason: str, tail: s
             if len(data) > cap:
                 size = max(os.fstat(handle.fileno()).st_size, len(data))
                 raise _Refused(errno.EFBIG, f"it is {size:,} bytes, more than the {cap:,} read")
-        if data.strip() and _whole_junit(data):
+        if _whole_junit(data):
             return data.decode("utf-8", "replace")
         text = data.decode("utf-8", "replace")
+        del data
     except FileNotFoundError:
         pass  # pytest wrote none: it crashed, was stopped or never started
     except OSError as error:
@@ -172,7 +227,9 @@ def choose_junit(path: Path, records: list[dict[str, Any]], reason: str, tail: s
             "A conftest or a test can rewrite the file pytest writes; the action's pytest plugin"
             " records each test's outcome as it ends, and that record stands in for the file.",
         )
+        records = read_progress(progress)
         return synthesize_junit([*records, note], unfinished_reason=reason, output_tail=tail)
+    records = read_progress(progress)
     if any(record.get("e") != "note" for record in records) or not text.strip():
         return synthesize_junit(records, unfinished_reason=reason, output_tail=tail)
     return text
@@ -187,33 +244,61 @@ def _junit_cap() -> int:
 
 
 def _whole_junit(data: bytes) -> bool:
-    """True for a well-formed JUnit document, False for one cut short or damaged (pytest killed
-    while writing it). _Refused for what pytest never writes: a document type declaration (its
-    entities could expand into gigabytes or read local files), another root element, an
-    encoding that cannot be decoded. Nothing is built or expanded: expat only checks."""
-    parser = expat.ParserCreate()
-    roots: list[str] = []
-
-    def doctype(*_: object) -> None:
-        raise _Refused(errno.EINVAL, "it declares a document type (entities), as pytest never does")
-
-    def start(name: str, attributes: object) -> None:
-        if not roots:
-            roots.append(name)
-            if name not in ("testsuites", "testsuite"):
+    """True for what pytest writes when it finishes its report, False for a file cut short
+    (pytest killed while writing it), judged from its ends alone, without parsing it (the host
+    parses it once, and reports any damage inside as a problem of the run): a prolog of an XML
+    declaration, comments and processing instructions, then <testsuites> or <testsuite>, and at
+    the end the closing tag of that root. _Refused for what pytest never writes: a document
+    type declaration (its entities could expand into gigabytes or read local files), another
+    root element, an encoding other than UTF-8 (or its ASCII subset)."""
+    position = 0
+    while True:
+        position = _skip_space(data, position)
+        if data.startswith(b"<?", position):
+            end = data.find(b"?>", position)
+            if end < 0:
+                return False
+            declaration = data[position : end + 2]
+            encoding = _ENCODING.search(declaration) if position == 0 else None
+            if encoding and encoding.group(1).lower() not in _ENCODINGS:
+                name = encoding.group(1).decode("ascii", "replace")[:40]
+                raise _Refused(errno.EINVAL, f"it declares the encoding {name}, not UTF-8")
+            position = end + 2
+        elif data.startswith(b"<!--", position):
+            end = data.find(b"-->", position + 4)
+            if end < 0:
+                return False
+            position = end + 3
+        elif data.startswith(b"<!", position):
+            if data[position : position + 9].upper() == b"<!DOCTYPE":
                 raise _Refused(
-                    errno.EINVAL, f"its root element is <{name[:100]}>, not <testsuites>"
+                    errno.EINVAL, "it declares a document type (entities), as pytest never does"
                 )
+            return False
+        else:
+            break
+    root = _ROOT.match(data, position)
+    if root is None:
+        if data.startswith(b"<", position) and len(data) > position + 1:
+            name = _NAME.match(data, position + 1)
+            text = (name.group() if name else data[position + 1 : position + 20]).decode(
+                "utf-8", "replace"
+            )
+            raise _Refused(errno.EINVAL, f"its root element is <{text[:100]}>, not <testsuites>")
+        return False  # nothing, or only the start of a prolog
+    # pytest writes the root with its suites inside, never as an empty element
+    return data[-65536:].rstrip().endswith(b"</" + root.group(1) + b">")
 
-    parser.StartDoctypeDeclHandler = doctype
-    parser.StartElementHandler = start
-    try:
-        parser.Parse(data, True)
-    except expat.ExpatError:
-        return False
-    except (LookupError, ValueError) as error:  # the declared encoding: unknown, or multi-byte
-        raise _Refused(errno.EINVAL, f"its encoding cannot be decoded ({error})") from None
-    return True
+
+_ENCODING = re.compile(rb"""encoding\s*=\s*["']([^"']*)["']""")
+_ENCODINGS = (b"utf-8", b"utf8", b"us-ascii", b"ascii")
+_ROOT = re.compile(rb"<(testsuites|testsuite)(?=[\s/>])")
+_NAME = re.compile(rb"[^\s/>]+")
+_SPACE = re.compile(rb"[ \t\r\n]*")
+
+
+def _skip_space(data: bytes, position: int) -> int:
+    return _SPACE.match(data, position).end()  # type: ignore[union-attr]  # matches nothing too
 
 
 _XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

@@ -17,8 +17,9 @@ How a run goes:
   copy of this package in a temporary folder that goes first on pytest's PYTHONPATH. xunit1
   because it keeps each case's `file` and `line` (pytest's `line` is 0-based);
 - how it ended (`Ending`) and one line for people (`problem`) come from its exit status, whether
-  we stopped it, and the crash record; the report is pytest's JUnit or the one synthesised from
-  the record (record.py);
+  we stopped it, and the crash record's first and last lines; the report is pytest's JUnit
+  (checked by its ends: the host parses it) or, when it is missing or cut short, the one
+  synthesised from the whole record (record.py);
 - with `on_records` (the Modal container's entry), the crash record is handed on as it grows,
   to be relayed to the client (relay.py): what a container that never answers did is kept;
 - exit code 5 (nothing collected) is `no_tests`; whether that fails the run is the caller's call
@@ -44,7 +45,7 @@ from . import process, relay
 from .probe import probe_gpu
 from .progress import PROGRESS_ENV, RUNNER_PID_ENV
 from .protocol import PYTEST_EXIT_MEANINGS, Ending, GpuFacts, RunnerError, RunRequest, RunResult
-from .record import choose_junit, read_progress, running_test
+from .record import choose_junit, read_state
 
 PACKAGE = Path(__file__).resolve().parent
 PACKAGE_COPY = "_modal_gpu_action_container"  # the name pytest imports the copy by
@@ -148,12 +149,10 @@ def _pytest_command(request: RunRequest, scratch: Path) -> list[str]:
 
 
 def _result(request: RunRequest, gpu: GpuFacts, exited: process.Exited, scratch: Path) -> RunResult:
-    records = read_progress(scratch / "progress.jsonl")
+    state = read_state(scratch / "progress.jsonl")
     returncode = exited.returncode
-    running = running_test(records)
-    during = f" while running {running}" if running else ""
-    finished = any(r.get("e") == "sessionfinish" for r in records)
-    started_session = any(r.get("e") == "sessionstart" for r in records)
+    during = f" while running {state.running}" if state.running else ""
+    finished, started_session = state.finished, state.started
     crashed = None
     if exited.stopped is None:
         if returncode < 0:
@@ -178,7 +177,7 @@ def _result(request: RunRequest, gpu: GpuFacts, exited: process.Exited, scratch:
         reason = f"pytest exited with code {returncode} ({PYTEST_EXIT_MEANINGS[returncode]})"
     tail = process.summarise_tail(exited.tail)
     return RunResult(
-        junit_xml=choose_junit(scratch / "junit.xml", records, reason, tail),
+        junit_xml=choose_junit(scratch / "junit.xml", scratch / "progress.jsonl", reason, tail),
         exit_code=returncode if returncode >= 0 else None,
         duration_seconds=round(exited.seconds, 3),
         gpu=gpu,
