@@ -16,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
+from modal_gpu_action.backends.shard_durations import Durations, read_durations
 from modal_gpu_action.container.protocol import RunRequest, RunResult
 from modal_gpu_action.settings import Settings
 
@@ -64,32 +64,43 @@ class Backend(Protocol):
 
 def base_request(settings: Settings, *, working_directory: str | None = None) -> RunRequest:
     """The unsharded request for `settings`. `working_directory` overrides where the project is
-    (a container's path); shard_durations is read here, so the text travels with the request."""
-    durations = None
-    if settings.shard_durations is not None:
-        try:
-            durations = Path(settings.shard_durations).read_text(encoding="utf-8", errors="replace")
-        except OSError as error:
-            raise InfrastructureError(f"cannot read shard-durations: {error}") from error
+    (a container's path)."""
     return RunRequest(
         working_directory=working_directory or str(settings.working_directory),
         test_path=settings.test_path,
         pytest_args=list(settings.pytest_args),
         timeout_seconds=settings.timeout_seconds,
         env=dict(settings.env),
-        durations_junit=durations,
         fail_on_empty=settings.fail_on_empty,
     )
 
 
-def shard_requests(base: RunRequest, count: int) -> list[RunRequest]:
+def shard_requests(
+    base: RunRequest, count: int, durations: Durations | None = None
+) -> list[RunRequest]:
     """`count` copies of `base`, shard i of count each, labelled "shard i+1/count" (no label
-    and no sharding plugin when count is 1)."""
+    and no sharding plugin when count is 1). With `durations` (usable), every shard gets the
+    same plan of the known tests dealt out over `count`, computed here once."""
     if count < 1:
         raise ValueError(f"shard count must be at least 1, got {count}")
     if count == 1:
         return [dataclasses.replace(base, shard_index=0, shard_count=1)]
+    plan = durations.plan(count) if durations is not None else None
+    shard_plan = plan.to_dict() if plan is not None else None
     return [
-        dataclasses.replace(base, shard_index=i, shard_count=count, label=f"shard {i + 1}/{count}")
+        dataclasses.replace(
+            base,
+            shard_index=i,
+            shard_count=count,
+            label=f"shard {i + 1}/{count}",
+            shard_plan=shard_plan,
+        )
         for i in range(count)
     ]
+
+
+def shard_durations(settings: Settings) -> Durations | None:
+    """The `shard-durations` file's durations (read once: shard_durations.py), None when unset."""
+    if settings.shard_durations is None:
+        return None
+    return read_durations(settings.shard_durations)

@@ -32,8 +32,10 @@ from modal_gpu_action.backends.base import (
     BackendResult,
     InfrastructureError,
     base_request,
+    shard_durations,
     shard_requests,
 )
+from modal_gpu_action.backends.shard_durations import Durations
 from modal_gpu_action.container.probe import parse_visible_devices
 from modal_gpu_action.container.process import DEFAULT_KILL_GRACE_SECONDS, Stream
 from modal_gpu_action.container.protocol import RunnerError, RunRequest, RunResult
@@ -117,11 +119,16 @@ def hide_this_process_from_the_tests() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_dumpable, 0, 0, 0, 0)
 
 
-def plan_requests(base: RunRequest, shards: int | None, devices: Sequence[str]) -> list[RunRequest]:
+def plan_requests(
+    base: RunRequest,
+    shards: int | None,
+    devices: Sequence[str],
+    durations: Durations | None = None,
+) -> list[RunRequest]:
     """One request per shard. `shards` None is auto: one per device (one when there is none).
     With several shards and some devices, shard i gets devices[i % len(devices)]."""
     count = max(1, len(devices)) if shards is None else shards
-    requests = shard_requests(base, count)
+    requests = shard_requests(base, count, durations)
     if count == 1 or not devices:
         return requests
     return [_with_device(request, devices[i % len(devices)]) for i, request in enumerate(requests)]
@@ -161,7 +168,7 @@ def plan(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[s
                 "pytest_args": r.pytest_args,
                 "timeout_seconds": r.timeout_seconds,
                 "env_keys": sorted(r.env),
-                "balanced_by_durations": r.durations_junit is not None,
+                "balanced_by_durations": r.shard_plan is not None,
             }
             for r in requests
         ],
@@ -192,7 +199,8 @@ class LocalBackend:
     def requests(self) -> list[RunRequest]:
         base = base_request(self.settings)
         base = dataclasses.replace(base, python=default_python(self.environ))
-        return plan_requests(base, self.settings.shards, resolve_devices(self.environ))
+        devices = resolve_devices(self.environ)
+        return plan_requests(base, self.settings.shards, devices, shard_durations(self.settings))
 
     def run(self, requests: Sequence[RunRequest]) -> BackendResult:
         if not requests:

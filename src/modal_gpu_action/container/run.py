@@ -13,9 +13,10 @@ How a run goes:
 - probe.py asks nvidia-smi what GPUs this pytest will see (never raises);
 - pytest runs as `python -m pytest TEST_PATH ARGS --junitxml=TMP -o junit_family=xunit1
   -p _modal_gpu_action_container.progress [-p _modal_gpu_action_container.sharding
-  --shard-index I ...]` in a process group of its own (process.py), the plugins loaded from a
-  copy of this package in a temporary folder that goes first on pytest's PYTHONPATH. xunit1
-  because it keeps each case's `file` and `line` (pytest's `line` is 0-based);
+  --shard-index I ... --shard-plan=FILE]` in a process group of its own (process.py), the
+  plugins loaded from a copy of this package in a temporary folder that goes first on pytest's
+  PYTHONPATH. xunit1 because it keeps each case's `file` and `line` (pytest's `line` is
+  0-based);
 - how it ended (`Ending`) and one line for people (`problem`) come from its exit status, whether
   we stopped it, and the crash record's first and last lines; the report is pytest's JUnit
   (checked by its ends: the host parses it) or, when it is missing or cut short, the one
@@ -139,12 +140,12 @@ def _pytest_command(request: RunRequest, scratch: Path) -> list[str]:
         command += ["-p", SHARDING_PLUGIN]
         command += ["--shard-index", str(request.shard_index)]
         command += ["--shard-count", str(request.shard_count)]
-        if request.durations_junit:
-            durations = scratch / "durations.xml"
-            durations.write_text(request.durations_junit, encoding="utf-8")
+        if request.shard_plan is not None:
+            plan = scratch / "shard-plan.json"
+            plan.write_text(json.dumps(request.shard_plan), encoding="utf-8")
             # One token: a path given as its own argument would move pytest's rootdir, and
             # every test id with it, when the file lies outside the project.
-            command.append(f"--shard-durations={durations}")
+            command.append(f"--shard-plan={plan}")
     return command
 
 
