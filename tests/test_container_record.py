@@ -13,15 +13,14 @@ from test_container_run import cases, outcome
 
 from modal_gpu_action.container.names import junit_names, mangle_test_address
 from modal_gpu_action.container.protocol import RunRequest
+from modal_gpu_action.container.pytest_junit import MAX_JUNIT_BYTES_ENV, choose_junit
 from modal_gpu_action.container.record import (
-    MAX_JUNIT_BYTES_ENV,
     NOT_RUN_TYPE,
     PROBLEM_CLASSNAME,
     STATE_HEAD_BYTES,
     STATE_TAIL_BYTES,
     SUBTESTS_PROPERTY,
     RecordState,
-    choose_junit,
     read_progress,
     read_state,
     running_test,

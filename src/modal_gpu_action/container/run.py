@@ -46,7 +46,8 @@ from . import process, relay
 from .probe import probe_gpu
 from .progress import PROGRESS_ENV, RUNNER_PID_ENV
 from .protocol import PYTEST_EXIT_MEANINGS, Ending, GpuFacts, RunnerError, RunRequest, RunResult
-from .record import choose_junit, read_state
+from .pytest_junit import choose_junit
+from .record import read_state
 
 PACKAGE = Path(__file__).resolve().parent
 PACKAGE_COPY = "_modal_gpu_action_container"  # the name pytest imports the copy by
