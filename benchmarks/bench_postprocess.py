@@ -93,6 +93,10 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", type=Path, default=HERE / "out" / "postprocess.json")
     args = parser.parse_args()
+    # As an installed tool runs: modules' bytecode cached (the warm-up run writes it), not every
+    # module compiled again in every run as PYTHONDONTWRITEBYTECODE=1 would have it.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.dont_write_bytecode = False
 
     with tempfile.TemporaryDirectory(prefix="bench-postprocess-") as name:
         scratch = Path(name)

@@ -92,6 +92,10 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=HERE / "out" / "runner.json")
     args = parser.parse_args()
+    # As an installed tool runs: modules' bytecode cached (the warm-up run writes it), not every
+    # module compiled again in every run as PYTHONDONTWRITEBYTECODE=1 would have it.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.dont_write_bytecode = False
     kinds = [kind for kind in KINDS if kind in args.kinds.split(",")]
     reference = "junit" if "junit" in kinds else "plain"
 

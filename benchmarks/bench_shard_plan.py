@@ -96,6 +96,10 @@ def main() -> int:
     parser.add_argument("--old-src", type=Path, help="an older tree's src/ (its sharding plugin)")
     parser.add_argument("--out", type=Path, default=HERE / "out" / "shard_plan.json")
     args = parser.parse_args()
+    # As an installed tool runs: modules' bytecode cached (the warm-up run writes it), not every
+    # module compiled again in every run as PYTHONDONTWRITEBYTECODE=1 would have it.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.dont_write_bytecode = False
 
     with tempfile.TemporaryDirectory(prefix="bench-shard-plan-") as name:
         scratch = Path(name)
