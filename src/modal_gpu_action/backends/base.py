@@ -16,9 +16,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
-from modal_gpu_action.backends.shard_durations import Durations, read_durations
+from modal_gpu_action.backends.shard_durations import read_durations
 from modal_gpu_action.container.protocol import RunRequest, RunResult
 from modal_gpu_action.settings import Settings
 
@@ -75,17 +76,16 @@ def base_request(settings: Settings, *, working_directory: str | None = None) ->
     )
 
 
-def shard_requests(
-    base: RunRequest, count: int, durations: Durations | None = None
-) -> list[RunRequest]:
+def shard_requests(base: RunRequest, count: int, durations: Path | None = None) -> list[RunRequest]:
     """`count` copies of `base`, shard i of count each, labelled "shard i+1/count" (no label
-    and no sharding plugin when count is 1). With `durations` (usable), every shard gets the
-    same plan of the known tests dealt out over `count`, computed here once."""
+    and no sharding plugin when count is 1). With a `durations` file (`shard-durations`, read
+    only for several shards, once: shard_durations.py), every shard gets the same plan of its
+    known tests dealt out over `count`, computed here once; an unusable file gives none."""
     if count < 1:
         raise ValueError(f"shard count must be at least 1, got {count}")
     if count == 1:
         return [dataclasses.replace(base, shard_index=0, shard_count=1)]
-    plan = durations.plan(count) if durations is not None else None
+    plan = read_durations(durations).plan(count) if durations is not None else None
     shard_plan = plan.to_dict() if plan is not None else None
     return [
         dataclasses.replace(
@@ -97,10 +97,3 @@ def shard_requests(
         )
         for i in range(count)
     ]
-
-
-def shard_durations(settings: Settings) -> Durations | None:
-    """The `shard-durations` file's durations (read once: shard_durations.py), None when unset."""
-    if settings.shard_durations is None:
-        return None
-    return read_durations(settings.shard_durations)

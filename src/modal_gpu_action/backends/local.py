@@ -26,16 +26,15 @@ import threading
 import traceback
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from modal_gpu_action.backends.base import (
     BackendResult,
     InfrastructureError,
     base_request,
-    shard_durations,
     shard_requests,
 )
-from modal_gpu_action.backends.shard_durations import Durations
 from modal_gpu_action.container.probe import parse_visible_devices
 from modal_gpu_action.container.process import DEFAULT_KILL_GRACE_SECONDS, Stream
 from modal_gpu_action.container.protocol import RunnerError, RunRequest, RunResult
@@ -123,7 +122,7 @@ def plan_requests(
     base: RunRequest,
     shards: int | None,
     devices: Sequence[str],
-    durations: Durations | None = None,
+    durations: Path | None = None,
 ) -> list[RunRequest]:
     """One request per shard. `shards` None is auto: one per device (one when there is none).
     With several shards and some devices, shard i gets devices[i % len(devices)]."""
@@ -200,7 +199,7 @@ class LocalBackend:
         base = base_request(self.settings)
         base = dataclasses.replace(base, python=default_python(self.environ))
         devices = resolve_devices(self.environ)
-        return plan_requests(base, self.settings.shards, devices, shard_durations(self.settings))
+        return plan_requests(base, self.settings.shards, devices, self.settings.shard_durations)
 
     def run(self, requests: Sequence[RunRequest]) -> BackendResult:
         if not requests:

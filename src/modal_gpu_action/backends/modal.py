@@ -48,7 +48,6 @@ from modal_gpu_action.backends.base import (
     BackendResult,
     InfrastructureError,
     base_request,
-    shard_durations,
     shard_requests,
 )
 from modal_gpu_action.backends.modal_answers import (
@@ -215,7 +214,7 @@ class ModalBackend:
         base = dataclasses.replace(
             base_request(self.settings, working_directory=REMOTE_PROJECT), env={}
         )
-        return shard_requests(base, self.settings.shards or 1, shard_durations(self.settings))
+        return shard_requests(base, self.settings.shards or 1, self.settings.shard_durations)
 
     def run(self, requests: Sequence[RunRequest]) -> BackendResult:
         if not requests:
