@@ -283,13 +283,14 @@ def test_the_records_state_comes_from_its_ends_and_matches_reading_it_all(tmp_pa
     write_records(path, lines)
     assert path.stat().st_size > 2 * (STATE_HEAD_BYTES + STATE_TAIL_BYTES)
     assert read_state(path) == RecordState(
-        started=True, finished=False, running="tests/test_a.py::test_running", recorded=True
+        started=True, finished=False, running="tests/test_a.py::test_running"
     )
+    assert read_state(path).running == running_test(read_progress(path))  # as read all along
     write_records(path, [*lines[:-1], {"e": "sessionfinish", "exitstatus": 0}])
-    assert read_state(path) == RecordState(True, True, None, True)
-    # the same whole-file answer for a small record
+    assert read_state(path) == RecordState(True, True, None)
+    # the same answer for a small record, read whole
     write_records(path, [*lines[:50], lines[-1]])
-    assert read_state(path) == RecordState(True, False, "tests/test_a.py::test_running", True)
+    assert read_state(path) == RecordState(True, False, "tests/test_a.py::test_running")
     assert read_state(tmp_path / "missing.jsonl") == RecordState()
 
 

@@ -79,12 +79,11 @@ STATE_TAIL_BYTES = 1024 * 1024  # of the record read for its end and the test th
 @dataclasses.dataclass(frozen=True)
 class RecordState:
     """What the run needs of the record when pytest's own report stands: whether the session
-    started and finished, which test was running (None: none), whether the plugin wrote at all."""
+    started and finished, which test was running (None: none)."""
 
     started: bool = False
     finished: bool = False
     running: str | None = None
-    recorded: bool = False
 
 
 def read_state(path: Path) -> RecordState:
@@ -97,7 +96,7 @@ def read_state(path: Path) -> RecordState:
             size = os.fstat(handle.fileno()).st_size
             head = handle.read(STATE_HEAD_BYTES)
             if size <= STATE_HEAD_BYTES + STATE_TAIL_BYTES:
-                head += handle.read()
+                head += handle.read(STATE_TAIL_BYTES)
                 tail_records = first = _records(head)
                 whole = True
             else:
@@ -119,7 +118,6 @@ def _state(first: list[dict[str, Any]], last: list[dict[str, Any]]) -> RecordSta
         started=any(r.get("e") == "sessionstart" for r in first),
         finished=any(r.get("e") == "sessionfinish" for r in last),
         running=running_test(last),
-        recorded=any(r.get("e") != "note" for r in first),
     )
 
 
