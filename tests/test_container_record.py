@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from test_container_run import cases, outcome
 
 from modal_gpu_action.container.names import junit_names, mangle_test_address
+from modal_gpu_action.container.progress import PROGRESS_ENV
 from modal_gpu_action.container.protocol import RunRequest
 from modal_gpu_action.container.pytest_junit import MAX_JUNIT_BYTES_ENV, choose_junit
 from modal_gpu_action.container.record import (
@@ -412,3 +415,40 @@ def test_every_test_after_a_crash_is_not_run_however_many_were_collected(
     totals = report.totals
     assert (totals.tests, totals.passed, totals.errors, totals.not_run) == (300, 150, 1, 149)
     assert report.cases[-1].id == "test_many.py::test_n[a-rather-long-parameter-299]"
+
+
+def test_a_passing_test_costs_two_lines_of_record_and_keeps_its_time(tmp_path: Path) -> None:
+    (tmp_path / "test_two.py").write_text(
+        "import time\n\n"
+        "def test_plain():\n    time.sleep(0.05)\n\n"
+        "def test_with_property(record_property):\n    record_property('k', 1)\n\n"
+        "def test_failing():\n    assert False\n"
+    )
+    record = tmp_path / "progress.jsonl"
+    source = str(Path(junit_reader.__file__).parents[2])
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-W", "error",
+         "-p", "modal_gpu_action.container.progress", "test_two.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": source, PROGRESS_ENV: str(record)},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr  # no warning of ours either
+    records = read_progress(record)
+    lines = {}
+    for entry in records:
+        if "nodeid" in entry:
+            lines.setdefault(entry["nodeid"].split("::")[1], []).append(entry)
+    assert [(r["e"], r.get("when")) for r in lines["test_plain"]] == [
+        ("start", None),
+        ("report", "teardown"),
+    ]
+    assert lines["test_plain"][1]["duration"] >= 0.05  # setup + call + teardown
+    assert [r.get("when") for r in lines["test_with_property"]] == [None, "call", "teardown"]
+    assert [r.get("when") for r in lines["test_failing"]] == [None, "call", "teardown"]
+    found = cases(synthesize_junit(records, unfinished_reason="it crashed"))
+    assert {name: outcome(case) for name, case in found.items()} == {
+        "test_two::test_plain": "passed",
+        "test_two::test_with_property": "passed",
+        "test_two::test_failing": "failure",
+    }
+    assert float(found["test_two::test_plain"].get("time", "0")) >= 0.05

@@ -156,19 +156,19 @@ class _Recorder:
         nodeid, when, outcome = report.nodeid, report.when, report.outcome
         seconds = float(getattr(report, "duration", 0.0) or 0.0)
         subtest = _subtest(report)
-        if (
+        plain = (
             outcome == "passed"
-            and when != "teardown"
             and subtest is None
             and not report.user_properties
             and not hasattr(report, "wasxfail")
-        ):  # nothing to tell but its time: that goes with the test's next line
+        )
+        if plain and when != "teardown":  # nothing to tell but its time: it goes with the next
             self.unwritten[nodeid] = self.unwritten.get(nodeid, 0.0) + seconds
             if when == "setup":
                 _junit_nodeid(self.junit_xml(), report)
             return
         seconds += self.unwritten.pop(nodeid, 0.0)
-        if outcome == "passed" and when == "teardown" and isinstance(nodeid, str):
+        if plain and isinstance(nodeid, str):  # a teardown: the test ended
             self.write(
                 f'{{"e":"report","nodeid":{_quoted(nodeid)},"when":"teardown",'
                 f'"outcome":"passed","duration":{seconds!r}}}'
