@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from modal_gpu_action.backends.shard_durations import read_durations
 from modal_gpu_action.container.protocol import RunRequest, RunResult
 from modal_gpu_action.settings import Settings
 
@@ -85,7 +84,12 @@ def shard_requests(base: RunRequest, count: int, durations: Path | None = None) 
         raise ValueError(f"shard count must be at least 1, got {count}")
     if count == 1:
         return [dataclasses.replace(base, shard_index=0, shard_count=1)]
-    plan = read_durations(durations).plan(count) if durations is not None else None
+    plan = None
+    if durations is not None:
+        # here, not at the top: the report's reader is needed only for a durations file
+        from modal_gpu_action.backends.shard_durations import read_durations
+
+        plan = read_durations(durations).plan(count)
     shard_plan = plan.to_dict() if plan is not None else None
     return [
         dataclasses.replace(
