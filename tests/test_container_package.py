@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from modal_gpu_action import container
+from modal_gpu_action.container.balance import ShardPlan
 
 OLDEST = (3, 9)
 OLDEST_NAME = "3.9"
@@ -174,8 +175,7 @@ def test_a_sharded_run_under_the_oldest_python(
     """The runner, both plugins (sharding with durations) and the crash record, in a Python
     3.9 that has pytest and nothing of ours but the shipped copy."""
     project = Path(shutil.copytree(PROJECTS / "many", tmp_path / "many"))
-    durations = '<testsuites><testsuite><testcase classname="tests.test_plain" name="test_alone"'
-    durations += ' time="5.0"/></testsuite></testsuites>'
+    plan = ShardPlan.balance([("tests.test_plain", "test_alone", 5.0)], 2)
     request = {
         "working_directory": str(project),
         "test_path": "tests",
@@ -184,7 +184,7 @@ def test_a_sharded_run_under_the_oldest_python(
         "env": {},
         "shard_index": 1,
         "shard_count": 2,
-        "durations_junit": durations,
+        "shard_plan": plan.to_dict(),
     }
     (tmp_path / "request.json").write_text(json.dumps(request))
     command = [oldest_python_with_pytest, "-I", "-c", RUN, str(shipped)]

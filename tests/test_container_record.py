@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -12,14 +14,18 @@ import pytest
 from test_container_run import cases, outcome
 
 from modal_gpu_action.container.names import junit_names, mangle_test_address
+from modal_gpu_action.container.progress import PROGRESS_ENV
 from modal_gpu_action.container.protocol import RunRequest
+from modal_gpu_action.container.pytest_junit import MAX_JUNIT_BYTES_ENV, choose_junit
 from modal_gpu_action.container.record import (
-    MAX_JUNIT_BYTES_ENV,
     NOT_RUN_TYPE,
     PROBLEM_CLASSNAME,
+    STATE_HEAD_BYTES,
+    STATE_TAIL_BYTES,
     SUBTESTS_PROPERTY,
-    choose_junit,
+    RecordState,
     read_progress,
+    read_state,
     running_test,
     synthesize_junit,
 )
@@ -207,7 +213,7 @@ def test_the_junit_cap_can_be_lowered_but_not_raised(
     junit = tmp_path / "junit.xml"
     junit.write_text("<testsuites>" + " " * 2000 + "</testsuites>")
     monkeypatch.setenv(MAX_JUNIT_BYTES_ENV, cap)
-    xml = choose_junit(junit, [], "", "")
+    xml = choose_junit(junit, tmp_path / "no-record.jsonl", "", "")
     if used:
         assert xml == junit.read_text()
     else:
@@ -221,7 +227,7 @@ def test_the_junit_cap_can_be_lowered_but_not_raised(
 def test_a_pipe_in_place_of_pytests_junit_file_is_not_waited_on(tmp_path: Path) -> None:
     pipe = tmp_path / "junit.xml"
     os.mkfifo(pipe)  # nobody writes to it
-    xml = choose_junit(pipe, [], "", "")
+    xml = choose_junit(pipe, tmp_path / "no-record.jsonl", "", "")
     [error] = [case.find("error") for case in cases(xml).values()]
     assert error is not None
     assert error.get("message", "").startswith(
@@ -268,6 +274,87 @@ def test_a_progress_record_past_its_cap_keeps_both_ends_and_says_what_is_missing
     assert outcome(found["tests.test_a::test_running"]) == "error"
     assert len(found) < 1_000  # the middle is missing, and the note says so
     assert read_progress(path) == written  # within the default cap: everything
+
+
+def write_records(path: Path, records: list[dict[str, object]]) -> None:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+
+
+def test_the_records_state_comes_from_its_ends_and_matches_reading_it_all(tmp_path: Path) -> None:
+    path = tmp_path / "progress.jsonl"
+    lines = progress_lines(30_000)  # ~6 MB: more than the head and the tail read
+    write_records(path, lines)
+    assert path.stat().st_size > 2 * (STATE_HEAD_BYTES + STATE_TAIL_BYTES)
+    assert read_state(path) == RecordState(
+        started=True, finished=False, running="tests/test_a.py::test_running"
+    )
+    assert read_state(path).running == running_test(read_progress(path))  # as read all along
+    write_records(path, [*lines[:-1], {"e": "sessionfinish", "exitstatus": 0}])
+    assert read_state(path) == RecordState(True, True, None)
+    # the same answer for a small record, read whole
+    write_records(path, [*lines[:50], lines[-1]])
+    assert read_state(path) == RecordState(True, False, "tests/test_a.py::test_running")
+    assert read_state(tmp_path / "missing.jsonl") == RecordState()
+
+
+def test_a_test_whose_reports_fill_the_tail_is_found_by_reading_the_whole_record(
+    tmp_path: Path,
+) -> None:
+    nodeid = "tests/test_a.py::test_many_subtests"
+    subtests = [
+        {"e": "report", "nodeid": nodeid, "when": "call", "outcome": "passed", "subtest": "x" * 50}
+    ] * 40_000  # ~5 MB of reports after the test's start
+    path = tmp_path / "progress.jsonl"
+    write_records(path, [*progress_lines(3)[:-1], {"e": "start", "nodeid": nodeid}, *subtests])
+    assert read_state(path).running == nodeid
+
+
+def pytest_like_junit(cases_count: int) -> bytes:
+    body = "".join(
+        f'<testcase classname="tests.test_a" name="test_{n}" time="0.001" />'
+        for n in range(cases_count)
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests">'
+        f'<testsuite name="pytest" tests="{cases_count}">{body}</testsuite></testsuites>'
+    ).encode()
+
+
+def test_pytests_file_cut_anywhere_gives_way_to_the_record(tmp_path: Path) -> None:
+    junit, progress = tmp_path / "junit.xml", tmp_path / "progress.jsonl"
+    write_records(progress, progress_lines(3))
+    whole = pytest_like_junit(3)
+    for cut in range(len(whole)):
+        junit.write_bytes(whole[:cut])
+        xml = choose_junit(junit, progress, "it crashed", "")
+        assert "synthesised by modal-gpu-action" in xml, cut
+    junit.write_bytes(whole + b"\n")
+    assert choose_junit(junit, progress, "", "") == (whole + b"\n").decode()
+
+
+@pytest.mark.parametrize(
+    ("prolog", "why"),
+    [
+        ("<!-- a comment --><?pi x?>\n", None),
+        ('<?xml version="1.0" encoding="UTF-8"?>', None),
+        ('<?xml version="1.0" encoding="utf-16"?>', "it declares the encoding utf-16, not UTF-8"),
+        ('<!-- x --><!doctype testsuites [<!ENTITY a "b">]>', "it declares a document type"),
+    ],
+)
+def test_pytests_file_is_judged_by_its_prolog_without_being_parsed(
+    tmp_path: Path, prolog: str, why: str | None
+) -> None:
+    junit, progress = tmp_path / "junit.xml", tmp_path / "progress.jsonl"
+    write_records(progress, progress_lines(3))
+    text = prolog + pytest_like_junit(2).decode().split("?>", 1)[1]
+    junit.write_text(text)
+    xml = choose_junit(junit, progress, "", "")
+    if why is None:
+        assert xml == text
+    else:
+        error = cases(xml)["modal-gpu-action::pytest's JUnit report"].find("error")
+        assert error is not None
+        assert error.get("message", "").startswith(f"pytest's JUnit report was not used: {why}")
 
 
 def test_a_progress_record_that_is_no_file_is_one_note(tmp_path: Path) -> None:
@@ -328,3 +415,40 @@ def test_every_test_after_a_crash_is_not_run_however_many_were_collected(
     totals = report.totals
     assert (totals.tests, totals.passed, totals.errors, totals.not_run) == (300, 150, 1, 149)
     assert report.cases[-1].id == "test_many.py::test_n[a-rather-long-parameter-299]"
+
+
+def test_a_passing_test_costs_two_lines_of_record_and_keeps_its_time(tmp_path: Path) -> None:
+    (tmp_path / "test_two.py").write_text(
+        "import time\n\n"
+        "def test_plain():\n    time.sleep(0.05)\n\n"
+        "def test_with_property(record_property):\n    record_property('k', 1)\n\n"
+        "def test_failing():\n    assert False\n"
+    )
+    record = tmp_path / "progress.jsonl"
+    source = str(Path(junit_reader.__file__).parents[2])
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-W", "error",
+         "-p", "modal_gpu_action.container.progress", "test_two.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": source, PROGRESS_ENV: str(record)},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr  # no warning of ours either
+    records = read_progress(record)
+    lines = {}
+    for entry in records:
+        if "nodeid" in entry:
+            lines.setdefault(entry["nodeid"].split("::")[1], []).append(entry)
+    assert [(r["e"], r.get("when")) for r in lines["test_plain"]] == [
+        ("start", None),
+        ("report", "teardown"),
+    ]
+    assert lines["test_plain"][1]["duration"] >= 0.05  # setup + call + teardown
+    assert [r.get("when") for r in lines["test_with_property"]] == [None, "call", "teardown"]
+    assert [r.get("when") for r in lines["test_failing"]] == [None, "call", "teardown"]
+    found = cases(synthesize_junit(records, unfinished_reason="it crashed"))
+    assert {name: outcome(case) for name, case in found.items()} == {
+        "test_two::test_plain": "passed",
+        "test_two::test_with_property": "passed",
+        "test_two::test_failing": "failure",
+    }
+    assert float(found["test_two::test_plain"].get("time", "0")) >= 0.05

@@ -29,7 +29,7 @@ from modal_gpu_action.container.protocol import (
     RunRequest,
     RunResult,
 )
-from modal_gpu_action.container.record import MAX_JUNIT_BYTES_ENV
+from modal_gpu_action.container.pytest_junit import MAX_JUNIT_BYTES_ENV
 from modal_gpu_action.container.run import run_tests
 
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"

@@ -149,6 +149,25 @@ def test_shards_merge_to_exactly_the_unsharded_set(tmp_path: Path, shards: str) 
     assert len(whole) == len(set(whole)) > 10
 
 
+@pytest.mark.parametrize("shards", ["2", "3"])
+def test_a_previous_runs_junit_balances_the_shards_and_every_test_runs_once(
+    tmp_path: Path, shards: str
+) -> None:
+    directory = project(tmp_path, "many")
+    assert run(directory).returncode == 0
+    whole = case_ids(directory / "out.xml")
+    shutil.copy(directory / "out.xml", directory / "previous.xml")  # the merged file, as kept
+    result = run(directory, "--shards", shards, "--shard-durations", "previous.xml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert case_ids(directory / "out.xml") == whole  # each once, none missing
+    headers = re.findall(
+        r"shard \d/\d: (\d+) of (\d+) tests, balanced by durations \((\d+) of", result.stdout
+    )
+    assert len(headers) == int(shards)
+    assert sum(int(kept) for kept, _, _ in headers) == len(whole)
+    assert all(int(total) == int(known) == len(whole) for _, total, known in headers)
+
+
 def test_auto_shards_start_one_shard_per_device_each_seeing_only_its_own(tmp_path: Path) -> None:
     directory = project(tmp_path, "devices")
     barrier = tmp_path / "barrier"
@@ -544,4 +563,6 @@ def test_a_durations_file_that_is_not_junit_is_a_warning_and_the_run_goes_on(
     assert "input 'shard-durations'" in warning and "its root is <coverage>" in warning
     assert warning.endswith("balancing fell back to test ids")
     assert "::warning" not in result.stdout  # a workflow command only in GitHub mode
-    assert result.stdout.count("balancing fell back to test ids") == 3  # and each shard's header
+    # said once, by the host, which read the file; each shard's header says how it split
+    assert result.stdout.count("balancing fell back to test ids") == 1
+    assert result.stdout.count("tests, assigned by test id") == 2

@@ -29,6 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from modal_gpu_action.backends.shard_durations import read_durations
 from modal_gpu_action.console import TITLE, one_screen
 from modal_gpu_action.exit_codes import FAILED
 from modal_gpu_action.github_actions.github_limits import run_url_from_env
@@ -51,7 +52,7 @@ from modal_gpu_action.render.gpu_differences import summary_section as differenc
 from modal_gpu_action.render.markdown import render_comment, render_summary
 from modal_gpu_action.report.comparison import Changes, compare, file_state
 from modal_gpu_action.report.conclusion import Conclusion
-from modal_gpu_action.report.junit_reader import JUnitFileError, read_junit
+from modal_gpu_action.report.junit_reader import JUnitFileError
 from modal_gpu_action.report.junit_writer import write_junit_xml
 from modal_gpu_action.report.redaction import redact_report
 from modal_gpu_action.report.test_state import TestState, encode, state_of
@@ -330,14 +331,9 @@ def durations_warning(settings: Settings) -> str:
     path = settings.shard_durations
     if path is None or settings.shards == 1:
         return ""
-    try:
-        report = read_junit(path)
-    except JUnitFileError as error:
-        why = error.reason
-    else:
-        if report.cases:
-            return ""
-        why = report.problems[0].message if report.problems else "it holds no test case"
+    why = read_durations(path).unusable  # parsed once: the backend's requests reuse it
+    if not why:
+        return ""
     return (
         f"input 'shard-durations': {one_line(str(path))} is not a JUnit XML report with test"
         f" durations ({one_line(why)}): balancing fell back to test ids"

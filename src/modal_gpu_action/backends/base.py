@@ -65,20 +65,13 @@ class Backend(Protocol):
 
 def base_request(settings: Settings, *, working_directory: str | None = None) -> RunRequest:
     """The unsharded request for `settings`. `working_directory` overrides where the project is
-    (a container's path); shard_durations is read here, so the text travels with the request."""
-    durations = None
-    if settings.shard_durations is not None:
-        try:
-            durations = Path(settings.shard_durations).read_text(encoding="utf-8", errors="replace")
-        except OSError as error:
-            raise InfrastructureError(f"cannot read shard-durations: {error}") from error
+    (a container's path)."""
     return RunRequest(
         working_directory=working_directory or str(settings.working_directory),
         test_path=settings.test_path,
         pytest_args=list(settings.pytest_args),
         timeout_seconds=settings.timeout_seconds,
         env=dict(settings.env),
-        durations_junit=durations,
         fail_on_empty=settings.fail_on_empty,
         gpu_memory=settings.gpu_memory,
         rerun_failures=settings.rerun_failures,
@@ -94,14 +87,24 @@ def _inside_project(folder: Path, project: Path) -> list[str]:
     return [folder.relative_to(project).as_posix()] if folder.is_relative_to(project) else []
 
 
-def shard_requests(base: RunRequest, count: int) -> list[RunRequest]:
+def shard_requests(base: RunRequest, count: int, durations: Path | None = None) -> list[RunRequest]:
     """`count` copies of `base`, shard i of count each, labelled "shard i+1/count" (no label
-    and no sharding plugin when count is 1), each with its share of the artifacts' cap."""
+    and no sharding plugin when count is 1), each with its share of the artifacts' cap. With a
+    `durations` file (`shard-durations`, read only for several shards, once: shard_durations.py),
+    every shard gets the same plan of its known tests dealt out over `count`, computed here once;
+    an unusable file gives none."""
     if count < 1:
         raise ValueError(f"shard count must be at least 1, got {count}")
     if count == 1:
         return [dataclasses.replace(base, shard_index=0, shard_count=1)]
     budget = shard_budget(base.artifacts_max_bytes, count)  # the run's cap, split evenly
+    plan = None
+    if durations is not None:
+        # here, not at the top: the report's reader is needed only for a durations file
+        from modal_gpu_action.backends.shard_durations import read_durations
+
+        plan = read_durations(durations).plan(count)
+    shard_plan = plan.to_dict() if plan is not None else None
     return [
         dataclasses.replace(
             base,
@@ -109,6 +112,7 @@ def shard_requests(base: RunRequest, count: int) -> list[RunRequest]:
             shard_count=count,
             label=f"shard {i + 1}/{count}",
             artifacts_max_bytes=budget,
+            shard_plan=shard_plan,
         )
         for i in range(count)
     ]

@@ -26,6 +26,7 @@ import threading
 import traceback
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from modal_gpu_action.backends.base import (
@@ -117,11 +118,16 @@ def hide_this_process_from_the_tests() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_dumpable, 0, 0, 0, 0)
 
 
-def plan_requests(base: RunRequest, shards: int | None, devices: Sequence[str]) -> list[RunRequest]:
+def plan_requests(
+    base: RunRequest,
+    shards: int | None,
+    devices: Sequence[str],
+    durations: Path | None = None,
+) -> list[RunRequest]:
     """One request per shard. `shards` None is auto: one per device (one when there is none).
     With several shards and some devices, shard i gets devices[i % len(devices)]."""
     count = max(1, len(devices)) if shards is None else shards
-    requests = shard_requests(base, count)
+    requests = shard_requests(base, count, durations)
     if count == 1 or not devices:
         return requests
     return [_with_device(request, devices[i % len(devices)]) for i, request in enumerate(requests)]
@@ -162,7 +168,7 @@ def plan(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[s
                 "pytest_args": r.pytest_args,
                 "timeout_seconds": r.timeout_seconds,
                 "env_keys": sorted(r.env),
-                "balanced_by_durations": r.durations_junit is not None,
+                "balanced_by_durations": r.shard_plan is not None,
                 "artifacts": r.artifacts,
                 "artifacts_max_bytes": r.artifacts_max_bytes,
             }
@@ -195,7 +201,8 @@ class LocalBackend:
     def requests(self) -> list[RunRequest]:
         base = base_request(self.settings)
         base = dataclasses.replace(base, python=default_python(self.environ))
-        requests = plan_requests(base, self.settings.shards, resolve_devices(self.environ))
+        devices = resolve_devices(self.environ)
+        requests = plan_requests(base, self.settings.shards, devices, self.settings.shard_durations)
         count = len(requests)  # max-cost-usd may lower the time limit
         timeout = self.settings.test_timeout_seconds(count)
         cause = self.settings.timeout_cause(count)

@@ -222,7 +222,7 @@ class ModalBackend:
             timeout_seconds=self.settings.test_timeout_seconds(count),  # max-cost-usd may lower it
             timeout_cause=self.settings.timeout_cause(count),
         )
-        return shard_requests(base, count)
+        return shard_requests(base, count, self.settings.shard_durations)
 
     def run(self, requests: Sequence[RunRequest]) -> BackendResult:
         if not requests:

@@ -2,9 +2,12 @@
 `-p _modal_gpu_action_container.progress`; standard library only, pytest not imported).
 
 It appends one JSON line per event (configure, session start, the modules that failed or were
-skipped at collection, the tests collected (in batches), test start, each phase's report, session
+skipped at collection, the tests collected (in batches), test start, the phases' reports, session
 end) to the file PROGRESS_ENV names, one unbuffered `write` each, so the record survives a
-segfault, `os._exit`, the OOM killer or our own kill; record.py reads it back. A subtest's report
+segfault, `os._exit`, the OOM killer or our own kill; record.py reads it back. Two lines for a
+test that passes (its start, its teardown report): a passed setup or call report with nothing
+else to tell is not written, its duration is added to the test's next report that is. The
+common lines are formatted by hand (json's C string encoder): the plugin runs once per test. A subtest's report
 (unittest `subTest`, the `subtests` fixture) is marked `subtest`. On SIGTERM (our timeout or
 cancel) faulthandler prints where every thread of pytest was stuck before pytest dies as it
 would have. Under pytest-xdist only the controller records.
@@ -27,10 +30,21 @@ import json
 import os
 import signal
 import sys
-from typing import Any
+from json.encoder import encode_basestring_ascii as _quoted  # a JSON string, in C
+from typing import Any, Callable
 
-from .names import junit_names
 from .record import MAX_REPORT_TEXT, SUBTESTS_PROPERTY
+
+
+def _hookimpl_tryfirst() -> Callable[[Any], Any]:
+    """pytest.hookimpl(tryfirst=True) when pytest loaded this module; a no-op where the runner
+    imports it only for its names (pytest is then not imported: it may not be installed)."""
+    pytest = sys.modules.get("pytest")
+    hookimpl = getattr(pytest, "hookimpl", None)
+    return hookimpl(tryfirst=True) if hookimpl is not None else (lambda function: function)
+
+
+_tryfirst = _hookimpl_tryfirst()
 
 PROGRESS_ENV = "MODAL_GPU_ACTION_PROGRESS_FILE"
 RUNNER_PID_ENV = "MODAL_GPU_ACTION_RUNNER_PID"
@@ -70,6 +84,8 @@ class _Recorder:
         self.junit_prefix = junit_prefix
         self.config = config
         self.subtests = {"passed": 0, "failed": 0, "skipped": 0}
+        self.unwritten: dict[str, float] = {}  # seconds of passed phases not written, by test
+        self.xml: Any = False  # pytest's junitxml plugin object, looked up once (None: off)
         self.dump_fd: int | None = None
         try:  # on our SIGTERM (timeout, cancel), print where every thread is, then die as before
             import faulthandler
@@ -81,8 +97,16 @@ class _Recorder:
         self.record({"e": "configure", "junit_prefix": junit_prefix, "pid": os.getpid()})
 
     def record(self, entry: dict[str, Any]) -> None:
+        self.write(json.dumps(entry, default=str))
+
+    def write(self, line: str) -> None:
         with contextlib.suppress(OSError):  # one write per line: a kill loses at most that line
-            os.write(self.fd, (json.dumps(entry, default=str) + "\n").encode("utf-8"))
+            os.write(self.fd, (line + "\n").encode("utf-8"))
+
+    def junit_xml(self) -> Any:
+        if self.xml is False:
+            self.xml = _junit_xml(self.config)
+        return self.xml
 
     def pytest_sessionstart(self, session: Any) -> None:
         self.record({"e": "sessionstart"})
@@ -99,7 +123,7 @@ class _Recorder:
         else:  # as pytest's junitxml writes it: ('path', line, 'Skipped: reason')
             entry.update(e="collectskip", text=_clip(str(report.longrepr)))
         self.record(entry)
-        _junit_nodeid(self.config, report)
+        _junit_nodeid(self.junit_xml(), report)
 
     def pytest_collection_finish(self, session: Any) -> None:
         """The tests this run will run (after -k, -m and sharding): the ones a crash leaves
@@ -117,24 +141,47 @@ class _Recorder:
             self.record({"e": "collected", "items": batch})
 
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
-        self.record(
-            {
-                "e": "start",
-                "nodeid": nodeid,
-                "location": list(location),
-                "junit": junit_names(nodeid, self.junit_prefix),
-            }
-        )
+        # Written before the test runs: after a crash, the test that was running. Its JUnit
+        # names come from the node id and the configure line's prefix (record.py).
+        path, line = [*location, None, None][:2]
+        if isinstance(nodeid, str) and isinstance(path, str) and _is_line(line):
+            self.write(
+                f'{{"e":"start","nodeid":{_quoted(nodeid)},'
+                f'"location":[{_quoted(path)},{"null" if line is None else int(line)}]}}'
+            )
+        else:
+            self.record({"e": "start", "nodeid": nodeid, "location": list(location)})
 
     def pytest_runtest_logreport(self, report: Any) -> None:
+        nodeid, when, outcome = report.nodeid, report.when, report.outcome
+        seconds = float(getattr(report, "duration", 0.0) or 0.0)
+        subtest = _subtest(report)
+        plain = (
+            outcome == "passed"
+            and subtest is None
+            and not report.user_properties
+            and not hasattr(report, "wasxfail")
+        )
+        if plain and when != "teardown":  # nothing to tell but its time: it goes with the next
+            self.unwritten[nodeid] = self.unwritten.get(nodeid, 0.0) + seconds
+            if when == "setup":
+                _junit_nodeid(self.junit_xml(), report)
+            return
+        seconds += self.unwritten.pop(nodeid, 0.0)
+        if plain and isinstance(nodeid, str):  # a teardown: the test ended
+            self.write(
+                f'{{"e":"report","nodeid":{_quoted(nodeid)},"when":"teardown",'
+                f'"outcome":"passed","duration":{seconds!r}}}'
+            )
+            return
         entry: dict[str, Any] = {
             "e": "report",
-            "nodeid": report.nodeid,
-            "when": report.when,
-            "outcome": report.outcome,
-            "duration": float(getattr(report, "duration", 0.0) or 0.0),
+            "nodeid": nodeid,
+            "when": when,
+            "outcome": outcome,
+            "duration": seconds,
         }
-        if report.outcome != "passed":
+        if outcome != "passed":
             longrepr = report.longrepr
             if report.skipped and isinstance(longrepr, tuple) and len(longrepr) == 3:
                 reason = str(longrepr[2])
@@ -149,18 +196,18 @@ class _Recorder:
             entry["wasxfail"] = str(report.wasxfail)
         if report.user_properties:
             entry["properties"] = [[str(k), str(v)] for k, v in report.user_properties]
-        subtest = _subtest(report)
         if subtest is not None:
             entry["subtest"] = subtest
-            if report.outcome in self.subtests:
-                self.subtests[report.outcome] += 1
+            if outcome in self.subtests:
+                self.subtests[outcome] += 1
         self.record(entry)
-        if report.when == "setup":  # before junitxml can have closed the test's case
-            _junit_nodeid(self.config, report)
+        if when == "setup":  # before junitxml can have closed the test's case
+            _junit_nodeid(self.junit_xml(), report)
 
+    @_tryfirst  # junitxml writes its file in its own sessionfinish: the subtest counts go in before
     def pytest_sessionfinish(self, session: Any, exitstatus: Any) -> None:
         self.record({"e": "sessionfinish", "exitstatus": int(exitstatus)})
-        xml = _junit_xml(self.config) if any(self.subtests.values()) else None
+        xml = self.junit_xml() if any(self.subtests.values()) else None
         if xml is not None:
             with contextlib.suppress(Exception):
                 for kind, count in self.subtests.items():
@@ -177,11 +224,6 @@ class _Recorder:
                 pass
             self.dump_fd = None
         os.close(self.fd)
-
-
-# junitxml writes its file in its own pytest_sessionfinish: the subtest counts go in before.
-# (pluggy's hookimpl marker, set by hand: pytest is not imported here.)
-_Recorder.pytest_sessionfinish.pytest_impl = {"tryfirst": True}  # type: ignore[attr-defined]
 
 
 def _junit_prefix(config: Any) -> str:
@@ -227,14 +269,18 @@ def _junit_xml(config: Any) -> Any:
     return None
 
 
-def _junit_nodeid(config: Any, report: Any) -> None:
-    """The report's node id as an attribute of its JUnit test case (xunit1 keeps it). Only for a
-    report whose case junitxml has not closed yet: a setup report, a collection report."""
-    xml = _junit_xml(config)
+def _junit_nodeid(xml: Any, report: Any) -> None:
+    """The report's node id as an attribute of its JUnit test case (xunit1 keeps it), `xml`
+    being junitxml's plugin object. Only for a report whose case junitxml has not closed yet: a
+    setup report, a collection report."""
     if xml is None or getattr(xml, "family", "xunit1") != "xunit1":
         return
     with contextlib.suppress(Exception):
         xml.node_reporter(report).add_attribute("nodeid", report.nodeid)
+
+
+def _is_line(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def _clip(text: str) -> str:

@@ -55,7 +55,9 @@ class RunRequest:
     env: dict[str, str]  # added to the environment the run starts from
     shard_index: int = 0  # 0-based
     shard_count: int = 1
-    durations_junit: str | None = None  # text of a previous JUnit file, to balance shards
+    # the shards balanced by a previous run's durations (balance.ShardPlan.to_dict(), the same
+    # for every shard); None: by test id
+    shard_plan: dict[str, Any] | None = None
     fail_on_empty: bool = True
     visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES for pytest; None: inherit
     label: str = ""  # e.g. "shard 1/2": prefixes streamed lines

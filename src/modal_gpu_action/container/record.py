@@ -1,19 +1,20 @@
-"""The crash record read back, and the JUnit report a run hands back.
+"""The crash record read back, and the JUnit report synthesised from it.
 
 The progress plugin (progress.py) appends one JSON line per event to the record as pytest goes.
 pytest writes its JUnit file only at the very end, so when it leaves none that is whole (it
 crashed, was stopped, or never started), the report is synthesised from the record in pytest's
 own shape: finished tests keep their outcome, the test that was running is an error saying why it
-did not finish.
+did not finish. Only then is the whole record read: how the session went (`RecordState`: did it
+start, did it finish, which test was running) comes from its first and last lines, and whether
+pytest's file is whole from its first and last bytes (the host parses it, once).
 
-Both files can be rewritten or filled by the tests (a conftest can), so both are read capped and
-never through a link, a pipe or a device; pytest's file is not used when it declares a document
-type (entities), has another root element or cannot be decoded. Each refusal becomes an error
-case saying why, and the record stands in.
+The record can be filled by the tests (a conftest can), so it is read capped and never through
+a link, a pipe or a device (pytest_junit.py reads pytest's own file the same way).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -24,7 +25,6 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import IO, Any
-from xml.parsers import expat
 
 from .names import junit_names
 
@@ -36,12 +36,9 @@ NOT_RUN_TYPE = "modal-gpu-action.not-run"
 SUBTESTS_PROPERTY = "modal-gpu-action.subtests-"
 
 MAX_REPORT_TEXT = 20000  # of one failure's text kept in the record (progress.py)
-# What is read back of the files the tests could rewrite or fill: past the cap, pytest's JUnit
-# file is replaced by the report synthesised from the record; of a larger record, its first and
-# last halves are read. Both say so in an error case.
-MAX_JUNIT_BYTES = 64 * 1024 * 1024
+# What is read back of the record, which the tests could fill: of a larger one, its first and
+# last halves are read, and an error case says so.
 MAX_PROGRESS_BYTES = 64 * 1024 * 1024
-MAX_JUNIT_BYTES_ENV = "MODAL_GPU_ACTION_MAX_JUNIT_BYTES"  # a lower cap, in bytes (tests use it)
 
 
 def read_progress(path: Path, max_bytes: int = MAX_PROGRESS_BYTES) -> list[dict[str, Any]]:
@@ -73,6 +70,55 @@ def read_progress(path: Path, max_bytes: int = MAX_PROGRESS_BYTES) -> list[dict[
         " part are missing from this report when it comes from the record.",
     )
     return [*_records(start), note, *_records(end)]
+
+
+STATE_HEAD_BYTES = 64 * 1024  # of the record read for the session's start (its second line)
+STATE_TAIL_BYTES = 1024 * 1024  # of the record read for its end and the test that was running
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordState:
+    """What the run needs of the record when pytest's own report stands: whether the session
+    started and finished, which test was running (None: none)."""
+
+    started: bool = False
+    finished: bool = False
+    running: str | None = None
+
+
+def read_state(path: Path) -> RecordState:
+    """The record's state from its first STATE_HEAD_BYTES and last STATE_TAIL_BYTES: the plugin
+    writes the session's start second and its end last, and a test's start just before its
+    reports. Only when the tail holds no test start at all (one test with more reports than fit,
+    subtests) is the whole record read. A record that cannot be read is an empty state."""
+    try:
+        with _open_plain_file(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            head = handle.read(STATE_HEAD_BYTES)
+            if size <= STATE_HEAD_BYTES + STATE_TAIL_BYTES:
+                head += handle.read(STATE_TAIL_BYTES)
+                tail_records = first = _records(head)
+                whole = True
+            else:
+                handle.seek(size - STATE_TAIL_BYTES)
+                tail = handle.read(STATE_TAIL_BYTES)
+                first = _records(head[: head.rfind(b"\n") + 1])
+                tail_records = _records(tail[tail.find(b"\n") + 1 :])
+                whole = False
+    except OSError:
+        return RecordState()
+    if not whole and not any(r.get("e") == "start" for r in tail_records):
+        records = read_progress(path)
+        return _state(records, records)
+    return _state(first, tail_records)
+
+
+def _state(first: list[dict[str, Any]], last: list[dict[str, Any]]) -> RecordState:
+    return RecordState(
+        started=any(r.get("e") == "sessionstart" for r in first),
+        finished=any(r.get("e") == "sessionfinish" for r in last),
+        running=running_test(last),
+    )
 
 
 def _records(data: bytes) -> list[dict[str, Any]]:
@@ -140,80 +186,6 @@ def running_test(records: list[dict[str, Any]]) -> str | None:
         ):
             running = None
     return running
-
-
-def choose_junit(path: Path, records: list[dict[str, Any]], reason: str, tail: str) -> str:
-    """pytest's XML when it is a whole JUnit report; else the one synthesised from the crash
-    record; else whatever pytest left (possibly half a file, possibly "").
-
-    The tests can rewrite pytest's file. One that is no regular file, is larger than the cap
-    (MAX_JUNIT_BYTES, or the lower one MAX_JUNIT_BYTES_ENV asks for), declares a document type
-    (entities), has another root element or cannot be decoded is not used: the record stands
-    in, with an error case saying why and what it was.
-    """
-    cap = _junit_cap()
-    text = ""
-    try:
-        with _open_plain_file(path) as handle:
-            data = handle.read(cap + 1)
-            if len(data) > cap:
-                size = max(os.fstat(handle.fileno()).st_size, len(data))
-                raise _Refused(errno.EFBIG, f"it is {size:,} bytes, more than the {cap:,} read")
-        if data.strip() and _whole_junit(data):
-            return data.decode("utf-8", "replace")
-        text = data.decode("utf-8", "replace")
-    except FileNotFoundError:
-        pass  # pytest wrote none: it crashed, was stopped or never started
-    except OSError as error:
-        note = _note(
-            "pytest's JUnit report",
-            f"pytest's JUnit report was not used: {_why(error)}. The results come from the"
-            " action's record of the run instead.",
-            "A conftest or a test can rewrite the file pytest writes; the action's pytest plugin"
-            " records each test's outcome as it ends, and that record stands in for the file.",
-        )
-        return synthesize_junit([*records, note], unfinished_reason=reason, output_tail=tail)
-    if any(record.get("e") != "note" for record in records) or not text.strip():
-        return synthesize_junit(records, unfinished_reason=reason, output_tail=tail)
-    return text
-
-
-def _junit_cap() -> int:
-    """MAX_JUNIT_BYTES, or the lower cap that MODAL_GPU_ACTION_MAX_JUNIT_BYTES asks for."""
-    text = os.environ.get(MAX_JUNIT_BYTES_ENV, "").strip()
-    if text.isdigit() and 0 < int(text) < MAX_JUNIT_BYTES:
-        return int(text)
-    return MAX_JUNIT_BYTES
-
-
-def _whole_junit(data: bytes) -> bool:
-    """True for a well-formed JUnit document, False for one cut short or damaged (pytest killed
-    while writing it). _Refused for what pytest never writes: a document type declaration (its
-    entities could expand into gigabytes or read local files), another root element, an
-    encoding that cannot be decoded. Nothing is built or expanded: expat only checks."""
-    parser = expat.ParserCreate()
-    roots: list[str] = []
-
-    def doctype(*_: object) -> None:
-        raise _Refused(errno.EINVAL, "it declares a document type (entities), as pytest never does")
-
-    def start(name: str, attributes: object) -> None:
-        if not roots:
-            roots.append(name)
-            if name not in ("testsuites", "testsuite"):
-                raise _Refused(
-                    errno.EINVAL, f"its root element is <{name[:100]}>, not <testsuites>"
-                )
-
-    parser.StartDoctypeDeclHandler = doctype
-    parser.StartElementHandler = start
-    try:
-        parser.Parse(data, True)
-    except expat.ExpatError:
-        return False
-    except (LookupError, ValueError) as error:  # the declared encoding: unknown, or multi-byte
-        raise _Refused(errno.EINVAL, f"its encoding cannot be decoded ({error})") from None
-    return True
 
 
 _XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

@@ -49,18 +49,28 @@ Record = dict[str, Any]
 
 
 def clip(record: Record) -> Record:
-    """The record as it travels: long texts cut."""
-    out = dict(record)
+    """The record as it travels: long texts cut (the record itself when nothing is long)."""
+    out = record
     for key, limit in (("text", RELAY_TEXT), ("message", RELAY_MESSAGE)):
         value = out.get(key)
         if isinstance(value, str) and len(value) > limit:
+            out = dict(out) if out is record else out
             out[key] = value[:limit] + f"\n[... {len(value) - limit:,} more characters not relayed]"
     return out
 
 
+def _json(record: Record) -> str:
+    return json.dumps(record, separators=(",", ":"), default=str)
+
+
 def encode(token: str, attempt: str, seq: int, records: list[Record]) -> str:
     """One frame line (no newline)."""
-    data = json.dumps(records, separators=(",", ":"), default=str).encode("utf-8")
+    return _frame(token, attempt, seq, [_json(record) for record in records])
+
+
+def _frame(token: str, attempt: str, seq: int, texts: list[str]) -> str:
+    """One frame line of records already written as JSON (each serialised once)."""
+    data = ("[" + ",".join(texts) + "]").encode("utf-8")
     payload = base64.b64encode(zlib.compress(data, 6)).decode("ascii")
     crc = zlib.crc32(payload.encode("ascii")) & 0xFFFFFFFF
     return f"{MARKER} {token} {attempt} {seq} {payload} {crc:08x}"
@@ -115,21 +125,24 @@ class Relay:
         if not records:
             return
         with self._lock:
-            for batch in _batches([clip(r) for r in records]):
+            for batch in _batches([_json(clip(r)) for r in records]):
                 self._send(batch)
 
-    def _send(self, batch: list[Record]) -> None:
+    def _send(self, batch: list[str]) -> None:
+        """Send records written as JSON, in as many frames as their size needs."""
         if self.full:
             return
-        line = encode(self.token, self.attempt, self.seq, batch) + "\n"
+        line = _frame(self.token, self.attempt, self.seq, batch) + "\n"
         if len(line) > FRAME_LINE_BYTES and len(batch) > 1:
             self._send(batch[: len(batch) // 2])
             self._send(batch[len(batch) // 2 :])
             return
-        items = batch[0].get("items") if len(line) > FRAME_LINE_BYTES else None
+        record: Any = json.loads(batch[0]) if len(line) > FRAME_LINE_BYTES else {}
+        items = record.get("items") if isinstance(record, dict) else None
         if isinstance(items, list) and len(items) > 1:  # the tests collected, in one record
             half = len(items) // 2
-            self._send([{**batch[0], "items": items[:half]}, {**batch[0], "items": items[half:]}])
+            halves = (items[:half], items[half:])
+            self._send([_json({**record, "items": part}) for part in halves])
             return
         if self.sent + len(line) > MAX_RELAY_BYTES:
             self.full = True
@@ -152,16 +165,15 @@ class Relay:
         self.seq += 1
 
 
-def _batches(records: list[Record]) -> list[list[Record]]:
-    batches: list[list[Record]] = [[]]
+def _batches(texts: list[str]) -> list[list[str]]:
+    batches: list[list[str]] = [[]]
     size = 0
-    for record in records:
-        length = len(json.dumps(record, default=str))
-        if batches[-1] and size + length > FRAME_JSON_BYTES:
+    for text in texts:
+        if batches[-1] and size + len(text) > FRAME_JSON_BYTES:
             batches.append([])
             size = 0
-        batches[-1].append(record)
-        size += length
+        batches[-1].append(text)
+        size += len(text)
     return batches
 
 

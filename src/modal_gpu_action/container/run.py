@@ -14,12 +14,14 @@ How a run goes:
   their memory while pytest runs (unless the request's `gpu_memory` is off);
 - pytest runs as `python -m pytest TEST_PATH ARGS --junitxml=TMP -o junit_family=xunit1
   -p _modal_gpu_action_container.progress [-p _modal_gpu_action_container.sharding
-  --shard-index I ...]` in a process group of its own (process.py), the plugins loaded from a
-  copy of this package in a temporary folder that goes first on pytest's PYTHONPATH. xunit1
-  because it keeps each case's `file` and `line` (pytest's `line` is 0-based);
+  --shard-index I ... --shard-plan=FILE]` in a process group of its own (process.py), the
+  plugins loaded from a copy of this package in a temporary folder that goes first on pytest's
+  PYTHONPATH. xunit1 because it keeps each case's `file` and `line` (pytest's `line` is
+  0-based);
 - how it ended (`Ending`) and one line for people (`problem`) come from its exit status, whether
-  we stopped it, and the crash record; the report is pytest's JUnit or the one synthesised from
-  the record (record.py);
+  we stopped it, and the crash record's first and last lines; the report is pytest's JUnit
+  (checked by its ends: the host parses it) or, when it is missing or cut short, the one
+  synthesised from the whole record (record.py);
 - with `on_records` (the Modal container's entry), the crash record is handed on as it grows,
   to be relayed to the client (relay.py): what a container that never answers did is kept;
 - with `rerun_failures`, the failed tests run again right after, in the same place, and the
@@ -49,7 +51,8 @@ from .gpu_memory import GpuMemorySampler
 from .probe import probe_gpu
 from .progress import PROGRESS_ENV, RUNNER_PID_ENV
 from .protocol import PYTEST_EXIT_MEANINGS, Ending, GpuFacts, RunnerError, RunRequest, RunResult
-from .record import choose_junit, read_progress, running_test
+from .pytest_junit import choose_junit
+from .record import read_state
 
 PACKAGE = Path(__file__).resolve().parent
 PACKAGE_COPY = "_modal_gpu_action_container"  # the name pytest imports the copy by
@@ -164,22 +167,20 @@ def _pytest_command(request: RunRequest, scratch: Path) -> list[str]:
         command += ["-p", SHARDING_PLUGIN]
         command += ["--shard-index", str(request.shard_index)]
         command += ["--shard-count", str(request.shard_count)]
-        if request.durations_junit:
-            durations = scratch / "durations.xml"
-            durations.write_text(request.durations_junit, encoding="utf-8")
+        if request.shard_plan is not None:
+            plan = scratch / "shard-plan.json"
+            plan.write_text(json.dumps(request.shard_plan), encoding="utf-8")
             # One token: a path given as its own argument would move pytest's rootdir, and
             # every test id with it, when the file lies outside the project.
-            command.append(f"--shard-durations={durations}")
+            command.append(f"--shard-plan={plan}")
     return command
 
 
 def _result(request: RunRequest, gpu: GpuFacts, exited: process.Exited, scratch: Path) -> RunResult:
-    records = read_progress(scratch / "progress.jsonl")
+    state = read_state(scratch / "progress.jsonl")
     returncode = exited.returncode
-    running = running_test(records)
-    during = f" while running {running}" if running else ""
-    finished = any(r.get("e") == "sessionfinish" for r in records)
-    started_session = any(r.get("e") == "sessionstart" for r in records)
+    during = f" while running {state.running}" if state.running else ""
+    finished, started_session = state.finished, state.started
     crashed = None
     if exited.stopped is None:
         if returncode < 0:
@@ -205,7 +206,7 @@ def _result(request: RunRequest, gpu: GpuFacts, exited: process.Exited, scratch:
         reason = f"pytest exited with code {returncode} ({PYTEST_EXIT_MEANINGS[returncode]})"
     tail = process.summarise_tail(exited.tail)
     return RunResult(
-        junit_xml=choose_junit(scratch / "junit.xml", records, reason, tail),
+        junit_xml=choose_junit(scratch / "junit.xml", scratch / "progress.jsonl", reason, tail),
         exit_code=returncode if returncode >= 0 else None,
         duration_seconds=round(exited.seconds, 3),
         gpu=gpu,

@@ -1,0 +1,184 @@
+"""What `run --backend local` does after pytest exits, against `report` on the same JUnit file.
+
+    uv run python benchmarks/bench_postprocess.py [--cases 100000] [--failures 1000] [--repeat 5]
+
+pytest itself is taken out: the local backend is pointed (MODAL_GPU_ACTION_PYTHON) at a shell
+script standing in for `python -m pytest`, which copies a prepared JUnit file (bench_report.py's:
+pytest's shape, 1,000 failures with 40-frame tracebacks, 1% skips) to the --junitxml path, a
+prepared progress record (4 lines per test, as the plugin wrote them before it wrote 2) to the
+record's path, and exits 1 as pytest does with failures. What is left of `run` is the host's
+side: start-up, settings, the runner (GPU probe, plugins' copy), reading back what "pytest" left,
+parsing, merging, rendering the summary and the comment, writing the merged JUnit file.
+
+Each repetition runs, in alternating order:
+  stand-in   the shell script alone, as the runner calls it (its own cost, subtracted)
+  run        python -m modal_gpu_action run --backend local ... --junit-xml OUT --summary-file
+             --comment-file (through the stand-in)
+  report     python -m modal_gpu_action report JUNIT --summary-file --comment-file
+each under /usr/bin/time (wall, user + system CPU, peak RSS). run's post-processing is
+run - stand-in; the ratio is post-processing / report per repetition, and its median is the
+figure (target: within 1.2x). `report` writes no merged JUnit file; `run` does (it is one of its
+outputs), so that writing is inside the ratio. Results also go to benchmarks/out/postprocess.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench_report import generate
+
+HERE = Path(__file__).resolve().parent
+
+STAND_IN = """#!/bin/sh
+# Stands in for `python -m pytest ...`: copies what pytest would have left, exits 1 (failures).
+for arg in "$@"; do
+  case "$arg" in --junitxml=*) xml="${arg#--junitxml=}" ;; esac
+done
+cp "$BENCH_JUNIT" "$xml"
+cp "$BENCH_RECORD" "$MODAL_GPU_ACTION_PROGRESS_FILE"
+echo "$# arguments; =========== 1 failed in 1.00s ==========="
+exit 1
+"""
+
+
+def write_record(path: Path, cases: int) -> None:
+    """The progress record of `cases` passing tests, 4 lines each (start and three reports)."""
+    with path.open("w", encoding="utf-8") as out:
+        out.write('{"e": "configure", "junit_prefix": "", "pid": 1}\n{"e": "sessionstart"}\n')
+        for n in range(cases):
+            nodeid = f"tests/gpu/test_module_{n % 250}.py::test_kernel[{n}-float16-cuda:0]"
+            quoted = json.dumps(nodeid)
+            out.write(
+                f'{{"e": "start", "nodeid": {quoted}, "location": '
+                f'["tests/gpu/test_module_{n % 250}.py", {n % 400}, "test_kernel"]}}\n'
+            )
+            for when in ("setup", "call", "teardown"):
+                out.write(
+                    f'{{"e": "report", "nodeid": {quoted}, "when": "{when}", '
+                    f'"outcome": "passed", "duration": 0.000123}}\n'
+                )
+        out.write('{"e": "sessionfinish", "exitstatus": 1}\n')
+
+
+def timed(command: list[str], env: dict[str, str], cwd: Path, scratch: Path) -> dict[str, float]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MB) of `command`."""
+    measured = scratch / "time.txt"
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(measured), *command],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{shlex.join(command)} exited {done.returncode}:\n{done.stderr[-3000:]}")
+    wall, user, system, rss_kb = measured.read_text().split()[-4:]
+    return {"wall": float(wall), "cpu": float(user) + float(system), "rss_mb": int(rss_kb) / 1024}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=100_000)
+    parser.add_argument("--failures", type=int, default=1_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=HERE / "out" / "postprocess.json")
+    args = parser.parse_args()
+    # As an installed tool runs: modules' bytecode cached (the warm-up run writes it), not every
+    # module compiled again in every run as PYTHONDONTWRITEBYTECODE=1 would have it.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.dont_write_bytecode = False
+
+    with tempfile.TemporaryDirectory(prefix="bench-postprocess-") as name:
+        scratch = Path(name)
+        project = scratch / "project"
+        (project / "tests").mkdir(parents=True)
+        junit, record = scratch / "pytest.xml", scratch / "record.jsonl"
+        generate(junit, args.cases, args.failures)
+        write_record(record, args.cases)
+        stand_in = scratch / "python"
+        stand_in.write_text(STAND_IN)
+        stand_in.chmod(0o755)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_"))}
+        env |= {
+            "MODAL_GPU_ACTION_PYTHON": str(stand_in),
+            "BENCH_JUNIT": str(junit),
+            "BENCH_RECORD": str(record),
+        }
+        outputs = ["--summary-file", str(scratch / "s.md"), "--comment-file", str(scratch / "c.md")]
+        py = sys.executable
+        commands = {
+            "stand-in": [str(stand_in), "-m", "pytest", f"--junitxml={scratch / 'copy.xml'}"],
+            "run": [py, "-m", "modal_gpu_action", "run", "--backend", "local", "--working-directory",
+                    str(project), "--junit-xml", str(scratch / "merged.xml"), *outputs],
+            "report": [py, "-m", "modal_gpu_action", "report", str(junit), *outputs],
+        }  # fmt: skip
+        stand_in_env = env | {"MODAL_GPU_ACTION_PROGRESS_FILE": str(scratch / "copy.jsonl")}
+        timed(commands["run"], env, project, scratch)  # warm the file cache and bytecode
+        times: dict[str, list[dict[str, float]]] = {name: [] for name in commands}
+        for repetition in range(args.repeat):
+            order = list(commands) if repetition % 2 == 0 else list(reversed(commands))
+            for name in order:
+                use = stand_in_env if name == "stand-in" else env
+                times[name].append(timed(commands[name], use, project, scratch))
+        junit_bytes, record_bytes = junit.stat().st_size, record.stat().st_size
+
+    post = [r["wall"] - s["wall"] for r, s in zip(times["run"], times["stand-in"], strict=True)]
+    post_cpu = [r["cpu"] - s["cpu"] for r, s in zip(times["run"], times["stand-in"], strict=True)]
+    ratios = [p / r["wall"] for p, r in zip(post, times["report"], strict=True)]
+    ratios_cpu = [p / r["cpu"] for p, r in zip(post_cpu, times["report"], strict=True)]
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(t[key] for t in times[name])
+
+    figures = {
+        "command": shlex.join(sys.argv),
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
+        "load_average": os.getloadavg(),
+        "cases": args.cases,
+        "junit_bytes": junit_bytes,
+        "record_bytes": record_bytes,
+        "repeat": args.repeat,
+        "runs": times,
+        "median": {
+            name: {key: median(name, key) for key in ("wall", "cpu", "rss_mb")} for name in times
+        },
+        "postprocess_wall_median": statistics.median(post),
+        "postprocess_cpu_median": statistics.median(post_cpu),
+        "ratio_wall_median": statistics.median(ratios),
+        "ratio_cpu_median": statistics.median(ratios_cpu),
+        "within_target": statistics.median(ratios) <= 1.2,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2))
+    print(
+        f"{args.cases:,} cases (JUnit {junit_bytes / 1e6:.1f} MB, record {record_bytes / 1e6:.1f}"
+        f" MB); {args.repeat} repetitions; python {figures['python']} on {figures['machine']},"
+        f" load {figures['load_average'][0]:.1f}"
+    )
+    for name in times:
+        m = figures["median"][name]
+        print(
+            f"  {name:<9} wall {m['wall']:6.2f} s  cpu {m['cpu']:6.2f} s  peak {m['rss_mb']:6.0f} MB"
+        )
+    print(
+        f"run's post-processing (run - stand-in): wall {figures['postprocess_wall_median']:.2f} s,"
+        f" cpu {figures['postprocess_cpu_median']:.2f} s; ratio to report (median of paired):"
+        f" wall {figures['ratio_wall_median']:.2f}x, cpu {figures['ratio_cpu_median']:.2f}x;"
+        f" target <= 1.2x: {'met' if figures['within_target'] else 'MISSED'}"
+    )
+    return 0 if figures["within_target"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
