@@ -39,6 +39,7 @@ _RESULT_TAG = {
 }
 _RESULT_TYPE = {CaseOutcome.XFAILED: "pytest.xfail", CaseOutcome.NOT_RUN: NOT_RUN_TYPE}
 PROBLEMS_SUITE = "modal-gpu-action: problems with the run"
+_PASSED = CaseOutcome.PASSED
 
 # What is written at once: a few hundred cases' text.
 _BATCH = 64 * 1024
@@ -56,9 +57,10 @@ def write_junit_xml(
 ) -> None:
     """Write the merged JUnit XML (UTF-8) to the binary file `out`, a batch of cases at a time."""
     batch: list[str] = []
+    add = batch.append
     size = 0
     for text in _document(report, suite_name):
-        batch.append(text)
+        add(text)
         size += len(text)
         if size >= _BATCH:
             out.write("".join(batch).encode("utf-8"))
@@ -94,17 +96,26 @@ def _document(report: TestReport, suite_name: str) -> Iterator[str]:
             ):
                 yield f"      {_start('property', name=SUBTESTS_PROPERTY + kind, value=str(number))} />\n"
             yield "    </properties>\n"
+        plain = _PLAIN.fullmatch
         for case in report.cases:
+            classname, name, file, nodeid = case.classname, case.name, case.file, case.nodeid
+            # One check for the four values (most are plain), not one each: a tenth of the
+            # writing's time at 100,000 cases.
+            if not plain(f"{classname} {name} {file or ''} {nodeid}"):
+                classname, name = _attribute(classname), _attribute(name)
+                file, nodeid = file and _attribute(file), _attribute(nodeid)
             start = (
-                f'    <testcase classname="{_attribute(case.classname)}"'
-                f' name="{_attribute(case.name)}" time="{case.duration:.3f}"'
+                f'    <testcase classname="{classname}" name="{name}" time="{case.duration:.3f}"'
             )
-            if case.file:
-                start += f' file="{_attribute(case.file)}"'
+            if file:
+                start += f' file="{file}"'
             if case.line is not None:
                 start += f' line="{case.line}"'
-            if case.nodeid:
-                start += f' nodeid="{_attribute(case.nodeid)}"'
+            if nodeid:
+                start += f' nodeid="{nodeid}"'
+            if case.outcome is _PASSED and not case.more and not case.reruns:
+                yield start + " />\n"  # most cases: nothing inside
+                continue
             results = case.results
             if not results and case.outcome in _RESULT_TAG:
                 results = (CaseResult(case.outcome, case.message, case.detail),)
