@@ -48,13 +48,7 @@ def check_output_path(
     text: str | Path, *, input_name: str, workspace: Path, roots: Sequence[Path] | None
 ) -> Path:
     """The absolute path to write `input_name` to; OutputPathError (exit 2) when it is unsafe."""
-    given = str(text)
-    # Lexical: `..` cannot climb out through a link, since no link is followed below.
-    path = Path(os.path.abspath(workspace / given))
-    where = f"invalid value {one_line(given)!r} for input '{input_name}'"
-    if roots is not None and not any(path.is_relative_to(root) for root in roots):
-        accepted = " or ".join(str(root) for root in roots)
-        raise OutputPathError(f"{where}: expected a path inside {one_line(accepted)}")
+    path, where = _inside_roots(text, input_name, workspace, roots)
     problem = _unsafe(path, Path(os.path.abspath(workspace))) or _unwritable(path)
     if problem:
         raise OutputPathError(f"{where}: {problem}")
@@ -66,12 +60,7 @@ def check_output_folder(
 ) -> Path:
     """The absolute folder to write `input_name`'s files into (write_output each), under the
     same rules as a file; OutputPathError (exit 2) when it is unsafe."""
-    given = str(text)
-    path = Path(os.path.abspath(workspace / given))
-    where = f"invalid value {one_line(given)!r} for input '{input_name}'"
-    if roots is not None and not any(path.is_relative_to(root) for root in roots):
-        accepted = " or ".join(str(root) for root in roots)
-        raise OutputPathError(f"{where}: expected a path inside {one_line(accepted)}")
+    path, where = _inside_roots(text, input_name, workspace, roots)
     problem = None
     if path.is_symlink():
         problem = "it is a symbolic link; remove it or choose another path"
@@ -82,6 +71,21 @@ def check_output_folder(
     if problem:
         raise OutputPathError(f"{where}: {problem}")
     return path
+
+
+def _inside_roots(
+    text: str | Path, input_name: str, workspace: Path, roots: Sequence[Path] | None
+) -> tuple[Path, str]:
+    """The absolute path an output input names, and the start of its error message;
+    OutputPathError when it lies outside `roots` (None: anywhere)."""
+    given = str(text)
+    # Lexical: `..` cannot climb out through a link, since no link is followed below.
+    path = Path(os.path.abspath(workspace / given))
+    where = f"invalid value {one_line(given)!r} for input '{input_name}'"
+    if roots is not None and not any(path.is_relative_to(root) for root in roots):
+        accepted = " or ".join(str(root) for root in roots)
+        raise OutputPathError(f"{where}: expected a path inside {one_line(accepted)}")
+    return path, where
 
 
 def write_output(path: Path, text: str | bytes, *, workspace: Path) -> None:
