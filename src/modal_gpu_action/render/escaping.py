@@ -54,6 +54,8 @@ def neutralise(text: str) -> str:
     """`text` with every character that misleads the eye (`_MISLEADING`: bidirectional marks
     and overrides, zero-width characters, U+2028/U+2029) shown as U+FFFD: what the tests
     wrote is shown as what it is. For any test-derived text that people read."""
+    if text.isascii():  # none is (a check of a flag: most text is spared the search)
+        return text
     return _MISLEADING.sub("\ufffd", text) if _MISLEADING.search(text) else text
 
 
