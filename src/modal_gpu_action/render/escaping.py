@@ -73,9 +73,13 @@ def escape_inline(text: str) -> str:
     return text.strip()
 
 
-def escape_block(text: str) -> str:
-    """`text` verbatim in a fenced code block (but `neutralise`d); put it between blank lines."""
+def escape_block(text: str, *, note: str = "") -> str:
+    """`text` verbatim in a fenced code block (but `neutralise`d); put it between blank lines.
+    A `note` of our own (no backtick, no line break) goes on a line above it, not searched:
+    the same block as for `f"{note}\n{text}"`, but ASCII text is spared the search."""
     text = neutralise(text)
+    if note:
+        text = f"{note}\n{text}"
     fence = "`" * max(3, _longest_backtick_run(text) + 1)
     return f"{fence}text\n{text}\n{fence}"
 
