@@ -13,6 +13,7 @@ import enum
 import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from itertools import compress
 from operator import attrgetter
 from typing import Any
 
@@ -216,9 +217,8 @@ class TestReport:
         """Tests that failed, then passed on a re-run, in report order."""
         known = self._known.get("flaky")
         if known is None:
-            known = self._known["flaky"] = tuple(
-                case for case in self.cases if case.reruns and case.flaky
-            )
+            rerun = compress(self.cases, map(_RERUNS, self.cases))  # few: picked out in C
+            known = self._known["flaky"] = tuple(case for case in rerun if case.flaky)
         return known
 
     @property
@@ -236,3 +236,4 @@ class TestReport:
 
 
 _FAILING = frozenset({CaseOutcome.FAILED, CaseOutcome.ERROR})
+_RERUNS = attrgetter("reruns")
