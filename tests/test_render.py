@@ -603,6 +603,16 @@ def test_the_longest_tracebacks_are_cut_first_keeping_their_ends() -> None:
         assert len(traceback.encode()) > 150_000  # the room is shared, not wasted
 
 
+def test_a_cut_traceback_is_neutralised_apart_from_the_note_on_what_was_cut() -> None:
+    # The note of the cut is ours and goes unsearched; the test's text after it never does.
+    long = "".join(f"frame {n}\n" for n in range(300_000)) + f"E   {TROJAN}"
+    case = TestCase("m", "t", CaseOutcome.FAILED, message="m", detail=long)
+    summary = render_summary(TestReport((case,)))
+    assert "earlier lines cut …]\n" in summary
+    assert_nothing_misleading(summary)
+    assert visible(TROJAN) in summary
+
+
 @pytest.mark.parametrize("limit", [20_000, 100_000])
 def test_a_smaller_byte_limit_holds_with_multibyte_text(limit: int) -> None:
     report = big_report(1_000, 500, "🔥" * 10_000, "名" * 3_000)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import gc
 import os
+import pickle
 import runpy
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from modal_gpu_action.report.merging import load_reports, merge
 from modal_gpu_action.report.results import (
     CaseOutcome,
     CaseResult,
+    NodePrefix,
     Problem,
     Subtests,
     TestCase,
@@ -750,3 +753,53 @@ def test_repeated_values_are_shared_between_cases_not_copied() -> None:
     first, *others = report.cases
     assert all(case.classname is first.classname and case.file is first.file for case in others)
     assert [case.nodeid for case in report.cases] == [f"tests/test_m.py::t{n}" for n in range(3)]
+
+
+def test_a_node_id_is_made_from_its_class_prefix_and_behaves_as_a_stored_one() -> None:
+    cases = "".join(
+        f'<testcase classname="tests.test_m.TestK" name="t[{n}]" file="tests/test_m.py"/>'
+        for n in range(2)
+    )
+    first, second = parse_junit(f'<testsuite name="pytest">{cases}</testsuite>'.encode()).cases
+    # What each case holds: the class's `path::classes`, one string for both; no node id of
+    # its own (a million of them were a third of a large report's memory).
+    held = [value for value in gc.get_referents(first) if isinstance(value, NodePrefix)]
+    assert held == ["tests/test_m.py::TestK"]
+    assert any(value is held[0] for value in gc.get_referents(second))
+    assert "tests/test_m.py::TestK::t[0]" not in gc.get_referents(first)
+    # ... but it reads, compares, hashes, prints, pickles and copies as the whole node id.
+    built = TestCase(
+        "tests.test_m.TestK", "t[0]", CaseOutcome.PASSED, file="tests/test_m.py",
+        nodeid="tests/test_m.py::TestK::t[0]",
+    )  # fmt: skip
+    assert first.nodeid == first.id == built.nodeid == "tests/test_m.py::TestK::t[0]"
+    assert type(first.nodeid) is str
+    assert first == built and hash(first) == hash(built) and repr(first) == repr(built)
+    assert pickle.loads(pickle.dumps(first)) == built
+    assert replace(first, outcome=CaseOutcome.FAILED).nodeid == first.nodeid
+    assert replace(first, nodeid="other::t").nodeid == "other::t"
+    assert first != second and second.nodeid == "tests/test_m.py::TestK::t[1]"
+    with pytest.raises(AttributeError):
+        first.nodeid = "changed"  # type: ignore[misc]
+
+
+def test_a_report_works_out_its_counts_once_and_a_changed_copy_anew() -> None:
+    document = b"""<testsuite><testcase name="a"><failure message="x"/></testcase>
+      <testcase name="b"/></testsuite>"""
+    report = parse_junit(document)
+    assert report.totals is report.totals and report.failures is report.failures
+    assert (report.totals.failed, report.totals.passed) == (1, 1)
+    passed_only = replace(report, cases=report.cases[1:])
+    assert (passed_only.totals.failed, passed_only.totals.passed) == (0, 1)
+    assert passed_only.failures == () and passed_only.conclusion.passing
+    assert not report.conclusion.passing
+    assert report == replace(report)  # what was worked out is no part of the value
+
+
+def test_the_cases_read_skip_the_young_generations() -> None:
+    # The young collection after a read would visit every case; they join the oldest at once.
+    assert gc.isenabled() and not gc.get_freeze_count()
+    report = parse_junit(b"<testsuite><testcase name='a'/><testcase name='b'/></testsuite>")
+    oldest = gc.get_objects(generation=2)
+    assert all(any(case is tracked for tracked in oldest) for case in report.cases)
+    assert not gc.get_freeze_count()

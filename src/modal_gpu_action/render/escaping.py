@@ -54,6 +54,8 @@ def neutralise(text: str) -> str:
     """`text` with every character that misleads the eye (`_MISLEADING`: bidirectional marks
     and overrides, zero-width characters, U+2028/U+2029) shown as U+FFFD: what the tests
     wrote is shown as what it is. For any test-derived text that people read."""
+    if text.isascii():  # none is (a check of a flag: most text is spared the search)
+        return text
     return _MISLEADING.sub("\ufffd", text) if _MISLEADING.search(text) else text
 
 
@@ -71,9 +73,13 @@ def escape_inline(text: str) -> str:
     return text.strip()
 
 
-def escape_block(text: str) -> str:
-    """`text` verbatim in a fenced code block (but `neutralise`d); put it between blank lines."""
+def escape_block(text: str, *, note: str = "") -> str:
+    """`text` verbatim in a fenced code block (but `neutralise`d); put it between blank lines.
+    A `note` of our own (no backtick, no line break) goes on a line above it, not searched:
+    the same block as for `f"{note}\n{text}"`, but ASCII text is spared the search."""
     text = neutralise(text)
+    if note:
+        text = f"{note}\n{text}"
     fence = "`" * max(3, _longest_backtick_run(text) + 1)
     return f"{fence}text\n{text}\n{fence}"
 

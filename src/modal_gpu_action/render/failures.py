@@ -85,7 +85,7 @@ def flaky_item(case: TestCase, *, traceback: bool) -> str:
         item += f": {escape_inline(clip(line, 300))}"
     trace = _traceback(first)
     if traceback and trace:
-        block = escape_block(_tail(trace, FLAKY_TRACE_BYTES))
+        block = _tail_block(trace, FLAKY_TRACE_BYTES)
         item += "\n\n  " + "\n  ".join(
             [
                 _DETAILS_OPEN,
@@ -247,7 +247,7 @@ def _longest_backtick_run(text: str) -> int:
 def _entry(head: str, detail: str, cap: int) -> str:
     if not detail:
         return head
-    return SEPARATOR.join((head, _DETAILS_OPEN, escape_block(_tail(detail, cap)), _DETAILS_CLOSE))
+    return SEPARATOR.join((head, _DETAILS_OPEN, _tail_block(detail, cap), _DETAILS_CLOSE))
 
 
 def _water_level(lengths: Sequence[int], room: int) -> int:
@@ -264,10 +264,18 @@ def _water_level(lengths: Sequence[int], room: int) -> int:
     return ordered[-1]
 
 
-def _tail(text: str, max_bytes: int) -> str:
-    """The end of `text` (where a traceback says what went wrong) in at most `max_bytes`."""
+def _tail_block(text: str, max_bytes: int) -> str:
+    """The end of `text` (where a traceback says what went wrong) in at most `max_bytes`, in a
+    code block; a note of ours says what was cut, kept apart from the test's text (a line
+    above it in the block), so that text that is all ASCII is spared neutralise's search."""
+    note, kept = _tail_parts(text, max_bytes)
+    return escape_block(kept, note=note)
+
+
+def _tail_parts(text: str, max_bytes: int) -> tuple[str, str]:
+    """The note of what was cut ("" when nothing was) and the end of `text` that is kept."""
     if _utf8_len(text) <= max_bytes:
-        return text
+        return "", text
     if max_bytes <= 0:
         kept = ""
     elif text.isascii():
@@ -275,7 +283,7 @@ def _tail(text: str, max_bytes: int) -> str:
     else:
         kept = text.encode()[-max_bytes:].decode("utf-8", "ignore")
     cut = text.count("\n") - kept.count("\n")
-    return f"[… {cut:,} earlier line{s(cut)} cut …]\n{kept}"
+    return f"[… {cut:,} earlier line{s(cut)} cut …]", kept
 
 
 def clip(text: str, limit: int) -> str:

@@ -16,7 +16,9 @@ made into a `TestCase`, or a `Problem` for the runner's own entries.
   collected but never started (NOT_RUN).
 - The node id (`TestCase.nodeid`, what `pytest` takes to run the test again): the `nodeid`
   attribute the runner's pytest plugin adds, else, in pytest's xunit1 reports, worked out from
-  `file` and the names (`pytest_node_id`); other producers' cases keep their names.
+  `file` and the names (`pytest_node_id`); other producers' cases keep their names. Worked
+  out, it is stored as the class's shared `path::classes` (a `NodePrefix`, results.py), which
+  `TestCase.nodeid` completes with the name when read.
 - pytest writes an xfail as `<skipped type="pytest.xfail">`: XFAILED. It writes a non-strict
   xpass as a plain pass, so that one cannot be told apart and stays PASSED; only the legacy
   `<skipped message="xfail-marked test passes unexpectedly">` becomes XPASSED. A strict xpass is
@@ -35,7 +37,13 @@ import re
 from dataclasses import fields
 from typing import TypeVar
 
-from modal_gpu_action.report.results import CaseOutcome, CaseResult, Problem, TestCase
+from modal_gpu_action.report.results import (
+    CaseOutcome,
+    CaseResult,
+    NodePrefix,
+    Problem,
+    TestCase,
+)
 
 # What the runner writes besides pytest's results (container/record.py and progress.py write
 # them; a test checks the names agree): an error case of this class name is a problem of the run;
@@ -81,20 +89,19 @@ class CaseReader:
         # pytest's reports (recognised by their suite names) write `line` 0-based and, in
         # xunit1, give the file a node id is worked out from.
         self._from_pytest = from_pytest
-        # (class name, file) -> the shared class name and file, and the node id's prefix
-        self._where: dict[tuple[str, str | None], tuple[str, str | None, str | None]] = {}
+        # (classname, file) attributes -> the shared class name and file, and the node id's prefix
+        self._where: dict[tuple[str | None, str | None], tuple[str, str | None, str | None]] = {}
         self._seconds: dict[str | None, float] = {}
         self._lines: dict[str | None, int | None] = {}
 
     def read(self, attributes: dict[str, str], results: list[Result]) -> TestCase | Problem:
         get = attributes.get
         name = get("name", "")
-        where = (get("classname", ""), get("file") or None)
-        # (Subscripts rather than .get: a million times, the difference shows.)
+        # (Subscripts rather than .get, keys as the attributes come: a million times, it shows.)
         try:
-            classname, file, node_prefix = self._where[where]
+            classname, file, node_prefix = self._where[get("classname"), get("file")]
         except KeyError:
-            classname, file, node_prefix = self._share(where, self._where, self._where_of(*where))
+            classname, file, node_prefix = self._where_of(get("classname"), get("file"))
         time = get("time")
         try:
             duration = self._seconds[time]
@@ -105,21 +112,19 @@ class CaseReader:
             line = self._lines[line_text]
         except KeyError:
             line = self._share(line_text, self._lines, _line(line_text, self._from_pytest))
-        if attributes.get("nodeid"):
-            nodeid = attributes["nodeid"]
-        elif node_prefix:
-            nodeid = f"{node_prefix}::{name}"
-        else:
-            nodeid = "" if node_prefix is None else pytest_node_id(classname, name, file)
+        # The node id: the attribute when given; else the class's shared prefix (a NodePrefix:
+        # the case's `nodeid` adds `::name` when read) or, when the name decides, worked out.
+        nodeid: str = get("nodeid") or node_prefix or ""
+        if node_prefix == "" and not nodeid:
+            nodeid = pytest_node_id(classname, name, file)
         if not results:
             disabled = "status" in attributes and attributes["status"] == "disabled"
-            outcome = CaseOutcome.SKIPPED if disabled else CaseOutcome.PASSED
             # _NewCase(classname, name, outcome, duration, "", "", file, line, nodeid), written
             # out: most cases take this path, and the call is a tenth of a case's time.
             case = _new_object(_NewCase)
             case.classname = classname
             case.name = name
-            case.outcome = outcome
+            case.outcome = _SKIPPED if disabled else _PASSED
             case.duration = duration
             case.message = case.detail = ""
             case.file = file
@@ -189,11 +194,15 @@ class CaseReader:
             reruns,
         )
 
-    def _where_of(self, classname: str, file: str | None) -> tuple[str, str | None, str | None]:
-        """The class name and file to share, and the node id's prefix: `path::classes` (the
-        common case), "" when the name decides it, None outside pytest's reports."""
-        prefix = _node_prefix(classname, file) if self._from_pytest else None
-        return classname, file, prefix
+    def _where_of(
+        self, classname: str | None, file: str | None
+    ) -> tuple[str, str | None, str | None]:
+        """For a case's `classname` and `file` attributes as given: the class name and file to
+        share, and the node id's prefix: `path::classes` (a NodePrefix, the common case), ""
+        when the name decides it, None outside pytest's reports. Kept while there is room."""
+        where = classname or "", file or None
+        prefix = _node_prefix(*where) if self._from_pytest else None
+        return self._share((classname, file), self._where, (*where, prefix))
 
     @staticmethod
     def _share(key: _Key, values: dict[_Key, _Value], value: _Value) -> _Value:
@@ -248,7 +257,8 @@ def pytest_node_id(classname: str, name: str, file: str | None) -> str:
 
 
 def _node_prefix(classname: str, file: str | None) -> str:
-    """`path::classes` when `classname` starts with `file`'s module, else "" (the name decides)."""
+    """`path::classes` (a NodePrefix) when `classname` starts with `file`'s module, else "" (the
+    name decides)."""
     if not file or not file.endswith(".py"):
         return ""
     path, module = _module_of(file)
@@ -256,7 +266,7 @@ def _node_prefix(classname: str, file: str | None) -> str:
     if not classname.startswith(module) or (len(classname) != size and classname[size] != "."):
         return ""
     classes = classname[size + 1 :].replace(".", "::")
-    return f"{path}::{classes}" if classes else path
+    return NodePrefix(f"{path}::{classes}" if classes else path)
 
 
 # pytest (xunit1) reports a module skipped at collection as message "collection skipped" and the
@@ -318,6 +328,7 @@ class _NewCase:
 
 
 _new_object = object.__new__
+_PASSED, _SKIPPED = CaseOutcome.PASSED, CaseOutcome.SKIPPED
 
 # Fails at import when TestCase gains a field that _NewCase does not set.
 if _NewCase.__init__.__code__.co_argcount != 1 + len(fields(TestCase)):

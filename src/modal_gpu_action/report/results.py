@@ -13,7 +13,9 @@ import enum
 import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from itertools import compress
 from operator import attrgetter
+from typing import Any
 
 from modal_gpu_action.report.conclusion import Conclusion
 
@@ -81,6 +83,34 @@ class TestCase:
         return (CaseResult(self.outcome, self.message, self.detail), *self.more)
 
 
+class NodePrefix(str):
+    """A node id's `path::classes`, shared by a class's cases (junit_case.py stores one in a
+    `TestCase`'s nodeid slot): the case's `nodeid` is it, `::` and the case's name, made when
+    read. A million node ids, each stored whole, would be a third of a large report's memory."""
+
+    __slots__ = ()
+
+
+def _nodeid_property(stored: Any) -> property:
+    """`TestCase.nodeid` read through its slot (`stored`): a `NodePrefix` there is completed
+    with the name, anything else is the node id itself. Written through the slot as given (the
+    dataclass's __init__ does), so TestCase(..., nodeid="a::b") keeps that string."""
+    get = stored.__get__
+
+    def nodeid(case: TestCase) -> str:
+        value: str = get(case)
+        if type(value) is NodePrefix:
+            return f"{value}::{case.name}"
+        return value
+
+    return property(nodeid, stored.__set__, doc="pytest's node id, or '' when not known.")
+
+
+# Equality, hashing, repr, replace() and pickling all read the field by name, so they all see
+# the whole node id, however it is stored.
+setattr(TestCase, "nodeid", _nodeid_property(TestCase.__dict__["nodeid"]))  # noqa: B010 (typed: a str)
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """Something wrong with the run itself, not a test: a shard that crashed, timed out or was
@@ -144,9 +174,20 @@ class TestReport:
     sources: tuple[str, ...] = field(default=())
     problems: tuple[Problem, ...] = ()  # the run's, apart from the tests: not counted in totals
     subtests: Subtests = field(default_factory=Subtests)
+    # What the properties below worked out, kept: the report is immutable, and rendering asks
+    # for its totals, failures and flaky tests several times (each a pass over every case).
+    _known: dict[str, Any] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     @property
     def totals(self) -> Totals:
+        known = self._known.get("totals")
+        if known is None:
+            known = self._known["totals"] = self._totals()
+        return known
+
+    def _totals(self) -> Totals:
         counts = Counter(map(attrgetter("outcome"), self.cases))
         return Totals(
             tests=len(self.cases),
@@ -158,24 +199,34 @@ class TestReport:
             xpassed=counts[CaseOutcome.XPASSED],
             duration=math.fsum(map(attrgetter("duration"), self.cases)),
             not_run=counts[CaseOutcome.NOT_RUN],
-            flaky=sum(1 for case in self.cases if case.reruns and case.flaky),
+            flaky=len(self.flaky),
         )
 
     @property
     def failures(self) -> tuple[TestCase, ...]:
         """Failed and errored cases, in report order."""
-        return tuple(case for case in self.cases if case.outcome in _FAILING)
+        known = self._known.get("failures")
+        if known is None:
+            known = self._known["failures"] = tuple(
+                case for case in self.cases if case.outcome in _FAILING
+            )
+        return known
 
     @property
     def flaky(self) -> tuple[TestCase, ...]:
         """Tests that failed, then passed on a re-run, in report order."""
-        return tuple(case for case in self.cases if case.reruns and case.flaky)
+        known = self._known.get("flaky")
+        if known is None:
+            rerun = compress(self.cases, map(_RERUNS, self.cases))  # few: picked out in C
+            known = self._known["flaky"] = tuple(case for case in rerun if case.flaky)
+        return known
 
     @property
     def conclusion(self) -> Conclusion:
         """FAILED when anything failed or errored, a test did not run or the run had a problem;
         NO_TESTS when nothing ran, else PASSED."""
-        if self.problems or any(case.outcome in _NOT_PASSING for case in self.cases):
+        totals = self.totals
+        if self.problems or totals.failed or totals.errors or totals.not_run:
             return Conclusion.FAILED
         return Conclusion.PASSED if self.cases else Conclusion.NO_TESTS
 
@@ -185,4 +236,4 @@ class TestReport:
 
 
 _FAILING = frozenset({CaseOutcome.FAILED, CaseOutcome.ERROR})
-_NOT_PASSING = _FAILING | {CaseOutcome.NOT_RUN}
+_RERUNS = attrgetter("reruns")
