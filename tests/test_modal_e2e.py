@@ -361,7 +361,8 @@ def test_cancel_stops_the_containers_and_keeps_what_finished(
     assert result.seconds - sent["SIGINT"] < 7, result.output
     assert result.returncode == 3, result.output
     assert "GPU tests: CANCELLED" in result.output
-    killed = [c for c in record.calls if "killed" in c]
+    # One container killed (the mock may record the cancel and the app's disconnect for it)
+    killed = {c["call"] for c in record.calls if "killed" in c}
     assert len(killed) == 1, record.calls
     assert not mock.state()["calls"][-1].get("started"), "nothing new started after the cancel"
     assert processes_with(mark) == [], "the cancelled shard's pytest is still running"
