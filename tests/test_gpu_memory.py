@@ -25,9 +25,11 @@ from modal_gpu_action.settings.gpu import GpuChoice, cheaper_gpu, modal_type_nam
 
 # A fake nvidia-smi. Its script (JSON beside it): the GPUs (name, MiB) and the memory.used
 # figures each query prints in turn, one list per GPU index, the last repeated. It counts the
-# memory queries it answered in `memory_queries` (the test project waits on that count).
+# memory queries it answered in `memory_queries` (the test project waits on that count), one
+# per sample of its `-lms` loop too; `loop_fails` makes the loop fail at once (single queries
+# take over); each loop started adds a character to `loops`.
 FAKE_NVIDIA_SMI = """#!{python}
-import json, os, sys
+import json, os, sys, time
 here = os.path.dirname(os.path.abspath(__file__))
 script = json.load(open(os.path.join(here, "script.json")))
 args = sys.argv[1:]
@@ -38,15 +40,27 @@ if any(a.startswith("--query-gpu=index,uuid") for a in args):
 elif "--query-gpu=index,memory.used" in args:
     if script.get("memory_fails"):
         sys.exit(9)
-    counter = os.path.join(here, "memory_queries")
-    n = int(open(counter).read()) if os.path.exists(counter) else 0
-    with open(counter + ".tmp", "w") as f:  # replaced whole: the test reads it meanwhile
-        f.write(str(n + 1))
-    os.replace(counter + ".tmp", counter)
-    figures = script["used"]
-    row = figures[min(n, len(figures) - 1)]
-    for i, used in enumerate(row):
-        print(f"{{i}}, {{used}}")
+
+    def sample():
+        counter = os.path.join(here, "memory_queries")
+        n = int(open(counter).read()) if os.path.exists(counter) else 0
+        with open(counter + ".tmp", "w") as f:  # replaced whole: the test reads it meanwhile
+            f.write(str(n + 1))
+        os.replace(counter + ".tmp", counter)
+        figures = script["used"]
+        row = figures[min(n, len(figures) - 1)]
+        for i, used in enumerate(row):
+            print(f"{{i}}, {{used}}", flush=True)
+
+    if "-lms" in args:  # nvidia-smi's own loop: a sample every N ms until stopped
+        if script.get("loop_fails"):
+            sys.exit(2)
+        with open(os.path.join(here, "loops"), "a") as f:
+            f.write("1")
+        while True:
+            time.sleep(int(args[args.index("-lms") + 1]) / 1000)
+            sample()
+    sample()
 elif "--query-gpu=index" in args:
     for i in range(len(gpus)):
         print(i)
@@ -96,6 +110,42 @@ def test_the_peak_is_reported_above_the_memory_in_use_before_the_tests(tmp_path:
         GpuMemoryPeak(index=0, peak_mib=9000, baseline_mib=700, samples=peaks[0].samples)
     ]
     assert peaks[0].samples >= 4
+
+
+def test_one_nvidia_smi_loop_serves_the_whole_run_and_is_gone_after_stop(tmp_path: Path) -> None:
+    bin_ = fake_nvidia_smi(tmp_path / "bin", [H100], [[700], [2000], [9700], [4000]])
+    peaks = sample({"PATH": str(bin_)}, bin_, polls=6)
+    assert peaks is not None and peaks[0].peak_mib == 9000
+    assert (bin_ / "loops").read_text() == "1"  # one process, not one per sample
+    settled = memory_queries(bin_)  # stopped with the sampler: no sample after it
+    time.sleep(0.5)
+    assert memory_queries(bin_) == settled
+    running = [
+        entry.name
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and _runs_from(entry, bin_)
+    ]
+    assert running == []
+
+
+def _runs_from(entry: Path, folder: Path) -> bool:
+    """Whether the process `entry` (a /proc folder) runs a program from `folder`."""
+    try:
+        words = (entry / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(word.startswith(str(folder).encode()) for word in words)
+
+
+def test_single_queries_take_over_when_nvidia_smi_cannot_loop(tmp_path: Path) -> None:
+    bin_ = fake_nvidia_smi(
+        tmp_path / "bin", [H100], [[700], [2000], [9700], [4000]], loop_fails=True
+    )
+    peaks = sample({"PATH": str(bin_)}, bin_, polls=5)
+    assert peaks == [
+        GpuMemoryPeak(index=0, peak_mib=9000, baseline_mib=700, samples=peaks[0].samples)
+    ]
+    assert peaks[0].samples >= 3
 
 
 def test_each_visible_gpu_has_its_own_peak_and_hidden_ones_none(tmp_path: Path) -> None:

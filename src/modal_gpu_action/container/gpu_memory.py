@@ -4,8 +4,12 @@
     ...                                          # pytest runs
     peaks = sampler.stop() if sampler else []    # one GpuMemoryPeak per GPU pytest could see
 
-Each poll is `nvidia-smi --query-gpu=index,memory.used --format=csv,noheader,nounits`, every
-POLL_SECONDS, for the GPUs the probe found pytest can see. memory.used counts every process on
+One `nvidia-smi --query-gpu=index,memory.used --format=csv,noheader,nounits -lms 200` runs
+while pytest does, printing a sample every POLL_SECONDS: one process for the whole run, where a
+fresh nvidia-smi per poll cost 10-20 ms of CPU each, five a second (benchmarks/README.md). Where
+it cannot start or stops early, single queries take over at the same pace. When the runner dies,
+its next write hits a closed pipe and it ends. Only the GPUs the probe found pytest can see
+count. memory.used counts every process on
 the GPU, so the peak is reported less the baseline: what each GPU had in use just before pytest
 started (another job on a shared self-hosted GPU, or nothing on Modal). `--query-compute-apps`
 would name the processes instead, but inside a container nvidia-smi cannot see them (another PID
@@ -34,16 +38,19 @@ QUERY = ["--query-gpu=index,memory.used", "--format=csv,noheader,nounits"]
 
 
 class GpuMemorySampler:
-    """Polls nvidia-smi in a thread of its own until `stop`."""
+    """Reads nvidia-smi's samples in a thread of its own until `stop`."""
 
     def __init__(self, exe: str, env: dict[str, str], baseline: dict[str, int]) -> None:
-        self._command = [exe, *QUERY]
+        self._exe = exe
         self._env = env
         self._baseline = baseline
         self._peak = dict(baseline)
+        self._first = next(iter(baseline))  # a sample is counted by this GPU's line
         self._samples = 0
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="gpu-memory", daemon=True)
+        self._lock = threading.Lock()
+        self._looping: subprocess.Popen[bytes] | None = None
+        self._thread = threading.Thread(target=self._sample, name="gpu-memory", daemon=True)
 
     @classmethod
     def start(cls, env: Mapping[str, str], gpu: GpuFacts) -> GpuMemorySampler | None:
@@ -62,8 +69,12 @@ class GpuMemorySampler:
         return sampler
 
     def stop(self) -> list[GpuMemoryPeak]:
-        """Stop polling; each GPU's peak above its baseline, in the probe's order."""
+        """Stop sampling; each GPU's peak above its baseline, in the probe's order."""
         self._stopping.set()
+        with self._lock:
+            looping = self._looping
+        if looping is not None:
+            _end(looping)
         self._thread.join(POLL_TIMEOUT_SECONDS + 1)
         return [
             GpuMemoryPeak(
@@ -75,13 +86,50 @@ class GpuMemorySampler:
             for i, used in self._baseline.items()
         ]
 
-    def _poll(self) -> None:
-        while not self._stopping.wait(POLL_SECONDS):
-            sample = _query(self._command[0], self._env)
-            for index, used in sample.items():
-                if index in self._peak:
-                    self._peak[index] = max(self._peak[index], used)
-            self._samples += bool(sample)
+    def _sample(self) -> None:
+        self._follow_loop()
+        while not self._stopping.wait(POLL_SECONDS):  # nvidia-smi's loop ended early: poll
+            self._take(_query(self._exe, self._env))
+
+    def _follow_loop(self) -> None:
+        """Take the samples of nvidia-smi's own loop (`-lms`) until it ends or `stop`."""
+        command = [self._exe, *QUERY, "-lms", str(round(POLL_SECONDS * 1000))]
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            try:
+                self._looping = subprocess.Popen(
+                    command,
+                    env=self._env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                )
+            except (OSError, ValueError):
+                return
+            looping = self._looping
+        assert looping.stdout is not None
+        with looping.stdout:
+            for line in looping.stdout:
+                self._take(_parse(line))
+        _end(looping)
+
+    def _take(self, sample: dict[str, int]) -> None:
+        for index, used in sample.items():
+            if index in self._peak:
+                self._peak[index] = max(self._peak[index], used)
+        self._samples += self._first in sample
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    """Stop nvidia-smi's loop and reap it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(POLL_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _query(exe: str, env: dict[str, str]) -> dict[str, int]:
@@ -100,8 +148,12 @@ def _query(exe: str, env: dict[str, str]) -> dict[str, int]:
     if done.returncode != 0:
         return {}
     used: dict[str, int] = {}
-    for line in done.stdout.decode("utf-8", "replace").splitlines():
-        index, _, value = (part.strip() for part in line.partition(","))
-        if index and value.isdigit():  # "[N/A]" on some MIG set-ups: no figure
-            used[index] = int(value)
+    for line in done.stdout.splitlines():
+        used.update(_parse(line))
     return used
+
+
+def _parse(line: bytes) -> dict[str, int]:
+    """`0, 1234` -> {"0": 1234}; {} for a line without a figure ("[N/A]" on some MIG set-ups)."""
+    index, _, value = (part.strip() for part in line.decode("utf-8", "replace").partition(","))
+    return {index: int(value)} if index and value.isdigit() and len(value) < 10 else {}
