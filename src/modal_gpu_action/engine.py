@@ -8,9 +8,9 @@ Everything the user had is written before anything that can fail on the network:
 file, the job summary and the outputs come first, the PR comment after. The one read before them,
 this job's section as the previous run left it (what "changes since the previous run" compares
 with), never fails the run: a read that fails is a warning, within a third of the publishing
-deadline. The label is removed when the session ends, however it ends. The run's outcome (the shards merged, its conclusion, facts
-and outputs) is outcome.py's; the console's one screen is console.py's. Errors and warnings are
-workflow commands in GitHub mode only.
+deadline. The label is removed when the session ends, however it ends. The run's outcome (the
+shards merged, its conclusion, facts and outputs) is outcome.py's; the console's one screen is
+console.py's. Errors and warnings are workflow commands in GitHub mode only.
 """
 
 from __future__ import annotations
@@ -348,11 +348,13 @@ def _commit(settings: Settings, environ: Mapping[str, str]) -> str:
 
 def _notes(outcome: RunOutcome, settings: Settings) -> tuple[str, ...]:
     """Sentences under the headline: why the conclusion is what it is, where that is not plain."""
-    flaky = outcome.report.totals.flaky
-    if flaky and outcome.conclusion is Conclusion.FAILED and settings.flaky_fails:
-        tests = "1 test" if flaky == 1 else f"{flaky:,} tests"
+    report, totals = outcome.report, outcome.report.totals
+    failing = totals.failed or totals.errors or totals.not_run or report.problems
+    if totals.flaky and settings.flaky_fails and not failing:  # they alone fail the run
+        tests = "1 test" if totals.flaky == 1 else f"{totals.flaky:,} tests"
         return (
             f"{tests} passed only on a re-run (flaky), which fails the run because 'flaky' is fail.",
+            *outcome.notes,
         )
     if outcome.conclusion is not Conclusion.NO_TESTS:
         return outcome.notes  # the cost cap stopped the tests
