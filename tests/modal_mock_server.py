@@ -9,6 +9,7 @@ what the container needs of ours is only what the Modal backend adds at containe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -18,7 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,33 @@ class ModalMock:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         self.process = None
+
+    def __enter__(self) -> ModalMock:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def serving(folder: Path) -> Iterator[ModalMock]:
+    """A plain mock server for a test module's fixture (the host's Python runs the calls)."""
+    with ModalMock(folder) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serving_built_images(folder: Path) -> Iterator[ModalMock]:
+    """A mock server that builds the images (with a layer cache of its own, removed after) and
+    runs each call in the image's own Python."""
+    cache = image_cache_folder(folder)
+    (folder / "server").mkdir(exist_ok=True)
+    try:
+        with ModalMock(folder / "server", build_images=True, image_cache=cache) as server:
+            yield server
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 @dataclass

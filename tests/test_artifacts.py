@@ -28,8 +28,9 @@ from modal_mock_server import (
     ModalMock,
     Run,
     clean_environ,
-    image_cache_folder,
     run_cli,
+    serving,
+    serving_built_images,
     why_unavailable,
 )
 
@@ -243,12 +244,8 @@ needs_mock = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModalMock]:
-    server = ModalMock(tmp_path_factory.mktemp("modal-mock"))
-    server.start()
-    try:
+    with serving(tmp_path_factory.mktemp("modal-mock")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def on_modal(mock: ModalMock, folder: Path, *args: str, timeout: float = 120.0) -> Run:
@@ -316,16 +313,8 @@ def test_modal_two_shards_bring_back_their_files_into_shard_folders(
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModalMock]:
-    cache = image_cache_folder(tmp_path_factory.mktemp("modal-images"))
-    server = ModalMock(
-        tmp_path_factory.mktemp("modal-mock-built"), build_images=True, image_cache=cache
-    )
-    server.start()
-    try:
+    with serving_built_images(tmp_path_factory.mktemp("modal-mock-built")) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(cache, ignore_errors=True)
 
 
 @needs_mock

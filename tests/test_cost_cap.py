@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from modal_mock_server import ModalMock, clean_environ, run_cli, since, why_unavailable
+from modal_mock_server import ModalMock, clean_environ, run_cli, serving, since, why_unavailable
 from test_gpu_memory import run_action
 
 from modal_gpu_action.settings import Settings, load_settings
@@ -172,12 +172,8 @@ MODAL_PROJECTS = Path(__file__).parent / "fixtures" / "modal_projects"
 def mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModalMock]:
     if _UNAVAILABLE is not None:
         pytest.skip(f"MODAL E2E NOT RUN: {_UNAVAILABLE}")
-    server = ModalMock(tmp_path_factory.mktemp("modal-mock"))
-    server.start()
-    try:
+    with serving(tmp_path_factory.mktemp("modal-mock")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_on_modal_the_shards_and_the_container_get_the_derived_limit(

@@ -13,14 +13,14 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from modal_mock_server import ModalMock, clean_environ, run_cli, why_unavailable
+from modal_mock_server import clean_environ, run_cli, serving, serving_built_images, why_unavailable
 
 from modal_gpu_action.container.protocol import Ending, GpuFacts, RunRequest, RunResult
 from modal_gpu_action.container.reruns import failed_node_ids, rerun_failures
@@ -167,6 +167,16 @@ def test_flaky_fail_fails_the_run_and_says_why(tmp_path: Path) -> None:
     assert "Flaky (1)" in (tmp_path / "s.md").read_text()
 
 
+def test_flaky_fail_beside_a_real_failure_does_not_blame_the_flaky_test(tmp_path: Path) -> None:
+    folder = flaky_project(tmp_path, always=True)
+    result = run_local(tmp_path, folder, "--rerun-failures", "1", "--flaky", "fail")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    outputs = read_outputs(tmp_path / "output.txt")
+    assert (outputs["failed"], outputs["flaky"]) == ("1", "1")
+    assert "because 'flaky' is fail" not in result.stdout  # the failure fails it anyway
+
+
 def test_without_reruns_the_flaky_test_fails_the_run(tmp_path: Path) -> None:
     folder = flaky_project(tmp_path)
     result = run_local(tmp_path, folder)
@@ -260,28 +270,42 @@ def test_the_inputs_read_from_the_environment(tmp_path: Path) -> None:
 _UNAVAILABLE = why_unavailable()
 
 
+# The durations of an earlier run of flaky_project(always=True): the shards get a plan from it.
+DURATIONS = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" tests="6">
+<testcase classname="tests.test_always" name="test_always_fails" file="tests/test_always.py" time="3.0" />
+<testcase classname="tests.test_flaky" name="test_flaky" file="tests/test_flaky.py" time="2.0" />
+<testcase classname="tests.test_passes" name="test_passes[0]" file="tests/test_passes.py" time="1.0" />
+</testsuite></testsuites>
+"""
+
+
 @pytest.mark.skipif(_UNAVAILABLE is not None, reason=f"MODAL E2E NOT RUN: {_UNAVAILABLE}")
-def test_reruns_happen_in_the_modal_container(tmp_path: Path) -> None:
+@pytest.mark.parametrize("images", ["plain", "built"])
+def test_reruns_happen_in_the_modal_container(tmp_path: Path, images: str) -> None:
+    """On the plain mock (the host's Python runs the call) and with the images built (the
+    image's own Python: the re-run and sharding plugins load there by name, the shard plan made
+    from `shard-durations` on the runner)."""
     folder = flaky_project(tmp_path, always=True)
-    markers = Path("/tmp") / f"flaky-{uuid.uuid4().hex}"
-    markers.mkdir()
+    (folder / "durations.xml").write_text(DURATIONS)
     junit = tmp_path / "junit.xml"
+    args = ["--rerun-failures", "2", "--shards", "2", "--shard-durations", "durations.xml"]
+    serve = serving if images == "plain" else serving_built_images
+    markers = Path(tempfile.mkdtemp(prefix="flaky-"))  # outside the project: not uploaded
+    env = f"FLAKY_MARKER_DIR={markers}" if images == "plain" else "FLAKY=1"
     (tmp_path / "modal-mock").mkdir()
-    server = ModalMock(tmp_path / "modal-mock")
-    server.start()
-    try:
+    with serve(tmp_path / "modal-mock") as server:
         result = run_cli(
             ["run", "--backend", "modal", "--junit-xml", str(junit), "--comment", "off",
-             "--rerun-failures", "2", "--shards", "2", "--env", f"FLAKY_MARKER_DIR={markers}"],
+             *args, "--env", env],
             env=clean_environ(**server.env()),
             cwd=folder,
-            timeout=180,
+            timeout=300,
         )  # fmt: skip
-    finally:
-        server.stop()
 
     assert result.returncode == 1, result.output  # test_always_fails
     assert "modal-gpu-action: re-run 2 of 2: 1 failed test" in result.output
+    assert "balanced by durations" in result.output
     assert [c.tag for c in case_named(junit, "test_flaky")] == ["flakyFailure"]
     assert [c.tag for c in case_named(junit, "test_always_fails")] == [
         "failure",
@@ -289,6 +313,7 @@ def test_reruns_happen_in_the_modal_container(tmp_path: Path) -> None:
         "rerunFailure",
     ]
     assert "1 of the passed flaky" in result.output
+    assert "6 tests: 5 passed, 1 failed" in result.output  # each test in one shard, once
 
 
 # The `report` command on other tools' files.

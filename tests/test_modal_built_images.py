@@ -57,14 +57,9 @@ def image_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def mock(tmp_path_factory: pytest.TempPathFactory, image_cache: Path) -> Iterator[ModalMock]:
-    server = ModalMock(
-        tmp_path_factory.mktemp("modal-mock-built"), build_images=True, image_cache=image_cache
-    )
-    server.start()
-    try:
+    folder = tmp_path_factory.mktemp("modal-mock-built")
+    with ModalMock(folder, build_images=True, image_cache=image_cache) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def project(tmp_path: Path, name: str) -> Path:

@@ -31,8 +31,9 @@ from modal_mock_server import (
     Run,
     clean_environ,
     client_command,
-    image_cache_folder,
     run_cli,
+    serving,
+    serving_built_images,
     since,
     why_unavailable,
 )
@@ -49,27 +50,16 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModalMock]:
-    server = ModalMock(tmp_path_factory.mktemp("modal-mock"))
-    server.start()
-    try:
+    with serving(tmp_path_factory.mktemp("modal-mock")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModalMock]:
     """A server that builds the images for real: the calls run in the image's own Python (the
     partial results travel from there), with no `modal` in it."""
-    cache = image_cache_folder(tmp_path_factory.mktemp("modal-images"))
-    server = ModalMock(tmp_path_factory.mktemp("modal-mock-built"), build_images=True,
-                       image_cache=cache)  # fmt: skip
-    server.start()
-    try:
+    with serving_built_images(tmp_path_factory.mktemp("modal-mock-built")) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(cache, ignore_errors=True)
 
 
 def project(tmp_path: Path, name: str) -> Path:
