@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,38 @@ def test_text_xml_cannot_hold_is_replaced_and_the_file_stays_well_formed() -> No
     assert (case.classname, case.name, case.message, case.file, case.nodeid) == (cleaned,) * 5
     assert case.detail == cleaned.replace("\r\n", "\n")  # XML reads a line end in text as \n
     assert case.outcome == CaseOutcome.FAILED
+
+
+PYTEST_SHAPED = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">
+<testcase classname="tests.test_a.TestK" name="test_one[x]" file="tests/test_a.py" line="4" time="0.5"/>
+<testcase classname="tests.test_a.TestK" name="test_two[&quot;&amp;&lt;]" file="tests/test_a.py" line="9" time="0.5"/>
+<testcase classname="tests.test_a.TestK" name="test_three[\u00e9&#9;]" file="tests/test_a.py" time="0.25"/>
+<testcase classname="tests.te&quot;st_b" name="test_one" file="tests/te&quot;st_b.py" line="0" time="2"/>
+<testcase classname="tests.te&quot;st_b" name="test_two" file="tests/te&quot;st_b.py" line="0" time="2"/>
+<testcase classname="tests.test_a.TestK" name="test_four" time="0.5" nodeid="given::id&lt;"/>
+<testcase classname="" name="test_five" time="0.5"/>
+</testsuite></testsuites>"""
+
+
+def test_each_case_is_written_as_elementtree_writes_it_whatever_it_shares_with_others() -> None:
+    # The writer formats what cases share (a class, a file, a line, a time, the node id's
+    # prefix) once: each case's element must still be its own, escaped as ElementTree escapes.
+    report = parse_junit(PYTEST_SHAPED.encode())
+    assert report.cases[0].nodeid == "tests/test_a.py::TestK::test_one[x]"
+    written = [line.strip() for line in to_junit_xml(report).splitlines() if "<testcase" in line]
+    expected = []
+    for case in report.cases:
+        attributes = {"classname": case.classname, "name": case.name}
+        attributes["time"] = f"{case.duration:.3f}"
+        if case.file:
+            attributes["file"] = case.file
+        if case.line is not None:
+            attributes["line"] = str(case.line)
+        if case.nodeid:
+            attributes["nodeid"] = case.nodeid
+        expected.append(ET.tostring(ET.Element("testcase", attributes), encoding="unicode"))
+    assert written == expected
+    assert parse_junit(to_junit_xml(report).encode()).cases == report.cases
 
 
 class RecordingFile(io.RawIOBase):

@@ -21,11 +21,18 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
 from modal_gpu_action.report.junit_case import NOT_RUN_TYPE, PROBLEM_CLASSNAME, SUBTESTS_PROPERTY
-from modal_gpu_action.report.results import CaseOutcome, CaseResult, TestCase, TestReport
+from modal_gpu_action.report.results import (
+    CaseOutcome,
+    CaseResult,
+    NodePrefix,
+    TestCase,
+    TestReport,
+    stored_nodeid,
+)
 
 # XML 1.0 cannot hold most control characters, which test output can contain.
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -41,8 +48,8 @@ _RESULT_TYPE = {CaseOutcome.XFAILED: "pytest.xfail", CaseOutcome.NOT_RUN: NOT_RU
 PROBLEMS_SUITE = "modal-gpu-action: problems with the run"
 _PASSED = CaseOutcome.PASSED
 
-# What is written at once: a few hundred cases' text.
-_BATCH = 64 * 1024
+# Cases written at once: a few hundred kilobytes of text.
+_BATCH = 512
 
 
 def to_junit_xml(report: TestReport, *, suite_name: str = "modal-gpu-action") -> str:
@@ -56,17 +63,8 @@ def write_junit_xml(
     report: TestReport, out: BinaryIO, *, suite_name: str = "modal-gpu-action"
 ) -> None:
     """Write the merged JUnit XML (UTF-8) to the binary file `out`, a batch of cases at a time."""
-    batch: list[str] = []
-    add = batch.append
-    size = 0
     for text in _document(report, suite_name):
-        add(text)
-        size += len(text)
-        if size >= _BATCH:
-            out.write("".join(batch).encode("utf-8"))
-            batch.clear()
-            size = 0
-    out.write("".join(batch).encode("utf-8"))
+        out.write(text.encode("utf-8"))
 
 
 def _document(report: TestReport, suite_name: str) -> Iterator[str]:
@@ -96,30 +94,7 @@ def _document(report: TestReport, suite_name: str) -> Iterator[str]:
             ):
                 yield f"      {_start('property', name=SUBTESTS_PROPERTY + kind, value=str(number))} />\n"
             yield "    </properties>\n"
-        plain = _PLAIN.fullmatch
-        for case in report.cases:
-            classname, name, file, nodeid = case.classname, case.name, case.file, case.nodeid
-            # One check for the four values (most are plain), not one each: a tenth of the
-            # writing's time at 100,000 cases.
-            if not plain(f"{classname} {name} {file or ''} {nodeid}"):
-                classname, name = _attribute(classname), _attribute(name)
-                file, nodeid = file and _attribute(file), _attribute(nodeid)
-            start = (
-                f'    <testcase classname="{classname}" name="{name}" time="{case.duration:.3f}"'
-            )
-            if file:
-                start += f' file="{file}"'
-            if case.line is not None:
-                start += f' line="{case.line}"'
-            if nodeid:
-                start += f' nodeid="{nodeid}"'
-            if case.outcome is _PASSED and not case.more and not case.reruns:
-                yield start + " />\n"  # most cases: nothing inside
-                continue
-            results = case.results
-            if not results and case.outcome in _RESULT_TAG:
-                results = (CaseResult(case.outcome, case.message, case.detail),)
-            yield _case(start, results, _reruns(case) if case.reruns else "")
+        yield from _cases(report.cases)
         yield "  </testsuite>\n"
     if report.problems:
         count = str(len(report.problems))
@@ -140,6 +115,66 @@ def _document(report: TestReport, suite_name: str) -> Iterator[str]:
             yield _case(start, (CaseResult(CaseOutcome.ERROR, problem.message, problem.detail),))
         yield "  </testsuite>\n"
     yield "</testsuites>\n"
+
+
+def _cases(cases: Sequence[TestCase]) -> Iterator[str]:
+    """The `<testcase>` elements, `_BATCH` cases' text at a time.
+
+    What repeats from case to case (a class's start tag up to the name, a time, a file, a line,
+    the node id's `path::classes`) is escaped and formatted once and looked up after: per case
+    there is the name to check and one string to make. Twice as fast as formatting every
+    attribute of every case (0.2 s at 100,000 cases), the same bytes."""
+    plain = _PLAIN.fullmatch
+    heads: dict[str, str] = {}
+    times: dict[float, str] = {}
+    files: dict[str | None, str] = {}
+    lines: dict[int | None, str] = {}
+    prefixes: dict[str, str] = {}
+    batch: list[str] = []
+    add = batch.append
+    for case in cases:
+        name, stored = case.name, stored_nodeid(case)
+        if not plain(name):
+            name = _attribute(name)
+        try:
+            head = heads[case.classname]
+        except KeyError:
+            head = heads[case.classname] = (
+                f'    <testcase classname="{_attribute(case.classname)}" name="'
+            )
+        try:
+            time = times[case.duration]
+        except KeyError:
+            time = times[case.duration] = f'" time="{case.duration:.3f}"'
+        try:
+            file = files[case.file]
+        except KeyError:
+            file = files[case.file] = f' file="{_attribute(case.file)}"' if case.file else ""
+        try:
+            line = lines[case.line]
+        except KeyError:
+            line = lines[case.line] = "" if case.line is None else f' line="{case.line}"'
+        if type(stored) is NodePrefix:  # the node id is `path::classes::name`
+            try:
+                prefix = prefixes[stored]
+            except KeyError:
+                prefix = prefixes[stored] = f' nodeid="{_attribute(stored)}::'
+            start = f'{head}{name}{time}{file}{line}{prefix}{name}"'
+        elif stored:
+            start = f'{head}{name}{time}{file}{line} nodeid="{_attribute(stored)}"'
+        else:
+            start = f"{head}{name}{time}{file}{line}"
+        if case.outcome is _PASSED and not case.more and not case.reruns:
+            add(start + " />\n")  # most cases: nothing inside
+        else:
+            results = case.results
+            if not results and case.outcome in _RESULT_TAG:
+                results = (CaseResult(case.outcome, case.message, case.detail),)
+            add(_case(start, results, _reruns(case) if case.reruns else ""))
+        if len(batch) == _BATCH:
+            yield "".join(batch)
+            batch.clear()
+    yield "".join(batch)
 
 
 def _case(start: str, results: tuple[CaseResult, ...], reruns: str = "") -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import compress
 from operator import attrgetter
@@ -108,7 +109,12 @@ def _nodeid_property(stored: Any) -> property:
 
 # Equality, hashing, repr, replace() and pickling all read the field by name, so they all see
 # the whole node id, however it is stored.
-setattr(TestCase, "nodeid", _nodeid_property(TestCase.__dict__["nodeid"]))  # noqa: B010 (typed: a str)
+_NODEID_SLOT = TestCase.__dict__["nodeid"]
+setattr(TestCase, "nodeid", _nodeid_property(_NODEID_SLOT))  # noqa: B010 (typed: a str)
+
+# The node id as stored: a NodePrefix (the whole id is it, `::` and the name) or the whole id.
+# For the JUnit writer, which escapes a class's prefix once, not once per case.
+stored_nodeid: Callable[[TestCase], str] = _NODEID_SLOT.__get__
 
 
 @dataclass(frozen=True, slots=True)
