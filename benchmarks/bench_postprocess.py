@@ -19,6 +19,11 @@ each under /usr/bin/time (wall, user + system CPU, peak RSS). run's post-process
 run - stand-in; the ratio is post-processing / report per repetition, and its median is the
 figure (target: within 1.2x). `report` writes no merged JUnit file; `run` does (it is one of its
 outputs), so that writing is inside the ratio. Results also go to benchmarks/out/postprocess.json.
+
+With --instructions, `run` and `report` also run once each under valgrind's callgrind, which
+counts the instructions the process executes (not the stand-in: a child it does not trace): the
+same count for the same inputs whatever else the machine is doing, so their ratio is the steady
+figure on a shared machine where wall-time ratios move by a tenth from one run to the next.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ import argparse
 import json
 import os
 import platform
+import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -86,13 +93,36 @@ def timed(command: list[str], env: dict[str, str], cwd: Path, scratch: Path) -> 
     return {"wall": float(wall), "cpu": float(user) + float(system), "rss_mb": int(rss_kb) / 1024}
 
 
+def instructions(command: list[str], env: dict[str, str], cwd: Path) -> int:
+    """The instructions `command`'s process executes (callgrind; its children are not traced)."""
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode not in (0, 1) or not found:
+        raise SystemExit(
+            f"callgrind: {shlex.join(command)} exited {done.returncode}:\n{done.stderr[-3000:]}"
+        )
+    return int(found.group(1))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=100_000)
     parser.add_argument("--failures", type=int, default=1_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", type=Path, default=HERE / "out" / "postprocess.json")
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions (valgrind callgrind)"
+    )
     args = parser.parse_args()
+    if args.instructions and not shutil.which("valgrind"):
+        parser.error("--instructions needs valgrind (Debian: apt-get install valgrind)")
     # As an installed tool runs: modules' bytecode cached (the warm-up run writes it), not every
     # module compiled again in every run as PYTHONDONTWRITEBYTECODE=1 would have it.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -131,6 +161,11 @@ def main() -> int:
                 use = stand_in_env if name == "stand-in" else env
                 times[name].append(timed(commands[name], use, project, scratch))
         junit_bytes, record_bytes = junit.stat().st_size, record.stat().st_size
+        counted = {}
+        if args.instructions:
+            counted = {
+                name: instructions(commands[name], env, project) for name in ("run", "report")
+            }
 
     post = [r["wall"] - s["wall"] for r, s in zip(times["run"], times["stand-in"], strict=True)]
     post_cpu = [r["cpu"] - s["cpu"] for r, s in zip(times["run"], times["stand-in"], strict=True)]
@@ -158,6 +193,8 @@ def main() -> int:
         "ratio_wall_median": statistics.median(ratios),
         "ratio_cpu_median": statistics.median(ratios_cpu),
         "within_target": statistics.median(ratios) <= 1.2,
+        "instructions": counted,
+        "instructions_ratio": counted["run"] / counted["report"] if counted else None,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2))
@@ -177,6 +214,11 @@ def main() -> int:
         f" wall {figures['ratio_wall_median']:.2f}x, cpu {figures['ratio_cpu_median']:.2f}x;"
         f" target <= 1.2x: {'met' if figures['within_target'] else 'MISSED'}"
     )
+    if counted:
+        print(
+            f"instructions (callgrind, one run each): run {counted['run'] / 1e9:.3f} G, report"
+            f" {counted['report'] / 1e9:.3f} G; ratio {figures['instructions_ratio']:.3f}x"
+        )
     return 0 if figures["within_target"] else 1
 
 

@@ -197,3 +197,36 @@ def test_stream_output_refuses_a_linked_folder_and_leaves_nothing_when_writing_f
     assert sorted(os.listdir(workspace)) == ["reports"]  # no temporary file left behind
     write_output(workspace / "x.xml", "text \u00e9", workspace=workspace)
     assert (workspace / "x.xml").read_bytes() == "text \u00e9".encode()
+
+
+def test_a_name_to_escape_is_escaped_wherever_it_falls_among_plain_ones() -> None:
+    # Names are checked a batch of cases at a time: one to escape in any batch, first or
+    # last case, must still be escaped, and the plain ones around it written as they are.
+    for where in (0, 511, 512, 1023, 1100):
+        cases = [
+            TestCase("tests.test_big", f"test_{n}", CaseOutcome.PASSED, file="tests/big.py")
+            for n in range(1101)
+        ]
+        cases[where] = TestCase("tests.test_big", 'test_["&<>\t]', CaseOutcome.PASSED)
+        text = to_junit_xml(TestReport(cases=tuple(cases)))
+        assert 'name="test_[&quot;&amp;&lt;&gt;&#09;]"' in text
+        assert parse_junit(text.encode()).cases == tuple(cases)
+
+
+def test_exactly_the_characters_xml_cannot_hold_are_replaced() -> None:
+    # XML 1.0's Char production; the writer and the container's record spell its complement.
+    from modal_gpu_action.container.record import _XML_ILLEGAL
+    from modal_gpu_action.report.junit_writer import _NOT_XML
+
+    def allowed(point: int) -> bool:
+        return (
+            point in (0x9, 0xA, 0xD)
+            or 0x20 <= point <= 0xD7FF
+            or 0xE000 <= point <= 0xFFFD
+            or 0x10000 <= point <= 0x10FFFF
+        )
+
+    text = "".join(map(chr, range(0x110000)))
+    expected = "".join("\ufffd" if not allowed(ord(c)) else c for c in text)
+    assert _NOT_XML.sub("\ufffd", text) == expected
+    assert _XML_ILLEGAL.sub("\ufffd", text) == expected

@@ -34,8 +34,10 @@ from modal_gpu_action.report.results import (
     stored_nodeid,
 )
 
-# XML 1.0 cannot hold most control characters, which test output can contain.
-_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# XML 1.0 cannot hold most control characters, which test output can contain: what its Char
+# production leaves out, spelt as the few it leaves out (the same set as the negation of the
+# ranges it allows, and a tenth of the time to compile on every start).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 _RESULT_TAG = {
     CaseOutcome.FAILED: "failure",
@@ -121,60 +123,61 @@ def _cases(cases: Sequence[TestCase]) -> Iterator[str]:
     """The `<testcase>` elements, `_BATCH` cases' text at a time.
 
     What repeats from case to case (a class's start tag up to the name, a time, a file, a line,
-    the node id's `path::classes`) is escaped and formatted once and looked up after: per case
-    there is the name to check and one string to make. Twice as fast as formatting every
-    attribute of every case (0.2 s at 100,000 cases), the same bytes."""
+    the node id's `path::classes`) is escaped and formatted once and looked up after, and the
+    names are checked a batch at a time: per case there is one string to make. A fifth of the
+    instructions of formatting and checking every attribute of every case, the same bytes."""
     plain = _PLAIN.fullmatch
     heads: dict[str, str] = {}
     times: dict[float, str] = {}
     files: dict[str | None, str] = {}
     lines: dict[int | None, str] = {}
     prefixes: dict[str, str] = {}
-    batch: list[str] = []
-    add = batch.append
-    for case in cases:
-        name, stored = case.name, stored_nodeid(case)
-        if not plain(name):
-            name = _attribute(name)
-        try:
-            head = heads[case.classname]
-        except KeyError:
-            head = heads[case.classname] = (
-                f'    <testcase classname="{_attribute(case.classname)}" name="'
-            )
-        try:
-            time = times[case.duration]
-        except KeyError:
-            time = times[case.duration] = f'" time="{case.duration:.3f}"'
-        try:
-            file = files[case.file]
-        except KeyError:
-            file = files[case.file] = f' file="{_attribute(case.file)}"' if case.file else ""
-        try:
-            line = lines[case.line]
-        except KeyError:
-            line = lines[case.line] = "" if case.line is None else f' line="{case.line}"'
-        if type(stored) is NodePrefix:  # the node id is `path::classes::name`
+    for first in range(0, len(cases), _BATCH):
+        chunk = cases[first : first + _BATCH]
+        # One check for the batch's names (nearly always plain), not one a case.
+        names_plain = plain(" ".join([case.name for case in chunk])) is not None
+        batch: list[str] = []
+        add = batch.append
+        for case in chunk:
+            name, stored = case.name, stored_nodeid(case)
+            if not names_plain and not plain(name):
+                name = _attribute(name)
             try:
-                prefix = prefixes[stored]
+                head = heads[case.classname]
             except KeyError:
-                prefix = prefixes[stored] = f' nodeid="{_attribute(stored)}::'
-            start = f'{head}{name}{time}{file}{line}{prefix}{name}"'
-        elif stored:
-            start = f'{head}{name}{time}{file}{line} nodeid="{_attribute(stored)}"'
-        else:
-            start = f"{head}{name}{time}{file}{line}"
-        if case.outcome is _PASSED and not case.more and not case.reruns:
-            add(start + " />\n")  # most cases: nothing inside
-        else:
-            results = case.results
-            if not results and case.outcome in _RESULT_TAG:
-                results = (CaseResult(case.outcome, case.message, case.detail),)
-            add(_case(start, results, _reruns(case) if case.reruns else ""))
-        if len(batch) == _BATCH:
-            yield "".join(batch)
-            batch.clear()
-    yield "".join(batch)
+                head = heads[case.classname] = (
+                    f'    <testcase classname="{_attribute(case.classname)}" name="'
+                )
+            try:
+                time = times[case.duration]
+            except KeyError:
+                time = times[case.duration] = f'" time="{case.duration:.3f}"'
+            try:
+                file = files[case.file]
+            except KeyError:
+                file = files[case.file] = f' file="{_attribute(case.file)}"' if case.file else ""
+            try:
+                line = lines[case.line]
+            except KeyError:
+                line = lines[case.line] = "" if case.line is None else f' line="{case.line}"'
+            if type(stored) is NodePrefix:  # the node id is `path::classes::name`
+                try:
+                    prefix = prefixes[stored]
+                except KeyError:
+                    prefix = prefixes[stored] = f' nodeid="{_attribute(stored)}::'
+                start = f'{head}{name}{time}{file}{line}{prefix}{name}"'
+            elif stored:
+                start = f'{head}{name}{time}{file}{line} nodeid="{_attribute(stored)}"'
+            else:
+                start = f"{head}{name}{time}{file}{line}"
+            if case.outcome is _PASSED and not case.more and not case.reruns:
+                add(start + " />\n")  # most cases: nothing inside
+            else:
+                results = case.results
+                if not results and case.outcome in _RESULT_TAG:
+                    results = (CaseResult(case.outcome, case.message, case.detail),)
+                add(_case(start, results, _reruns(case) if case.reruns else ""))
+        yield "".join(batch)
 
 
 def _case(start: str, results: tuple[CaseResult, ...], reruns: str = "") -> str:
