@@ -230,3 +230,17 @@ def test_exactly_the_characters_xml_cannot_hold_are_replaced() -> None:
     expected = "".join("\ufffd" if not allowed(ord(c)) else c for c in text)
     assert _NOT_XML.sub("\ufffd", text) == expected
     assert _XML_ILLEGAL.sub("\ufffd", text) == expected
+
+
+def test_the_quick_checks_for_plain_text_agree_with_a_character_by_character_one() -> None:
+    # _clean and _plain tell common text (printable ASCII) at C speed; every ASCII and Latin-1
+    # character in such text must come out as a check of each character would have it.
+    import re
+
+    from modal_gpu_action.report.junit_writer import _NOT_XML, _clean, _plain
+
+    plain_by_character = re.compile(r"[ !#-%'-;=?-~]*")
+    for point in range(0x100):
+        for text in (chr(point), f"tests/test_a.py:9: in helper{chr(point)}\n    x = 1\t\r\n"):
+            assert _clean(text) == _NOT_XML.sub("\ufffd", text), repr(text)
+            assert _plain(text) == bool(plain_by_character.fullmatch(text)), repr(text)
