@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from github_api.server import APP_BOT, BOT, MAINTAINER, OTHER_BOT, STRANGER, FakeGitHub
+from github_api.server import (
+    APP_BOT,
+    BOT,
+    GRAPHQL,
+    GRAPHQL_FORBIDDEN,
+    MAINTAINER,
+    OTHER_BOT,
+    STRANGER,
+    FakeGitHub,
+)
 
 from modal_gpu_action.publish import github
 from modal_gpu_action.render.comment_sections import (
@@ -236,9 +245,8 @@ def test_foreign_marker_comments_are_never_edited_or_deleted_and_ours_is_updated
 def test_a_github_app_token_writes_its_own_comment_and_leaves_the_others(
     fake: FakeGitHub, tmp_path: Path
 ) -> None:
-    """GET /user refuses an app's installation token, as the workflow's GITHUB_TOKEN: the token
-    is taken for github-actions[bot] until the comment it creates shows its real login, which
-    the checks that follow then recognise (one comment, not one per check)."""
+    """GET /user refuses an app's installation token, as the workflow's GITHUB_TOKEN; GraphQL's
+    viewer names its bot, whose comment is then the only one recognised as ours."""
     fake.state.as_user = APP_BOT
     context, settings = setup(fake, tmp_path)
     foreign = foreign_marker_comments(fake)
@@ -247,12 +255,168 @@ def test_a_github_app_token_writes_its_own_comment_and_leaves_the_others(
 
     assert result.warnings == []
     assert [e.status for e in fake.calls("users/get-authenticated")] == [403]
+    assert [e.status for e in fake.calls(GRAPHQL)] == [200]
     created = [c for c in fake.comments_on(PR) if c.user["login"] == APP_BOT["login"]]
     assert len(created) == 1 and result.comment_url == github_url(fake, created[0].id)
     assert set(parse_comment(created[0].body)) == {"L4"}
     bodies = {c.id: c.body for c in fake.comments_on(PR)}
     assert {c.id: c.body for c in foreign} == {c.id: bodies[c.id] for c in foreign}
     assert fake.calls("issues/delete-comment") == []
+
+
+# A GitHub App's installation token: GET /user refuses it, GraphQL's viewer names its bot.
+
+
+@pytest.mark.parametrize("where", ["api.github.com", "GHES"])
+def test_a_github_app_tokens_next_run_edits_the_comment_of_its_earlier_run(
+    request: pytest.FixtureRequest,
+    github_api_make_server: Callable[..., FakeGitHub],
+    tmp_path: Path,
+    where: str,
+) -> None:
+    """Each run asks who the token is afresh: its earlier runs' comment, written by
+    `APP-SLUG[bot]`, must be recognised before anything is written, or every run adds one."""
+    if where == "GHES":  # GraphQL at /api/graphql, REST below /api/v3
+        validator = request.getfixturevalue("github_api_ghes_validator")
+        fake = github_api_make_server(validator, prefix="/api/v3")
+    else:
+        fake = github_api_make_server()
+    fake.add_pull(PR, HEAD, labels=(LABEL,))
+    fake.state.as_user = APP_BOT
+    context, settings = setup(fake, tmp_path)
+    foreign = foreign_marker_comments(fake)
+
+    first, _ = publish(context, settings, section("L4", "failed"))
+    second, _ = publish(context, settings, section("L4", "passed"))
+
+    assert first.warnings == second.warnings == []
+    ours = [c for c in fake.comments_on(PR) if c.user["login"] == APP_BOT["login"]]
+    assert len(ours) == 1
+    assert first.comment_url == second.comment_url == github_url(fake, ours[0].id)
+    assert parse_comment(ours[0].body)["L4"].conclusion == "passed"
+    assert len(fake.calls("issues/create-comment")) == 1
+    assert len(fake.calls("issues/update-comment")) == 1
+    assert fake.calls("issues/delete-comment") == []  # no duplicate written
+    assert [e.status for e in fake.calls(GRAPHQL)] == [200, 200]  # once per run
+    assert {e.path for e in fake.calls(GRAPHQL)} == {fake.graphql_path}
+    bodies = {c.id: c.body for c in fake.comments_on(PR)}
+    assert {c.id: c.body for c in foreign} == {c.id: bodies[c.id] for c in foreign}
+
+
+@pytest.mark.parametrize("viewer", [None, "github-actions"], ids=["bot login", "bare name"])
+def test_the_workflow_token_is_github_actions_bot_whatever_graphql_calls_it(
+    fake: FakeGitHub, tmp_path: Path, viewer: str | None
+) -> None:
+    fake.state.as_user = BOT
+    fake.state.viewer_login = viewer  # None: `github-actions[bot]`
+    context, settings = setup(fake, tmp_path)
+    foreign = foreign_marker_comments(fake)
+    ours = fake.add_comment(PR, compose_comment("GPU tests/gpu", {"T4": section("T4")}), user=BOT)
+
+    result, _ = publish(context, settings, section("L4", "failed"))
+
+    assert result.warnings == []
+    assert result.comment_url == github_url(fake, ours.id)
+    assert [e.status for e in fake.calls(GRAPHQL)] == [200]
+    assert fake.calls("issues/create-comment") == fake.calls("issues/delete-comment") == []
+    edited = {int(e.path.rsplit("/", 1)[1]) for e in fake.calls("issues/update-comment")}
+    assert edited == {ours.id}
+    assert set(parse_comment(fake.comments_on(PR)[-1].body)) == {"T4", "L4"}
+    bodies = {c.id: c.body for c in fake.comments_on(PR)}
+    assert {c.id: c.body for c in foreign} == {c.id: bodies[c.id] for c in foreign}
+
+
+GRAPHQL_FAILURES = {
+    "403": (403, {"message": "Resource not accessible by integration"}),
+    "error payload": (200, GRAPHQL_FORBIDDEN),
+    "no login in the answer": (200, {"data": {"viewer": None}}),
+    "bad credentials": (401, {"message": "Bad credentials"}),
+}
+
+
+@pytest.mark.parametrize("failure", list(GRAPHQL_FAILURES))
+@pytest.mark.parametrize("token_user", [BOT, APP_BOT], ids=["GITHUB_TOKEN", "GitHub App"])
+def test_graphql_failing_falls_back_to_github_actions_bot_and_still_publishes(
+    fake: FakeGitHub, tmp_path: Path, failure: str, token_user: dict[str, Any]
+) -> None:
+    """As before GraphQL was asked: the token is taken for github-actions[bot] until its first
+    comment shows its login. An app's earlier comment is then not recognised at first: a new
+    comment is created (a notification), then found beside it, merged into it and deleted."""
+    fake.state.as_user = token_user
+    status, body = GRAPHQL_FAILURES[failure]
+    fake.inject(GRAPHQL, status, body=body)
+    context, settings = setup(fake, tmp_path)
+    foreign = foreign_marker_comments(fake)
+    earlier = fake.add_comment(
+        PR, compose_comment("GPU tests/gpu", {"T4": section("T4")}), user=token_user
+    )
+
+    result, _ = publish(context, settings, section("L4", "failed"))
+
+    assert result.warnings == []
+    assert [e.status for e in fake.calls(GRAPHQL)] == [status]  # not retried
+    assert result.comment_url == github_url(fake, earlier.id)
+    ours = [c for c in fake.comments_on(PR) if c.user["login"] == token_user["login"]]
+    assert [c.id for c in ours] == [earlier.id]
+    assert set(parse_comment(ours[0].body)) == {"T4", "L4"}
+    assert parse_comment(ours[0].body)["L4"].conclusion == "failed"
+    created = len(fake.calls("issues/create-comment"))
+    deleted = len(fake.calls("issues/delete-comment"))
+    # github-actions[bot] is the right guess for the workflow's token, not for an app's.
+    assert (created, deleted) == ((0, 0) if token_user is BOT else (1, 1))
+    bodies = {c.id: c.body for c in fake.comments_on(PR)}
+    assert {c.id: c.body for c in foreign} == {c.id: bodies[c.id] for c in foreign}
+
+
+def test_graphql_is_retried_like_every_request(fake: FakeGitHub, tmp_path: Path) -> None:
+    fake.state.as_user = APP_BOT
+    fake.inject(GRAPHQL, 502)
+    context, settings = setup(fake, tmp_path)
+    earlier = fake.add_comment(
+        PR, compose_comment("GPU tests/gpu", {"T4": section("T4")}), user=APP_BOT
+    )
+
+    result, _ = publish(context, settings, section("L4", "failed"))
+
+    assert result.warnings == []
+    assert [e.status for e in fake.calls(GRAPHQL)] == [502, 200]
+    assert result.comment_url == github_url(fake, earlier.id)
+    assert fake.calls("issues/create-comment") == []
+
+
+SLUG_USER = {"login": "gpu-ci-app", "id": 5005, "type": "User"}  # a user named as the app
+
+
+@pytest.mark.parametrize("viewer", [None, "gpu-ci-app"], ids=["bot login", "bare name"])
+@pytest.mark.parametrize("ours_exists", [True, False], ids=["ours exists", "none of ours"])
+def test_a_user_named_like_the_app_is_never_taken_for_it(
+    fake: FakeGitHub, tmp_path: Path, viewer: str | None, ours_exists: bool
+) -> None:
+    """Logins are compared whole: `gpu-ci-app` (a user: a maintainer, a passer-by) is not the
+    app's bot `gpu-ci-app[bot]`, whatever GraphQL names the bot."""
+    fake.state.as_user = APP_BOT
+    fake.state.viewer_login = viewer  # None: `gpu-ci-app[bot]`
+    context, settings = setup(fake, tmp_path)
+    foreign = foreign_marker_comments(fake, SLUG_USER)
+    body = compose_comment("GPU tests/gpu", {"T4": section("T4")})
+    ours = fake.add_comment(PR, body, user=APP_BOT) if ours_exists else None
+
+    result, _ = publish(context, settings, section("L4", "failed"))
+
+    assert result.warnings == []
+    bodies = {c.id: c.body for c in fake.comments_on(PR)}
+    assert {c.id: c.body for c in foreign} == {c.id: bodies[c.id] for c in foreign}  # untouched
+    assert fake.calls("issues/delete-comment") == []
+    written = [c for c in fake.comments_on(PR) if c.user["login"] == APP_BOT["login"]]
+    assert len(written) == 1 and result.comment_url == github_url(fake, written[0].id)
+    if ours is not None:
+        assert written[0].id == ours.id
+        assert set(parse_comment(written[0].body)) == {"T4", "L4"}  # theirs not merged in
+        assert fake.calls("issues/create-comment") == []
+    else:
+        assert set(parse_comment(written[0].body)) == {"L4"}
+        edited = {int(e.path.rsplit("/", 1)[1]) for e in fake.calls("issues/update-comment")}
+        assert edited <= {written[0].id}
 
 
 def test_different_comment_keys_keep_different_comments(fake: FakeGitHub, tmp_path: Path) -> None:

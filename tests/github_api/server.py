@@ -15,6 +15,13 @@ Who the token is: `state.as_user` writes the comments; `GET /user` answers its p
 user's token and 403 "Resource not accessible by integration" for a bot's (an installation token:
 the workflow's GITHUB_TOKEN or a GitHub App's), as GitHub does.
 
+GraphQL is not in the REST description, so one query of it is served beside it, unchecked by
+the description and checked by hand instead: `POST /graphql` (`/api/graphql` on GHES, where REST
+is below `/api/v3`) answers `query { viewer { login } }` with the token's login, as GitHub answers
+installation tokens too; any other query is a violation. Its operation id here is `GRAPHQL`:
+`inject(GRAPHQL, 403)`, `inject(GRAPHQL, 200, body=GRAPHQL_FORBIDDEN)` (an error payload) and
+`stall(..., GRAPHQL)` work as for REST operations.
+
 A server that is there but does not answer (`stall`): requests are accepted and read, then never
 answered ("silent") or answered one header line every few seconds, never finishing ("trickle").
 
@@ -46,6 +53,21 @@ OTHER_BOT = {"login": "dependabot[bot]", "id": 49699333, "type": "Bot"}
 MAINTAINER = {"login": "maintainer", "id": 1001, "type": "User"}
 STRANGER = {"login": "drive-by", "id": 2002, "type": "User"}
 STALLS = ("silent", "trickle")
+GRAPHQL = "graphql"  # the operation id the GraphQL endpoint is recorded, faulted and stalled by
+GRAPHQL_DOCS = "https://docs.github.com/graphql"
+# GitHub's answer to a query the token may not make: 200, with errors and no data.
+GRAPHQL_FORBIDDEN = {
+    "data": None,
+    "errors": [
+        {
+            "type": "FORBIDDEN",
+            "path": ["viewer"],
+            "locations": [{"line": 1, "column": 9}],
+            "message": "Resource not accessible by integration",
+        }
+    ],
+}
+_VIEWER_LOGIN = re.compile(r"\s*(query\s*)?\{\s*viewer\s*\{\s*login\s*\}\s*\}\s*")
 
 
 @dataclass
@@ -104,6 +126,7 @@ class State:
     read_only: bool = False  # a fork PR's token: reads only
     as_user: dict[str, Any] = field(default_factory=lambda: dict(BOT))  # who writes
     as_association: str = "NONE"
+    viewer_login: str | None = None  # what GraphQL's viewer.login answers; None: as_user's
     comments: list[Comment] = field(default_factory=list)
     issues: dict[int, list[str]] = field(default_factory=dict)  # number -> label names
     pulls: dict[int, Pull] = field(default_factory=dict)
@@ -122,6 +145,8 @@ class FakeGitHub:
     ) -> None:
         self.validator = validator
         self.prefix = prefix.rstrip("/")
+        # Where GraphQL is: beside the REST API, /api/graphql on GHES (REST: /api/v3).
+        self.graphql_path = self.prefix.removesuffix("/v3") + "/graphql"
         self.delay = delay
         self.state = State()
         self.violations: list[str] = []
@@ -236,6 +261,8 @@ class FakeGitHub:
         split = urlsplit(target)
         path, query = split.path, parse_qs(split.query, keep_blank_values=True)
         self._local.query = query  # for _record (each request has its own thread)
+        if path == self.graphql_path:
+            return self._graphql(method, path, headers, body)
         if self.prefix:
             if not path.startswith(self.prefix + "/"):
                 return self._refuse(method, path, f"{method} {path}: outside {self.prefix}")
@@ -303,6 +330,64 @@ class FakeGitHub:
             )
             return self._record(method, path, route.operation_id, status, answer, extra)
 
+    def _graphql(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        """`POST /graphql`, outside the REST description: the request is checked here (JSON,
+        a query, the only one the action makes); the answer is GitHub's shape for it."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            data = None
+        query = data.get("query") if isinstance(data, dict) else None
+        variables = data.get("variables", {}) if isinstance(data, dict) else None
+        problem = ""
+        if method != "POST":
+            problem = f"{method} {path}: GraphQL takes POST"
+        elif not isinstance(query, str) or not isinstance(variables, dict | None):
+            problem = f"POST {path}: not a GraphQL request body: {body[:200]!r}"
+        elif not _VIEWER_LOGIN.fullmatch(query):
+            problem = f"POST {path}: the fake answers `viewer {{ login }}` only, not {query!r}"
+        if problem:
+            with self.lock:
+                self.violations.append(problem)
+            return self._record(
+                method, path, GRAPHQL, 400, {"message": "Problems parsing JSON"}, injected=True
+            )
+        low, high = self.delay
+        if high:
+            time.sleep(self._random.uniform(low, high))
+        if lowered.get("authorization") not in (
+            f"token {self.state.token}",
+            f"Bearer {self.state.token}",
+        ):
+            return self._record(
+                method,
+                path,
+                GRAPHQL,
+                401,
+                {"message": "Bad credentials", "documentation_url": GRAPHQL_DOCS},
+            )
+        with self.lock:
+            stall = self.stalls.get(GRAPHQL) or self.stalls.get("*")
+        if stall:
+            self._record(method, path, GRAPHQL, 0, None, injected=True)
+            return Answer(0, {}, None, True, stall=stall)
+        with self.lock:
+            for fault in self.faults:
+                if fault.operation_id == GRAPHQL and fault.times > 0:
+                    fault.times -= 1
+                    return self._record(
+                        method,
+                        path,
+                        GRAPHQL,
+                        fault.status,
+                        fault.body,
+                        fault.headers,
+                        injected=True,
+                    )
+            login = self.state.viewer_login or self.state.as_user["login"]
+            return self._record(method, path, GRAPHQL, 200, {"data": {"viewer": {"login": login}}})
+
     def _refuse(self, method: str, path: str, problem: str) -> Answer:
         with self.lock:
             self.violations.append(problem)
@@ -337,6 +422,8 @@ class FakeGitHub:
         injected: bool,
     ) -> None:
         path = urlsplit(target).path
+        if path == self.graphql_path:
+            return  # not REST: checked by `_graphql`
         if self.prefix and path.startswith(self.prefix + "/"):
             path = path[len(self.prefix) :]
         if self.validator.route(method, path) is None:

@@ -7,13 +7,16 @@ The comment. `comment: sticky` keeps one comment per key (`comment-key`, default
 name and the job id), found by its hidden marker line on any page of the PR's comments and
 edited in place; `new` keeps one comment per workflow run attempt instead (the matrix jobs of a
 run still share it). Only comments written by the token's own login are ours: it is looked up
-once per publication with `GET /user` (a personal access token's user); installation tokens,
-which `GET /user` refuses (403 "Resource not accessible by integration"), write as
-`github-actions[bot]` - the workflow's GITHUB_TOKEN does - unless a comment created with the
-token shows another login (a GitHub App's token writes as `APP-SLUG[bot]`, so before its first
-comment of a run, its earlier runs' comments are not recognised: a new comment is written). A
-marker line in anybody else's comment, another bot's or a maintainer's, is never edited, merged
-or deleted.
+once per publication with `GET /user` (a personal access token's user). Installation tokens,
+which `GET /user` refuses (403 "Resource not accessible by integration"), write as a bot: the
+workflow's GITHUB_TOKEN as `github-actions[bot]`, a GitHub App's as `APP-SLUG[bot]`; GraphQL's
+`viewer { login }`, which answers them, names it (`[bot]` appended where the answer lacks it, so
+a user whose login is the bare name is never taken for the bot). Where GraphQL fails too, the
+token is taken for `github-actions[bot]` until a comment it creates shows its login: an app's
+earlier comment is then not recognised at first, so a new comment is written (notifying), then
+found beside the earlier one, merged into it and deleted. Logins are compared whole, ignoring
+case only. A marker line in anybody else's comment, another bot's or a maintainer's, is never
+edited, merged or deleted.
 
 The jobs of a matrix share the key, so they share the comment: each job owns the section of its
 key (the GPU or `matrix-key`) and rebuilds the whole comment from the sections already in it (see

@@ -48,6 +48,8 @@ from modal_gpu_action.render.durations import format_duration
 from modal_gpu_action.settings import GitHubContext
 
 ACTIONS_BOT = "github-actions[bot]"  # who the workflow's GITHUB_TOKEN writes as
+_BOT_SUFFIX = "[bot]"  # GitHub's logins of apps' bots end so; a user's login cannot
+_VIEWER_QUERY = "query { viewer { login } }"
 _POLL_SECONDS = 0.05  # how often a wait for a request looks at the cancel event
 T = TypeVar("T")
 
@@ -111,8 +113,9 @@ class Api:
         return comments
 
     def login(self) -> str:
-        """Who this token writes as, looked up once: `GET /user`, or `github-actions[bot]` for a
-        token that it refuses (installation tokens) until a comment it wrote says otherwise."""
+        """Who this token writes as, looked up once: `GET /user` (a user's token); for a token
+        that it refuses (an installation token) GraphQL's `viewer`, as a bot; failing that,
+        `github-actions[bot]` until a comment it wrote says otherwise."""
         if self._login is None:
             try:
                 _, data = self.call(
@@ -123,9 +126,33 @@ class Api:
             except GithubException as error:
                 if error.status != 403:
                     raise
-                login = None
+                login = self._installation_login()
             self._login = login if isinstance(login, str) and login else ACTIONS_BOT
         return self._login
+
+    def _installation_login(self) -> str | None:
+        """The bot an installation token writes as (`APP-SLUG[bot]`, `github-actions[bot]`),
+        from GraphQL's `viewer`, which answers installation tokens where `GET /user` does not:
+        without it a GitHub App's earlier comments are not recognised and every run writes a
+        new one. None when GraphQL cannot tell; the caller then guesses as before."""
+        try:
+            _, data = self.call(
+                "find which bot the token writes as",
+                lambda: self.github.requester.graphql_query(_VIEWER_QUERY, {}),
+            )
+        except (GithubException, requests.RequestException, ValueError, TypeError):
+            # Refused, an error payload, no answer in time, or a body that is not a JSON
+            # object (PyGithub's TypeError, ValueError): the lookup is only a better guess.
+            return None
+        viewer = data.get("data") if isinstance(data, dict) else None
+        viewer = viewer.get("viewer") if isinstance(viewer, dict) else None
+        login = viewer.get("login") if isinstance(viewer, dict) else None
+        if not isinstance(login, str) or not login:
+            return None
+        # An installation token always writes as a bot, whose comments GitHub shows as
+        # `NAME[bot]`; GraphQL may name it without the suffix (the workflow's token:
+        # `github-actions`). Never the bare name: a user of that login is someone else.
+        return login if login.endswith(_BOT_SUFFIX) else login + _BOT_SUFFIX
 
     def wrote_as(self, login: str) -> None:
         """A comment this token created was written by `login`: that is who we are."""
