@@ -22,6 +22,7 @@ from modal_gpu_action.container.record import (
     PROBLEM_CLASSNAME,
     STATE_HEAD_BYTES,
     STATE_TAIL_BYTES,
+    STATE_TAIL_MAX_BYTES,
     SUBTESTS_PROPERTY,
     RecordState,
     read_progress,
@@ -307,6 +308,22 @@ def test_a_test_whose_reports_fill_the_tail_is_found_by_reading_the_whole_record
     path = tmp_path / "progress.jsonl"
     write_records(path, [*progress_lines(3)[:-1], {"e": "start", "nodeid": nodeid}, *subtests])
     assert read_state(path).running == nodeid
+
+
+@pytest.mark.parametrize("reports_bytes", [10_000, 200_000, 900_000])
+def test_the_tail_is_read_back_until_it_holds_the_running_tests_start(
+    tmp_path: Path, reports_bytes: int
+) -> None:
+    # The tail grows from STATE_TAIL_BYTES while it holds no test's start: a test whose
+    # reports fill the first tail, or the next, is still found, as reading it all finds it.
+    nodeid = "tests/test_a.py::test_long"
+    report = {"e": "report", "nodeid": nodeid, "when": "call", "outcome": "passed", "s": "x" * 50}
+    many = [report] * (reports_bytes // len(json.dumps(report)))
+    path = tmp_path / "progress.jsonl"
+    write_records(path, [*progress_lines(30_000)[:-1], {"e": "start", "nodeid": nodeid}, *many])
+    assert path.stat().st_size > STATE_HEAD_BYTES + STATE_TAIL_MAX_BYTES
+    assert read_state(path) == RecordState(True, False, nodeid)
+    assert read_state(path).running == running_test(read_progress(path))
 
 
 def pytest_like_junit(cases_count: int) -> bytes:

@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from modal_gpu_action.backends.shard_durations import read_durations
 from modal_gpu_action.console import TITLE, one_screen
 from modal_gpu_action.exit_codes import FAILED
 from modal_gpu_action.github_actions.github_limits import run_url_from_env
@@ -44,11 +43,8 @@ from modal_gpu_action.github_actions.workflow import (
     write_outputs,
 )
 from modal_gpu_action.outcome import RunOutcome, execute, outputs
-from modal_gpu_action.publish.deadline import Deadline
 from modal_gpu_action.render.annotations import annotation_commands
 from modal_gpu_action.render.comment_sections import SECTION_LIMIT, section_for
-from modal_gpu_action.render.gpu_differences import differences
-from modal_gpu_action.render.gpu_differences import summary_section as differences_section
 from modal_gpu_action.render.markdown import render_comment, render_summary
 from modal_gpu_action.report.comparison import Changes, compare, file_state
 from modal_gpu_action.report.conclusion import Conclusion
@@ -57,6 +53,9 @@ from modal_gpu_action.report.junit_writer import write_junit_xml
 from modal_gpu_action.report.redaction import redact_report
 from modal_gpu_action.report.test_state import TestState, encode, state_of
 from modal_gpu_action.settings import Settings, SettingsError, load_label_settings
+
+if TYPE_CHECKING:
+    from modal_gpu_action.publish.deadline import Deadline
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +117,8 @@ def session(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Iter
         if not in_github_actions(environ):
             yield Session(cancel)
             return
+        from modal_gpu_action.publish.deadline import Deadline  # GitHub mode's only
+
         deadline = Deadline.for_run(cancel, environ)
         if label is None:  # PyGithub is imported only to publish something: 0.5-1 s
             yield Session(cancel, deadline)
@@ -231,6 +232,8 @@ def _gpu_differences(
     """After publishing: the tests that differ by GPU in the comment as this job left it, in the
     job summary and the `gpu-differences` output (the comment has its own table)."""
     from modal_gpu_action.publish.previous_run import written_sections
+    from modal_gpu_action.render.gpu_differences import differences
+    from modal_gpu_action.render.gpu_differences import summary_section as differences_section
 
     sections = written_sections(settings.publishing, deadline=started.publishing, stream=stream)
     found = differences([(s.key, s.gpu, s.state) for s in sections.values() if s.state])
@@ -331,6 +334,8 @@ def durations_warning(settings: Settings) -> str:
     path = settings.shard_durations
     if path is None or settings.shards == 1:
         return ""
+    from modal_gpu_action.backends.shard_durations import read_durations  # sharded runs' only
+
     why = read_durations(path).unusable  # parsed once: the backend's requests reuse it
     if not why:
         return ""

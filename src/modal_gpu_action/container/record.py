@@ -19,14 +19,15 @@ import errno
 import json
 import os
 import re
-import socket
 import stat
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .names import junit_names
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 # What the host reads besides pytest's own results (report/junit_reader.py keeps the same names): an
 # error case of this class name is a problem of the run, not a test; a skipped case of this type
@@ -73,7 +74,10 @@ def read_progress(path: Path, max_bytes: int = MAX_PROGRESS_BYTES) -> list[dict[
 
 
 STATE_HEAD_BYTES = 64 * 1024  # of the record read for the session's start (its second line)
-STATE_TAIL_BYTES = 1024 * 1024  # of the record read for its end and the test that was running
+# Of the record read for its end and the test that was running: the last 64 KB, then four times
+# as much while that holds no test's start, up to 1 MB (a 1 MB tail is thousands of records).
+STATE_TAIL_BYTES = 64 * 1024
+STATE_TAIL_MAX_BYTES = 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,24 +91,33 @@ class RecordState:
 
 
 def read_state(path: Path) -> RecordState:
-    """The record's state from its first STATE_HEAD_BYTES and last STATE_TAIL_BYTES: the plugin
-    writes the session's start second and its end last, and a test's start just before its
-    reports. Only when the tail holds no test start at all (one test with more reports than fit,
-    subtests) is the whole record read. A record that cannot be read is an empty state."""
+    """The record's state from its first STATE_HEAD_BYTES and its last part: the plugin writes
+    the session's start second and its end last, and a test's start just before its reports,
+    so the tail is read back from the end until it holds a test's start (at most
+    STATE_TAIL_MAX_BYTES). Only when no test starts in that much (one test with more reports
+    than fit, subtests) is the whole record read. A record that cannot be read is an empty
+    state."""
     try:
         with _open_plain_file(path) as handle:
             size = os.fstat(handle.fileno()).st_size
             head = handle.read(STATE_HEAD_BYTES)
-            if size <= STATE_HEAD_BYTES + STATE_TAIL_BYTES:
-                head += handle.read(STATE_TAIL_BYTES)
-                tail_records = first = _records(head)
-                whole = True
-            else:
-                handle.seek(size - STATE_TAIL_BYTES)
-                tail = handle.read(STATE_TAIL_BYTES)
-                first = _records(head[: head.rfind(b"\n") + 1])
+            first = _records(head[: head.rfind(b"\n") + 1])
+            tail_bytes = STATE_TAIL_BYTES
+            while True:
+                if size <= len(head) + tail_bytes:  # the tail reaches the head: read it all
+                    handle.seek(0)
+                    tail_records = first = _records(handle.read())
+                    whole = True
+                    break
+                handle.seek(size - tail_bytes)
+                tail = handle.read(tail_bytes)
                 tail_records = _records(tail[tail.find(b"\n") + 1 :])
                 whole = False
+                if tail_bytes >= STATE_TAIL_MAX_BYTES or any(
+                    r.get("e") == "start" for r in tail_records
+                ):
+                    break
+                tail_bytes *= 4
     except OSError:
         return RecordState()
     if not whole and not any(r.get("e") == "start" for r in tail_records):
@@ -208,6 +221,10 @@ def synthesize_junit(
     that was not used) is an error case of class name `modal-gpu-action`: a problem of the run,
     not a test. The tests can write to the record too: a field of the wrong type is left out,
     never fatal."""
+    # Imported here: most runs never synthesise a report (pytest's own is whole).
+    import socket
+    import xml.etree.ElementTree as ET
+
     cases: dict[str, dict[str, Any]] = {}
     collected: list[list[Any]] = []
     subtests = {"passed": 0, "failed": 0, "skipped": 0}
@@ -352,6 +369,8 @@ def _report_children(element: ET.Element, report: dict[str, Any]) -> list[str]:
 
 
 def _child(parent: ET.Element, tag: str, message: str, text: Any, kind: str = "") -> str:
+    import xml.etree.ElementTree as ET
+
     child = ET.SubElement(parent, tag, message=_xml_text(message))
     if kind:
         child.set("type", kind)

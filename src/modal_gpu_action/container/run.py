@@ -46,7 +46,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, process, relay, reruns
+from . import artifacts, process, relay
 from .gpu_memory import GpuMemorySampler
 from .probe import probe_gpu
 from .progress import PROGRESS_ENV, RUNNER_PID_ENV
@@ -129,7 +129,7 @@ def run_tests(
             """One round of re-runs (reruns.py): the same pytest, keeping `nodeids`."""
             folder = Path(tempfile.mkdtemp(prefix="rerun-", dir=scratch))
             command = [*_pytest_command(again, folder), "-p", RERUN_PLUGIN]
-            round_env = {**env, **reruns.selection_file(str(folder), nodeids)}
+            round_env = {**env, **rerunning.selection_file(str(folder), nodeids)}
             round_env[PROGRESS_ENV] = str(folder / "progress.jsonl")
             exited = process.run_in_own_group(
                 command, env=round_env, cwd=request.working_directory, out=out, prefix=prefix,
@@ -142,7 +142,14 @@ def run_tests(
         # The files the tests left (coverage.xml...): once the suite is over however it ended,
         # before any re-run of failed tests writes them again for those tests alone.
         result = artifacts.attach(result, request)
-        return reruns.rerun_failures(request, result, run_again, cancel_event=cancel_event, out=out)
+        if request.rerun_failures < 1:
+            return result
+        # Imported only here: re-runs (and ElementTree, which they merge with) are the few runs'.
+        from . import reruns as rerunning
+
+        return rerunning.rerun_failures(
+            request, result, run_again, cancel_event=cancel_event, out=out
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
