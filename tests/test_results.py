@@ -803,3 +803,26 @@ def test_the_cases_read_skip_the_young_generations() -> None:
     oldest = gc.get_objects(generation=2)
     assert all(any(case is tracked for tracked in oldest) for case in report.cases)
     assert not gc.get_freeze_count()
+
+
+def test_a_document_held_as_text_reads_as_its_bytes_do(
+    junit_from_pytest: Callable[[str, str], Path],
+) -> None:
+    # A shard's answer is text: parse_junit_text encodes it a chunk at a time, and must read
+    # exactly as the encoded document would, whatever the cap and wherever a chunk ends.
+    from modal_gpu_action.report.junit_reader import _CHUNK, parse_junit_text
+
+    mixed = junit_from_pytest("mixed", "xunit1").read_bytes()
+    wide = "".join(
+        f'<testcase classname="t.é" name="test_{n}_ünï€😀" time="0.1"/>' for n in range(40_000)
+    )
+    large = f'<?xml version="1.0" encoding="utf-8"?><testsuite name="pytest">{wide}</testsuite>'
+    assert len(large) > 2 * _CHUNK  # several chunks, multibyte characters across their ends
+    for data in (mixed, large.encode(), *HOSTILE_DOCUMENTS):
+        text = data.decode("utf-8", "replace")
+        encoded = text.encode()
+        for cap in (None, len(encoded), len(encoded) - 1, len(encoded) // 2, _CHUNK, 7):
+            if cap is None:
+                assert parse_junit_text(text) == parse_junit(encoded)
+            else:
+                assert parse_junit_text(text, max_bytes=cap) == parse_junit(encoded, max_bytes=cap)

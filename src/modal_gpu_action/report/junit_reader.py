@@ -107,6 +107,18 @@ def parse_junit(
         )
 
 
+def parse_junit_text(text: str, *, name: str = "", max_bytes: int = MAX_JUNIT_BYTES) -> TestReport:
+    """`parse_junit` of a document held as text (a shard's answer), encoded a chunk at a time:
+    never a second copy of the whole document in memory."""
+    chunks = _Chunks.of_text(text, max_bytes)
+    try:
+        return _parse(chunks, name or "<JUnit XML>", max_bytes)
+    except JUnitFileError as error:
+        return TestReport(sources=(error.path,)).with_problem(
+            f"JUnit report {error.path}", f"The JUnit report was not used: {error.reason}"
+        )
+
+
 def read_junit(
     source: str | Path | bytes, *, name: str = "", max_bytes: int = MAX_JUNIT_BYTES
 ) -> TestReport:
@@ -168,6 +180,26 @@ class _Chunks:
         source = cls(os.fstat(handle.fileno()).st_size, ())
         source._chunks = source._read(handle, cap)
         return source
+
+    @classmethod
+    def of_text(cls, text: str, cap: int) -> _Chunks:
+        source = cls(0, ())
+        source._chunks = source._encode(text, cap)
+        return source
+
+    def _encode(self, text: str, cap: int) -> Iterator[bytes]:
+        left = cap
+        for start in range(0, len(text), _CHUNK):
+            chunk = text[start : start + _CHUNK].encode("utf-8", "surrogatepass")
+            self.size += len(chunk)
+            if len(chunk) >= left:
+                yield chunk[:left]
+                # Past the cap: the rest is only measured, a chunk at a time, for the message.
+                for rest in range(start + _CHUNK, len(text), _CHUNK):
+                    self.size += len(text[rest : rest + _CHUNK].encode("utf-8", "surrogatepass"))
+                return
+            left -= len(chunk)
+            yield chunk
 
     def _read(self, handle: BinaryIO, cap: int) -> Iterator[bytes]:
         left = cap
