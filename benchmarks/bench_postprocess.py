@@ -120,6 +120,12 @@ def main() -> int:
     parser.add_argument(
         "--instructions", action="store_true", help="also count instructions (valgrind callgrind)"
     )
+    parser.add_argument(
+        "--run-args",
+        default="",
+        help="more arguments for `run`, e.g. '--gpu-memory off' on a GPU machine, where the"
+        " memory sampler's nvidia-smi would otherwise start and stop inside the figure",
+    )
     args = parser.parse_args()
     if args.instructions and not shutil.which("valgrind"):
         parser.error("--instructions needs valgrind (Debian: apt-get install valgrind)")
@@ -149,7 +155,8 @@ def main() -> int:
         commands = {
             "stand-in": [str(stand_in), "-m", "pytest", f"--junitxml={scratch / 'copy.xml'}"],
             "run": [py, "-m", "modal_gpu_action", "run", "--backend", "local", "--working-directory",
-                    str(project), "--junit-xml", str(scratch / "merged.xml"), *outputs],
+                    str(project), "--junit-xml", str(scratch / "merged.xml"), *outputs,
+                    *shlex.split(args.run_args)],
             "report": [py, "-m", "modal_gpu_action", "report", str(junit), *outputs],
         }  # fmt: skip
         stand_in_env = env | {"MODAL_GPU_ACTION_PROGRESS_FILE": str(scratch / "copy.jsonl")}
