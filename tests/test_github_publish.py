@@ -29,7 +29,7 @@ from github_api.server import (
     FakeGitHub,
 )
 
-from modal_gpu_action.publish import github
+from modal_gpu_action.publish import github, github_requests
 from modal_gpu_action.render.comment_sections import (
     Section,
     compose_comment,
@@ -133,6 +133,7 @@ def publish(
     deadline: github.Deadline | None = None,
 ) -> tuple[github.PublishResult, str]:
     out = io.StringIO()
+    github_requests._KNOWN_LOGINS.clear()  # each call is a run: a process of its own
     result = github.publish_comment(
         replace(settings, context=context),
         section=part,

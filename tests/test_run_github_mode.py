@@ -108,10 +108,16 @@ def test_passing_run_comments_once_removes_the_label_and_reports_the_url(
     assert "comment-url<<" in outputs(tmp_path)
     # A re-run (label added again) updates the same comment.
     fake.add_pull(PR, HEAD, labels=(LABEL,))
+    before = len(fake.exchanges)
     second = action(env, directory)
     assert second.returncode == 0
     assert len(fake.comments_on(PR)) == 1
     assert fake.labels_on(PR) == []
+    # The run reads the previous comment, writes and reads it back, each through an Api of its
+    # own: who the token is is asked once (GET /user refuses GITHUB_TOKEN; GraphQL answers).
+    asked = [e.operation_id for e in fake.exchanges[before:]]
+    assert asked.count("users/get-authenticated") == 1
+    assert asked.count("graphql") == 1
 
 
 def test_failing_tests_still_remove_the_label_and_exit_1(fake: Any, tmp_path: Path) -> None:

@@ -51,6 +51,11 @@ ACTIONS_BOT = "github-actions[bot]"  # who the workflow's GITHUB_TOKEN writes as
 _BOT_SUFFIX = "[bot]"  # GitHub's logins of apps' bots end so; a user's login cannot
 _VIEWER_QUERY = "query { viewer { login } }"
 _POLL_SECONDS = 0.05  # how often a wait for a request looks at the cancel event
+# Who each token writes as, once found (GET /user, GraphQL's viewer, a comment it created), by
+# API and token: a run reads the previous comment, publishes and reads it back with an Api each,
+# and would otherwise ask up to three times. A guess (ACTIONS_BOT after both lookups failed) is
+# not kept: the next Api asks again.
+_KNOWN_LOGINS: dict[tuple[str, str], str] = {}
 T = TypeVar("T")
 
 
@@ -82,7 +87,8 @@ class Api:
         self.cancel = cancel
         self.hurry = hurry
         self.slowest = 0.0  # seconds, the slowest call so far (retries' waits excluded)
-        self._login: str | None = None
+        self._known = (context.api_url, token)
+        self._login: str | None = _KNOWN_LOGINS.get(self._known)
         self.github = Github(
             auth=Auth.Token(token),
             base_url=context.api_url,
@@ -127,6 +133,8 @@ class Api:
                 if error.status != 403:
                     raise
                 login = self._installation_login()
+            if isinstance(login, str) and login:
+                _KNOWN_LOGINS[self._known] = login
             self._login = login if isinstance(login, str) and login else ACTIONS_BOT
         return self._login
 
@@ -157,7 +165,7 @@ class Api:
     def wrote_as(self, login: str) -> None:
         """A comment this token created was written by `login`: that is who we are."""
         if login:
-            self._login = login
+            self._login = _KNOWN_LOGINS[self._known] = login
 
     def pause(self, seconds: float) -> bool:
         """Wait before trying again, unless that would pass the deadline (False). A cancel cuts
