@@ -280,13 +280,7 @@ class FakeGitHub:
                 method, path, route.operation_id, 422, _validation_failed(), injected=True
             )
         assert route is not None
-        low, high = self.delay
-        if high:
-            time.sleep(self._random.uniform(low, high))
-        if lowered.get("authorization") not in (
-            f"token {self.state.token}",
-            f"Bearer {self.state.token}",
-        ):
+        if not self._answers_after_its_delay(lowered):
             return self._record(
                 method, path, route.operation_id, 401, {"message": "Bad credentials"}
             )
@@ -353,13 +347,7 @@ class FakeGitHub:
             return self._record(
                 method, path, GRAPHQL, 400, {"message": "Problems parsing JSON"}, injected=True
             )
-        low, high = self.delay
-        if high:
-            time.sleep(self._random.uniform(low, high))
-        if lowered.get("authorization") not in (
-            f"token {self.state.token}",
-            f"Bearer {self.state.token}",
-        ):
+        if not self._answers_after_its_delay(lowered):
             return self._record(
                 method,
                 path,
@@ -392,6 +380,16 @@ class FakeGitHub:
         with self.lock:
             self.violations.append(problem)
         return self._record(method, path, None, 404, {"message": "Not Found"})
+
+    def _answers_after_its_delay(self, headers: dict[str, str]) -> bool:
+        """Wait the answer's random delay; whether the request carries the token."""
+        low, high = self.delay
+        if high:
+            time.sleep(self._random.uniform(low, high))
+        return headers.get("authorization") in (
+            f"token {self.state.token}",
+            f"Bearer {self.state.token}",
+        )
 
     def _record(
         self,

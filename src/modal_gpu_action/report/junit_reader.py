@@ -102,21 +102,23 @@ def parse_junit(
     try:
         return read_junit(source, name=name, max_bytes=max_bytes)
     except JUnitFileError as error:
-        return TestReport(sources=(error.path,)).with_problem(
-            f"JUnit report {error.path}", f"The JUnit report was not used: {error.reason}"
-        )
+        return _not_used(error)
 
 
 def parse_junit_text(text: str, *, name: str = "", max_bytes: int = MAX_JUNIT_BYTES) -> TestReport:
     """`parse_junit` of a document held as text (a shard's answer), encoded a chunk at a time:
     never a second copy of the whole document in memory."""
-    chunks = _Chunks.of_text(text, max_bytes)
     try:
-        return _parse(chunks, name or "<JUnit XML>", max_bytes)
+        return _parse(_Chunks.of_text(text, max_bytes), name or "<JUnit XML>", max_bytes)
     except JUnitFileError as error:
-        return TestReport(sources=(error.path,)).with_problem(
-            f"JUnit report {error.path}", f"The JUnit report was not used: {error.reason}"
-        )
+        return _not_used(error)
+
+
+def _not_used(error: JUnitFileError) -> TestReport:
+    """A report of one problem: why the document was not used."""
+    return TestReport(sources=(error.path,)).with_problem(
+        f"JUnit report {error.path}", f"The JUnit report was not used: {error.reason}"
+    )
 
 
 def read_junit(
