@@ -213,8 +213,8 @@ class LocalBackend:
             raise InfrastructureError("nothing to run: no shard requests")
         hide_this_process_from_the_tests()
         out = sys.stdout if self.stream == "stdout" else self.stream
-        # One thread a shard (plain threads: concurrent.futures would import logging, a tenth
-        # of the time this backend adds to a run's start).
+        # One thread a shard (plain threads: concurrent.futures would import logging, which
+        # nothing else of a run needs).
         outcomes: list[RunResult | InfrastructureError] = [
             InfrastructureError(f"{r.label or 'the run'}: the local runner gave no result")
             for r in requests

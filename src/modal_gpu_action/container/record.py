@@ -101,29 +101,24 @@ def read_state(path: Path) -> RecordState:
         with _open_plain_file(path) as handle:
             size = os.fstat(handle.fileno()).st_size
             head = handle.read(STATE_HEAD_BYTES)
-            first = _records(head[: head.rfind(b"\n") + 1])
             tail_bytes = STATE_TAIL_BYTES
-            while True:
-                if size <= len(head) + tail_bytes:  # the tail reaches the head: read it all
-                    handle.seek(0)
-                    tail_records = first = _records(handle.read())
-                    whole = True
-                    break
+            while size > len(head) + tail_bytes:
                 handle.seek(size - tail_bytes)
                 tail = handle.read(tail_bytes)
-                tail_records = _records(tail[tail.find(b"\n") + 1 :])
-                whole = False
-                if tail_bytes >= STATE_TAIL_MAX_BYTES or any(
-                    r.get("e") == "start" for r in tail_records
-                ):
-                    break
+                last = _records(tail[tail.find(b"\n") + 1 :])
+                if any(r.get("e") == "start" for r in last):
+                    return _state(_records(head[: head.rfind(b"\n") + 1]), last)
+                if tail_bytes >= STATE_TAIL_MAX_BYTES:
+                    break  # no test starts in the last 1 MB: read it all, below
                 tail_bytes *= 4
+            else:  # the tail reached the head: the record is small, read whole
+                handle.seek(0)
+                records = _records(handle.read())
+                return _state(records, records)
     except OSError:
         return RecordState()
-    if not whole and not any(r.get("e") == "start" for r in tail_records):
-        records = read_progress(path)
-        return _state(records, records)
-    return _state(first, tail_records)
+    records = read_progress(path)
+    return _state(records, records)
 
 
 def _state(first: list[dict[str, Any]], last: list[dict[str, Any]]) -> RecordState:
@@ -369,9 +364,8 @@ def _report_children(element: ET.Element, report: dict[str, Any]) -> list[str]:
 
 
 def _child(parent: ET.Element, tag: str, message: str, text: Any, kind: str = "") -> str:
-    import xml.etree.ElementTree as ET
-
-    child = ET.SubElement(parent, tag, message=_xml_text(message))
+    child = parent.makeelement(tag, {"message": _xml_text(message)})
+    parent.append(child)
     if kind:
         child.set("type", kind)
     if text:

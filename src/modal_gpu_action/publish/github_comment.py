@@ -7,7 +7,8 @@ The comment. `comment: sticky` keeps one comment per key (`comment-key`, default
 name and the job id), found by its hidden marker line on any page of the PR's comments and
 edited in place; `new` keeps one comment per workflow run attempt instead (the matrix jobs of a
 run still share it). Only comments written by the token's own login are ours: it is looked up
-once per publication with `GET /user` (a personal access token's user). Installation tokens,
+once per run (github_requests keeps it for the run's other reads) with `GET /user` (a personal
+access token's user). Installation tokens,
 which `GET /user` refuses (403 "Resource not accessible by integration"), write as a bot: the
 workflow's GITHUB_TOKEN as `github-actions[bot]`, a GitHub App's as `APP-SLUG[bot]`; GraphQL's
 `viewer { login }`, which answers them, names it (`[bot]` appended where the answer lacks it, so

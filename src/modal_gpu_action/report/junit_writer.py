@@ -53,7 +53,7 @@ _RESULT_TYPE = {CaseOutcome.XFAILED: "pytest.xfail", CaseOutcome.NOT_RUN: NOT_RU
 PROBLEMS_SUITE = "modal-gpu-action: problems with the run"
 _PASSED = CaseOutcome.PASSED
 
-# Cases written at once: a few hundred kilobytes of text.
+# Cases written at once: about a hundred kilobytes of text for passed tests.
 _BATCH = 512
 
 
