@@ -20,6 +20,7 @@ from processes import process_gone, wait_for_file
 from test_container_probe import fake_nvidia_smi
 
 from modal_gpu_action import container
+from modal_gpu_action.container import process
 from modal_gpu_action.container.process import MAX_LINE_CHARS, TAIL_LINES, summarise_tail
 from modal_gpu_action.container.protocol import (
     Ending,
@@ -215,6 +216,23 @@ def test_cancel_event_stops_the_run_from_another_thread(tmp_path: Path) -> None:
     assert result.problem == "the run was cancelled while running tests/test_hang.py::test_hangs"
     assert process_gone(int(pid_file.read_text()))
     assert outcome(cases(result.junit_xml)["tests.test_hang::test_quick"]) == "passed"
+
+
+def test_an_exit_is_seen_when_it_happens_not_at_the_next_cancel_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A wait that can be cancelled used to poll for the exit (up to 50 ms late every run); with
+    the cancel check pushed to a minute, a command of a moment must still return at once."""
+    monkeypatch.setattr(process, "CANCEL_CHECK_SECONDS", 60.0)
+    started = time.monotonic()
+    exited = process.run_in_own_group(
+        [sys.executable, "-c", "import time; time.sleep(0.2)"],
+        env=dict(os.environ),
+        timeout=120.0,
+        cancel_event=threading.Event(),
+    )
+    assert (exited.returncode, exited.stopped) == (0, None)
+    assert time.monotonic() - started < 30  # a minute when the exit waits for the check
 
 
 # --- failures that are not the tests' ------------------------------------------------------------

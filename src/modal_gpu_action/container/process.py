@@ -31,6 +31,7 @@ from typing import IO, Literal, TextIO, Union
 TAIL_LINES = 50
 MAX_LINE_CHARS = 4000  # of one streamed line kept in the tail
 DEFAULT_KILL_GRACE_SECONDS = 5.0
+CANCEL_CHECK_SECONDS = 0.05  # how often a wait looks at the cancel event
 
 # Where output goes live: "stdout" (the current sys.stdout, looked up when the run starts), a
 # stream, or None (nowhere).
@@ -102,26 +103,28 @@ def _wait_unreaped(
     pid: int, started: float, timeout: float | None, cancel_event: threading.Event | None
 ) -> Stopped | None:
     """Wait until `pid` exits, leaving it unreaped (WNOWAIT); "timeout" or "cancel" when either
-    comes first. Polls (10 ms growing to 50 ms) only when a timeout or a cancel can interrupt."""
+    comes first. The exit is seen the moment it happens (a thread blocks in waitid for it); a
+    cancel within CANCEL_CHECK_SECONDS, a timeout on time."""
     if timeout is None and cancel_event is None:
         _waitid(pid, 0)
         return None
+    exited = threading.Event()
+
+    def wait_for_exit() -> None:
+        _waitid(pid, 0)
+        exited.set()
+
+    # A daemon: after a timeout or cancel it is still blocked until the group is killed.
+    threading.Thread(target=wait_for_exit, name=f"waitid-{pid}", daemon=True).start()
     deadline = None if timeout is None else started + timeout
-    pause = 0.01
     while True:
-        if _waitid(pid, os.WNOHANG):
+        wait = CANCEL_CHECK_SECONDS if deadline is None else deadline - time.monotonic()
+        if exited.wait(max(0.0, min(wait, CANCEL_CHECK_SECONDS))):
             return None
         if cancel_event is not None and cancel_event.is_set():
             return "cancel"
-        now = time.monotonic()
-        if deadline is not None and now >= deadline:
+        if deadline is not None and time.monotonic() >= deadline:
             return "timeout"
-        wait = pause if deadline is None else min(pause, deadline - now)
-        if cancel_event is not None:
-            cancel_event.wait(wait)
-        else:
-            time.sleep(wait)
-        pause = min(pause * 1.5, 0.05)
 
 
 def _waitid(pid: int, flags: int) -> bool:
