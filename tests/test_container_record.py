@@ -193,8 +193,8 @@ def test_pytests_own_junit_gets_node_ids_and_subtest_counts_from_the_plugin(
     result = run_tests(
         RunRequest(str(tmp_path), "tests", ["-p", "no:cacheprovider"], 60.0, {}), stream=None
     )
-    assert "synthesised" not in result.junit_xml  # pytest's own file
-    report = parse_junit(result.junit_xml.encode())
+    assert isinstance(result.junit_xml, bytes)  # pytest's own file, as read
+    report = parse_junit(result.junit_xml)
     assert sorted(case.id for case in report.cases) == [
         "tests/test_k.py::TestHere::test_inherited",  # its file is base.py: only the id says
         "tests/test_k.py::TestK::test_sizes",
@@ -216,7 +216,7 @@ def test_the_junit_cap_can_be_lowered_but_not_raised(
     monkeypatch.setenv(MAX_JUNIT_BYTES_ENV, cap)
     xml = choose_junit(junit, tmp_path / "no-record.jsonl", "", "")
     if used:
-        assert xml == junit.read_text()
+        assert xml == junit.read_bytes()
     else:
         [error] = [case.find("error") for case in cases(xml).values()]
         assert error is not None
@@ -346,7 +346,7 @@ def test_pytests_file_cut_anywhere_gives_way_to_the_record(tmp_path: Path) -> No
         xml = choose_junit(junit, progress, "it crashed", "")
         assert "synthesised by modal-gpu-action" in xml, cut
     junit.write_bytes(whole + b"\n")
-    assert choose_junit(junit, progress, "", "") == (whole + b"\n").decode()
+    assert choose_junit(junit, progress, "", "") == whole + b"\n"
 
 
 @pytest.mark.parametrize(
@@ -367,7 +367,7 @@ def test_pytests_file_is_judged_by_its_prolog_without_being_parsed(
     junit.write_text(text)
     xml = choose_junit(junit, progress, "", "")
     if why is None:
-        assert xml == text
+        assert xml == text.encode()
     else:
         error = cases(xml)["modal-gpu-action::pytest's JUnit report"].find("error")
         assert error is not None
@@ -428,6 +428,7 @@ def test_every_test_after_a_crash_is_not_run_however_many_were_collected(
     result = run_tests(
         RunRequest(str(tmp_path), "", ["-p", "no:cacheprovider"], 60.0, {}), stream=None
     )
+    assert isinstance(result.junit_xml, str)  # synthesised from the record
     report = parse_junit(result.junit_xml.encode())
     totals = report.totals
     assert (totals.tests, totals.passed, totals.errors, totals.not_run) == (300, 150, 1, 149)

@@ -826,3 +826,23 @@ def test_a_document_held_as_text_reads_as_its_bytes_do(
                 assert parse_junit_text(text) == parse_junit(encoded)
             else:
                 assert parse_junit_text(text, max_bytes=cap) == parse_junit(encoded, max_bytes=cap)
+
+
+def test_a_shards_file_held_as_bytes_reads_as_the_file_does(
+    junit_from_pytest: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    # The local backend hands pytest's file over as the bytes it read: those must read exactly
+    # as `report` reads the file, whatever the cap and wherever a chunk ends, hostile or not.
+    from modal_gpu_action.report.junit_reader import _CHUNK, parse_junit_text
+
+    wide = "".join(f'<testcase classname="t.é" name="test_{n}_ü€😀"/>' for n in range(40_000))
+    large = f'<testsuite name="pytest">{wide}</testsuite>'.encode()
+    assert len(large) > 2 * _CHUNK
+    on_disk = tmp_path / "junit.xml"
+    mixed = junit_from_pytest("mixed", "xunit1").read_bytes()
+    for data in (mixed, large, *HOSTILE_DOCUMENTS):
+        on_disk.write_bytes(data)
+        for cap in (len(data), len(data) - 1, len(data) // 2, _CHUNK, 7):
+            assert parse_junit_text(data, name="shard", max_bytes=cap) == parse_junit(
+                on_disk, name="shard", max_bytes=cap
+            )

@@ -171,12 +171,13 @@ def describe_gpu_list(gpus: Sequence[Gpu], cuda_version: str | None) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class RunResult:
-    """What one pytest run left. `junit_xml` is pytest's file, or the one synthesised from the
-    crash record when pytest did not write a usable one (may be "" when nothing ran).
+    """What one pytest run left. `junit_xml` is pytest's file (its bytes as read), or the one
+    synthesised from the crash record when pytest did not write a usable one (text; may be ""
+    when nothing ran).
     `exit_code` is pytest's exit status, None when it died by a signal (ours or not); 0 when
     every failed test passed on a re-run (reruns.py)."""
 
-    junit_xml: str
+    junit_xml: str | bytes
     exit_code: int | None
     duration_seconds: float
     gpu: GpuFacts
@@ -212,6 +213,8 @@ class RunResult:
         return self.exit_code == 5
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data (Modal's answer, pickled): pytest's file stays bytes, so that a shard's
+        report is parsed alike on either backend."""
         data = dataclasses.asdict(self)
         data["ending"] = self.ending.value
         return data

@@ -23,10 +23,11 @@ MAX_JUNIT_BYTES = 64 * 1024 * 1024
 MAX_JUNIT_BYTES_ENV = "MODAL_GPU_ACTION_MAX_JUNIT_BYTES"  # a lower cap, in bytes (tests use it)
 
 
-def choose_junit(path: Path, progress: Path, reason: str, tail: str) -> str:
-    """pytest's XML when it is a whole JUnit report; else the one synthesised from the crash
-    record at `progress` (read only then); else whatever pytest left (possibly half a file,
-    possibly "").
+def choose_junit(path: Path, progress: Path, reason: str, tail: str) -> str | bytes:
+    """pytest's XML when it is a whole JUnit report (its bytes as read: the host's parser takes
+    them as they are, with no text made of them first); else the one synthesised from the crash
+    record at `progress` (read only then), as text; else whatever pytest left (possibly half a
+    file, possibly nothing).
 
     The tests can rewrite pytest's file. One that is no regular file, is larger than the cap
     (MAX_JUNIT_BYTES, or the lower one MAX_JUNIT_BYTES_ENV asks for), declares a document type
@@ -34,7 +35,7 @@ def choose_junit(path: Path, progress: Path, reason: str, tail: str) -> str:
     used: the record stands in, with an error case saying why and what it was.
     """
     cap = _junit_cap()
-    text = ""
+    data = b""
     try:
         with _open_plain_file(path) as handle:
             data = handle.read(cap + 1)
@@ -42,9 +43,7 @@ def choose_junit(path: Path, progress: Path, reason: str, tail: str) -> str:
                 size = max(os.fstat(handle.fileno()).st_size, len(data))
                 raise _Refused(errno.EFBIG, f"it is {size:,} bytes, more than the {cap:,} read")
         if _whole_junit(data):
-            return data.decode("utf-8", "replace")
-        text = data.decode("utf-8", "replace")
-        del data
+            return data
     except FileNotFoundError:
         pass  # pytest wrote none: it crashed, was stopped or never started
     except OSError as error:
@@ -58,9 +57,9 @@ def choose_junit(path: Path, progress: Path, reason: str, tail: str) -> str:
         records = read_progress(progress)
         return synthesize_junit([*records, note], unfinished_reason=reason, output_tail=tail)
     records = read_progress(progress)
-    if any(record.get("e") != "note" for record in records) or not text.strip():
+    if any(record.get("e") != "note" for record in records) or not data.strip():
         return synthesize_junit(records, unfinished_reason=reason, output_tail=tail)
-    return text
+    return data
 
 
 def _junit_cap() -> int:

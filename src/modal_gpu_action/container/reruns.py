@@ -186,7 +186,7 @@ def _add_runs(case: ET.Element, reruns: list[ET.Element], passed: bool) -> None:
         case.insert(at + offset, kept)
 
 
-def _cases_by_node_id(junit_xml: str) -> dict[str, ET.Element]:
+def _cases_by_node_id(junit_xml: str | bytes) -> dict[str, ET.Element]:
     try:
         root = ET.fromstring(junit_xml)
     except ET.ParseError:

@@ -270,6 +270,13 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     target = Path(args.result)
     partial = target.with_name(target.name + ".partial")
-    partial.write_text(json.dumps(result.to_dict()), encoding="utf-8")
+    partial.write_text(json.dumps(result.to_dict(), default=_as_text), encoding="utf-8")
     os.replace(partial, target)
     return exit_status(result, request.fail_on_empty)
+
+
+def _as_text(value: object) -> str:
+    """JSON has no bytes: in the script's answer pytest's file goes as text."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    raise TypeError(f"{type(value).__name__} is not JSON")

@@ -105,11 +105,15 @@ def parse_junit(
         return _not_used(error)
 
 
-def parse_junit_text(text: str, *, name: str = "", max_bytes: int = MAX_JUNIT_BYTES) -> TestReport:
-    """`parse_junit` of a document held as text (a shard's answer), encoded a chunk at a time:
-    never a second copy of the whole document in memory."""
+def parse_junit_text(
+    document: str | bytes, *, name: str = "", max_bytes: int = MAX_JUNIT_BYTES
+) -> TestReport:
+    """`parse_junit` of a document held in memory (a shard's answer): bytes as they are, text
+    encoded a chunk at a time (never a second copy of the whole document in memory)."""
+    if isinstance(document, bytes):
+        return parse_junit(document, name=name, max_bytes=max_bytes)
     try:
-        return _parse(_Chunks.of_text(text, max_bytes), name or "<JUnit XML>", max_bytes)
+        return _parse(_Chunks.of_text(document, max_bytes), name or "<JUnit XML>", max_bytes)
     except JUnitFileError as error:
         return _not_used(error)
 
@@ -127,8 +131,7 @@ def read_junit(
     """`parse_junit`, except that a source that cannot be used at all (missing, unreadable, not
     a regular file, entities declared, not a JUnit report) raises JUnitFileError naming it."""
     if isinstance(source, bytes):
-        chunks = _Chunks(len(source), (source[:max_bytes],))
-        return _parse(chunks, name or "<JUnit XML>", max_bytes)
+        return _parse(_Chunks.of_bytes(source, max_bytes), name or "<JUnit XML>", max_bytes)
     with _open(source) as handle:
         return _parse(_Chunks.of_file(handle, max_bytes), name or str(source), max_bytes)
 
@@ -182,6 +185,13 @@ class _Chunks:
         source = cls(os.fstat(handle.fileno()).st_size, ())
         source._chunks = source._read(handle, cap)
         return source
+
+    @classmethod
+    def of_bytes(cls, data: bytes, cap: int) -> _Chunks:
+        end = min(len(data), cap)
+        return cls(
+            len(data), (data[start : min(start + _CHUNK, end)] for start in range(0, end, _CHUNK))
+        )
 
     @classmethod
     def of_text(cls, text: str, cap: int) -> _Chunks:
