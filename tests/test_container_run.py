@@ -353,6 +353,33 @@ def test_a_run_reports_the_gpu_its_pytest_sees(tmp_path: Path) -> None:
     assert [gpu.index for gpu in result.gpu.gpus] == [1]
 
 
+def test_pytest_starts_without_waiting_for_the_gpu_probe(tmp_path: Path) -> None:
+    # An nvidia-smi that answers only once a test has run: found only when the probe runs
+    # beside pytest. A probe before pytest would give up after its timeout, with no GPU.
+    (tmp_path / "suite" / "tests").mkdir(parents=True)
+    (tmp_path / "suite" / "tests" / "test_mark.py").write_text(
+        "import os, pathlib\n\ndef test_mark():\n"
+        "    pathlib.Path(os.environ['TEST_RAN']).write_text('yes')\n"
+    )
+    fake = fake_nvidia_smi(tmp_path / "fake")
+    waiting = tmp_path / "bin" / "nvidia-smi"
+    waiting.parent.mkdir()
+    waiting.write_text(
+        "#!/bin/sh\n"
+        f'for _ in $(seq 300); do [ -e "$TEST_RAN" ] && exec "{fake}/nvidia-smi" "$@"; sleep 0.1; done\n'
+        "exit 9\n"
+    )
+    waiting.chmod(0o755)
+    base_env = {**os.environ, "PATH": f"{waiting.parent}{os.pathsep}{os.environ['PATH']}"}
+    request = request_for(tmp_path / "suite", env={"TEST_RAN": str(tmp_path / "ran")})
+
+    result = run_tests(request, stream=None, base_env=base_env)
+
+    assert result.exit_code == 0, result.output_tail
+    assert result.gpu.visible, result.gpu.note
+    assert [gpu.index for gpu in result.gpu.gpus] == [0, 1]
+
+
 def test_the_tail_leaves_out_pytests_own_frames() -> None:
     lines = [
         "Fatal Python error: Segmentation fault",

@@ -11,7 +11,8 @@ own: they would not reach it).
 
 How a run goes:
 - probe.py asks nvidia-smi what GPUs this pytest will see (never raises); gpu_memory.py polls
-  their memory while pytest runs (unless the request's `gpu_memory` is off);
+  their memory while pytest runs (unless the request's `gpu_memory` is off); both beside
+  pytest's start, not before it (GpuBesidePytest);
 - pytest runs as `python -m pytest TEST_PATH ARGS --junitxml=TMP -o junit_family=xunit1
   -p _modal_gpu_action_container.progress [-p _modal_gpu_action_container.sharding
   --shard-index I ... --shard-plan=FILE]` in a process group of its own (process.py), the
@@ -50,7 +51,15 @@ from . import artifacts, process, relay
 from .gpu_memory import GpuMemorySampler
 from .probe import probe_gpu
 from .progress import PROGRESS_ENV, RUNNER_PID_ENV
-from .protocol import PYTEST_EXIT_MEANINGS, Ending, GpuFacts, RunnerError, RunRequest, RunResult
+from .protocol import (
+    PYTEST_EXIT_MEANINGS,
+    Ending,
+    GpuFacts,
+    GpuMemoryPeak,
+    RunnerError,
+    RunRequest,
+    RunResult,
+)
 from .pytest_junit import choose_junit
 from .record import read_state
 
@@ -76,8 +85,9 @@ def run_tests(
     cancel_event: when set (from any thread), pytest is stopped as a timeout stops it and the
       run ends `cancelled`.
     base_env: the environment to start from (default os.environ); request.env is added to it.
-    on_records: called, from another thread, with the GPU facts (`{"e": "gpu", "facts": ...}`)
-      and then each batch of the crash record's new lines while pytest runs (relay.py).
+    on_records: called from other threads, one at a time, with each batch of the crash
+      record's new lines while pytest runs (relay.py) and, once found, the GPU facts
+      (`{"e": "gpu", "facts": ...}`).
     Raises RunnerError when pytest cannot be started at all.
     """
     out = process.resolve(stream)
@@ -85,7 +95,6 @@ def run_tests(
     env.update(request.env)
     if request.visible_devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = request.visible_devices
-    gpu = probe_gpu(env)
     if not os.path.isdir(request.working_directory):
         raise RunnerError(f"working directory not found: {request.working_directory}")
     scratch = Path(tempfile.mkdtemp(prefix="modal-gpu-action-"))
@@ -99,13 +108,18 @@ def run_tests(
         env[PROGRESS_ENV] = str(scratch / "progress.jsonl")
         env[RUNNER_PID_ENV] = str(os.getpid())
         prefix = f"[{request.label}] " if request.label else ""
-        process.write_line(out, f"{prefix}modal-gpu-action: {gpu.describe()}")
         process.write_line(out, f"{prefix}$ {' '.join(command)}")
         if on_records is not None:
-            with contextlib.suppress(Exception):
-                on_records([{"e": "gpu", "facts": gpu.to_dict()}])
+            on_records = _one_at_a_time(on_records)  # the probe's thread and the relay's
             following = relay.follow(env[PROGRESS_ENV], on_records, stop_following)
-        memory = GpuMemorySampler.start(env, gpu) if request.gpu_memory else None
+
+        def announce(found: GpuFacts) -> None:
+            process.write_line(out, f"{prefix}modal-gpu-action: {found.describe()}")
+            if on_records is not None:
+                with contextlib.suppress(Exception):
+                    on_records([{"e": "gpu", "facts": found.to_dict()}])
+
+        gpu_side = GpuBesidePytest(env, announce, sample_memory=request.gpu_memory)
         try:
             exited = process.run_in_own_group(
                 command,
@@ -123,7 +137,7 @@ def run_tests(
             stop_following.set()
             if following is not None:
                 following.join(timeout=5.0)
-            peaks = memory.stop() if memory is not None else []
+            gpu, peaks = gpu_side.finish()
 
         def run_again(again: RunRequest, nodeids: list[str]) -> RunResult:
             """One round of re-runs (reruns.py): the same pytest, keeping `nodeids`."""
@@ -152,6 +166,57 @@ def run_tests(
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+class GpuBesidePytest:
+    """The GPUs pytest sees (probe.py) and, with `sample_memory`, their memory sampler
+    (gpu_memory.py), found in a thread of their own while pytest starts: nvidia-smi answers in a
+    tenth of a second or more, which pytest's start (Python, its plugins, the project's imports,
+    CUDA's context) outlasts, so nothing waits for it. The sampler's baseline is read as pytest
+    starts, still before a test can have touched a GPU. `announce` gets the facts once found."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        announce: Callable[[GpuFacts], None],
+        *,
+        sample_memory: bool,
+    ) -> None:
+        self._gpu: GpuFacts | None = None
+        self._memory: GpuMemorySampler | None = None
+        self._thread = threading.Thread(
+            target=self._find, args=(dict(env), announce, sample_memory), name="gpu-probe"
+        )
+        self._thread.start()
+
+    def _find(
+        self, env: dict[str, str], announce: Callable[[GpuFacts], None], sample_memory: bool
+    ) -> None:
+        self._gpu = probe_gpu(env)
+        with contextlib.suppress(Exception):  # a stream that fails loses the line, not the run
+            announce(self._gpu)
+        if sample_memory:
+            self._memory = GpuMemorySampler.start(env, self._gpu)
+
+    def finish(self) -> tuple[GpuFacts, list[GpuMemoryPeak]]:
+        """The facts, and each GPU's memory peak (none when not sampled), once pytest is over;
+        waits for the probe when pytest ended first (nvidia-smi's own timeouts bound it)."""
+        self._thread.join()
+        gpu = self._gpu or GpuFacts(False, [], None, "no GPU visible: probing failed")
+        return gpu, self._memory.stop() if self._memory is not None else []
+
+
+def _one_at_a_time(
+    callback: Callable[[list[dict[str, Any]]], None],
+) -> Callable[[list[dict[str, Any]]], None]:
+    """`callback`, called by one thread at a time."""
+    lock = threading.Lock()
+
+    def guarded(records: list[dict[str, Any]]) -> None:
+        with lock:
+            callback(records)
+
+    return guarded
 
 
 def _pytest_command(request: RunRequest, scratch: Path) -> list[str]:
