@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from modal_gpu_action.backends.base import BackendResult
-from modal_gpu_action.container.gpu_memory import GpuMemorySampler
+from modal_gpu_action.container.gpu_memory import POLL_TIMEOUT_SECONDS, GpuMemorySampler
 from modal_gpu_action.container.probe import probe_gpu
 from modal_gpu_action.container.protocol import Ending, Gpu, GpuFacts, GpuMemoryPeak, RunResult
 from modal_gpu_action.gpu_usage import gpu_usage
@@ -27,7 +27,8 @@ from modal_gpu_action.settings.gpu import GpuChoice, cheaper_gpu, modal_type_nam
 # figures each query prints in turn, one list per GPU index, the last repeated. It counts the
 # memory queries it answered in `memory_queries` (the test project waits on that count), one
 # per sample of its `-lms` loop too; `loop_fails` makes the loop fail at once (single queries
-# take over); each loop started adds a character to `loops`.
+# take over), `loop_ignores_sigterm` makes it ignore SIGTERM; each loop started adds a character
+# to `loops`.
 FAKE_NVIDIA_SMI = """#!{python}
 import json, os, sys, time
 here = os.path.dirname(os.path.abspath(__file__))
@@ -55,6 +56,9 @@ elif "--query-gpu=index,memory.used" in args:
     if "-lms" in args:  # nvidia-smi's own loop: a sample every N ms until stopped
         if script.get("loop_fails"):
             sys.exit(2)
+        if script.get("loop_ignores_sigterm"):  # as slow to end as it likes
+            import signal
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         with open(os.path.join(here, "loops"), "a") as f:
             f.write("1")
         while True:
@@ -126,6 +130,23 @@ def test_one_nvidia_smi_loop_serves_the_whole_run_and_is_gone_after_stop(tmp_pat
         if entry.name.isdigit() and _runs_from(entry, bin_)
     ]
     assert running == []
+
+
+def test_stop_does_not_wait_for_nvidia_smi_to_end_its_loop(tmp_path: Path) -> None:
+    # The real nvidia-smi took its interval to end on SIGTERM (0.16 s on an H200, after every
+    # run); this one never ends on it. stop() kills it: nothing waits for a graceful end.
+    bin_ = fake_nvidia_smi(tmp_path / "bin", [H100], [[700], [2000]], loop_ignores_sigterm=True)
+    env = {"PATH": str(bin_)}
+    sampler = GpuMemorySampler.start(env, probe_gpu(env))
+    assert sampler is not None
+    deadline = time.monotonic() + 10
+    while memory_queries(bin_) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    peaks = sampler.stop()
+    assert time.monotonic() - started < POLL_TIMEOUT_SECONDS  # SIGTERM's wait is that long
+    assert peaks[0].peak_mib == 1300
+    assert not [e for e in Path("/proc").iterdir() if e.name.isdigit() and _runs_from(e, bin_)]
 
 
 def _runs_from(entry: Path, folder: Path) -> bool:
