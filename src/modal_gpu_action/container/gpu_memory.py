@@ -10,8 +10,9 @@ fresh nvidia-smi per poll cost 10-20 ms of CPU each, five a second (benchmarks/R
 it cannot start or stops early, single queries take over at the same pace. When the runner dies,
 its next write hits a closed pipe and it ends. Only the GPUs the probe found pytest can see
 count. memory.used counts every process on
-the GPU, so the peak is reported less the baseline: what each GPU had in use just before pytest
-started (another job on a shared self-hosted GPU, or nothing on Modal). `--query-compute-apps`
+the GPU, so the peak is reported less the baseline: what each GPU had in use as pytest started
+(another job on a shared self-hosted GPU, or nothing on Modal; read beside pytest's own start,
+long before its first test). `--query-compute-apps`
 would name the processes instead, but inside a container nvidia-smi cannot see them (another PID
 namespace), which is where most runs are. What another process allocates while the tests run
 still counts; so does a second shard on the same GPU.
