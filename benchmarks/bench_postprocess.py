@@ -4,7 +4,7 @@
 
 pytest itself is taken out: the local backend is pointed (MODAL_GPU_ACTION_PYTHON) at a shell
 script standing in for `python -m pytest`, which waits as long as pytest's own start takes
-(--pytest-start, 0.3 s: `python -m pytest` on an empty folder takes 0.4-0.5 s on this VM), then
+(--pytest-start, 0.3 s: `python -m pytest` on an empty folder took 0.42-0.54 s on this VM), then
 copies a prepared JUnit file (bench_report.py's: pytest's shape, 1,000 failures with 40-frame
 tracebacks, 1% skips) to the --junitxml path and a prepared progress record (as the plugin writes
 it: the collected tests, then 2 lines a test) to the record's path, and exits 1 as pytest does
@@ -18,9 +18,9 @@ Each repetition runs, in alternating order:
              --comment-file (through the stand-in)
   report     python -m modal_gpu_action report JUNIT --summary-file --comment-file
 each under /usr/bin/time (wall, user + system CPU, peak RSS). The stand-in times its own wait
-and copying inside each run (/usr/bin/time again): copying 57 MB takes 0.02 s or 0.15 s as the
-kernel's dirty pages have it, so a median of separate stand-in runs would leave that spread in
-the figure. run's post-processing is run - that run's stand-in (the stand-in's shell start-up, a
+and copying inside each run (/usr/bin/time again): a `cp` of a 62 MB record here took from
+0.02 s to 0.17 s from one copy to the next, so a median of separate stand-in runs would leave
+that spread in the figure. run's post-processing is run - that run's stand-in (the stand-in's shell start-up, a
 millisecond or two, stays in); the ratio is post-processing / report per repetition, and its
 median is the figure (target: within 1.2x). `report` writes no merged JUnit file; `run` does
 (it is one of its outputs), so that writing is inside the ratio. Results also go to
@@ -159,7 +159,7 @@ def main() -> int:
         type=float,
         default=0.3,
         help="seconds the stand-in waits before leaving its files, as pytest's own start does"
-        " (python -m pytest on an empty folder: 0.4-0.5 s on this VM); what the runner does"
+        " (python -m pytest on an empty folder: 0.42-0.54 s on this VM); what the runner does"
         " beside pytest's start (the GPU probe) then stays out of the figure, as in a real run",
     )
     parser.add_argument(

@@ -452,7 +452,7 @@ def settings_for(workspace: Path, **inputs: str) -> Any:
 
 def result_with(data: str, left_out: list[str], index: int = 0, count: int = 1) -> RunResult:
     return RunResult(
-        junit_xml="", exit_code=0, duration_seconds=1.0, gpu=GpuFacts(False, [], None, "none"),
+        junit_xml=b"", exit_code=0, duration_seconds=1.0, gpu=GpuFacts(False, [], None, "none"),
         ending=Ending.FINISHED, output_tail="", shard_index=index, shard_count=count,
         artifacts=data, artifacts_left_out=left_out,
     )  # fmt: skip

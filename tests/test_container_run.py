@@ -3,6 +3,7 @@ tests/fixtures/projects/."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -141,7 +142,7 @@ def test_segfault_mid_run_keeps_the_finished_tests_and_names_the_crash(tmp_path:
     assert result.problem == (
         "pytest was killed by signal 11 (SIGSEGV) while running tests/test_crash.py::test_dies"
     )
-    assert "synthesised" in result.junit_xml
+    assert b"synthesised" in result.junit_xml
     found = {k: outcome(c) for k, c in cases(result.junit_xml).items()}
     assert found == {
         "tests.test_crash::test_first": "passed",
@@ -268,7 +269,7 @@ def test_request_and_result_survive_a_json_round_trip(tmp_path: Path) -> None:
     assert RunRequest.from_dict(json.loads(json.dumps(request.to_dict()))) == request
 
     result = RunResult(
-        junit_xml="<testsuites/>",
+        junit_xml=b'<testsuites><testcase name="caf\xc3\xa9"/>\xff</testsuites>',
         exit_code=None,
         duration_seconds=1.5,
         gpu=GpuFacts(True, [Gpu(0, "L4", 23034, "580")], "12.4", "1 GPU visible: L4"),
@@ -278,7 +279,12 @@ def test_request_and_result_survive_a_json_round_trip(tmp_path: Path) -> None:
         shard_count=3,
         problem="pytest timed out",
     )
-    assert RunResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+    assert RunResult.from_dict(result.to_dict()) == result  # Modal's answer: bytes as they are
+    # The script's JSON answer: the file as text, what is not UTF-8 replaced
+    travelled = RunResult.from_dict(json.loads(result.to_json()))
+    assert travelled == dataclasses.replace(
+        result, junit_xml=b'<testsuites><testcase name="caf\xc3\xa9"/>\xef\xbf\xbd</testsuites>'
+    )
     assert result.to_dict()["ending"] == "timed out"
 
 
@@ -440,7 +446,7 @@ def test_a_rewritten_junit_file_gives_way_to_the_record_with_an_error_saying_why
     assert error.get("message", "").startswith(
         f"pytest's JUnit report was not used: {REWRITES[mode]}"
     )
-    assert "the conftest" not in result.junit_xml  # the entity was never expanded
+    assert b"the conftest" not in result.junit_xml  # the entity was never expanded
 
 
 # --- the same, end to end through the real `run` command --------------------------------------

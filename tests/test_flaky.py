@@ -403,7 +403,7 @@ def test_pytest_rerunfailures_style_attempts_beside_the_failure_keep_it_failed()
 
 def _result(junit: str, *, seconds: float = 1.0, exit_code: int = 1) -> RunResult:
     gpu = GpuFacts(visible=False, gpus=[], cuda_version=None, note="no GPU")
-    return RunResult(junit, exit_code, seconds, gpu, Ending.FINISHED, "")
+    return RunResult(junit.encode(), exit_code, seconds, gpu, Ending.FINISHED, "")
 
 
 def _junit(**cases: str) -> str:
@@ -452,7 +452,7 @@ def test_a_run_whose_failures_all_pass_again_exits_0() -> None:
         lambda request, nodeids: _result(_junit(a="passed"), exit_code=0),
     )
     assert merged.exit_code == 0
-    assert [r.outcome for r in parse_junit(merged.junit_xml.encode()).cases] == [CaseOutcome.PASSED]
+    assert [r.outcome for r in parse_junit(merged.junit_xml).cases] == [CaseOutcome.PASSED]
 
 
 def test_rounds_get_what_is_left_of_the_timeout_and_stop_when_none_is() -> None:

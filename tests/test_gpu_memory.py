@@ -195,11 +195,11 @@ def test_no_sampler_without_nvidia_smi_a_gpu_or_a_working_memory_query(tmp_path:
 
 def test_the_peaks_travel_in_the_run_result() -> None:
     result = RunResult(
-        junit_xml="", exit_code=0, duration_seconds=1.0,
+        junit_xml=b"", exit_code=0, duration_seconds=1.0,
         gpu=GpuFacts(False, [], None, "n"), ending=Ending.FINISHED, output_tail="",
         gpu_memory=[GpuMemoryPeak(index=0, peak_mib=6671, baseline_mib=3, samples=9)],
     )  # fmt: skip
-    again = RunResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    again = RunResult.from_dict(json.loads(result.to_json()))
     assert again == result
     older = {k: v for k, v in result.to_dict().items() if k != "gpu_memory"}
     assert RunResult.from_dict(older).gpu_memory == []
@@ -393,7 +393,7 @@ def test_each_shard_and_gpu_has_its_row_and_the_hint_keeps_the_gpu_count(tmp_pat
 
     def shard(index: int, peaks: list[tuple[int, int, int]]) -> RunResult:
         return RunResult(
-            junit_xml="", exit_code=0, duration_seconds=10.0,
+            junit_xml=b"", exit_code=0, duration_seconds=10.0,
             gpu=GpuFacts(True, cards, "13.0", ""), ending=Ending.FINISHED, output_tail="",
             shard_index=index, shard_count=2,
             gpu_memory=[GpuMemoryPeak(i, peak, before) for i, peak, before in peaks],

@@ -269,8 +269,8 @@ def test_a_shard_that_never_answered_reports_the_tests_that_finished() -> None:
         assert shard.gpu.gpus[0].name == "NVIDIA H100 80GB HBM3"
         assert shard.problem is not None
         assert shard.problem.endswith(" while running tests/test_a.py::test_three")
-        assert 'tests="3" failures="1" errors="1"' in shard.junit_xml
-        assert "test did not finish: " + shard.problem in shard.junit_xml
+        assert 'tests="3" failures="1" errors="1"' in shard.junit_xml.decode()
+        assert "test did not finish: " + shard.problem in shard.junit_xml.decode()
     assert result.shards[1].problem == (
         "its container ended before it answered (RuntimeError: exited with -9) while running"
         " tests/test_a.py::test_three"

@@ -805,35 +805,12 @@ def test_the_cases_read_skip_the_young_generations() -> None:
     assert not gc.get_freeze_count()
 
 
-def test_a_document_held_as_text_reads_as_its_bytes_do(
-    junit_from_pytest: Callable[[str, str], Path],
-) -> None:
-    # A shard's answer is text: parse_junit_text encodes it a chunk at a time, and must read
-    # exactly as the encoded document would, whatever the cap and wherever a chunk ends.
-    from modal_gpu_action.report.junit_reader import _CHUNK, parse_junit_text
-
-    mixed = junit_from_pytest("mixed", "xunit1").read_bytes()
-    wide = "".join(
-        f'<testcase classname="t.é" name="test_{n}_ünï€😀" time="0.1"/>' for n in range(40_000)
-    )
-    large = f'<?xml version="1.0" encoding="utf-8"?><testsuite name="pytest">{wide}</testsuite>'
-    assert len(large) > 2 * _CHUNK  # several chunks, multibyte characters across their ends
-    for data in (mixed, large.encode(), *HOSTILE_DOCUMENTS):
-        text = data.decode("utf-8", "replace")
-        encoded = text.encode()
-        for cap in (None, len(encoded), len(encoded) - 1, len(encoded) // 2, _CHUNK, 7):
-            if cap is None:
-                assert parse_junit_text(text) == parse_junit(encoded)
-            else:
-                assert parse_junit_text(text, max_bytes=cap) == parse_junit(encoded, max_bytes=cap)
-
-
 def test_a_shards_file_held_as_bytes_reads_as_the_file_does(
     junit_from_pytest: Callable[[str, str], Path], tmp_path: Path
 ) -> None:
-    # The local backend hands pytest's file over as the bytes it read: those must read exactly
-    # as `report` reads the file, whatever the cap and wherever a chunk ends, hostile or not.
-    from modal_gpu_action.report.junit_reader import _CHUNK, parse_junit_text
+    # A shard hands pytest's file over as the bytes it read: those must read exactly as
+    # `report` reads the file (a chunk at a time), whatever the cap, hostile or not.
+    from modal_gpu_action.report.junit_reader import _CHUNK
 
     wide = "".join(f'<testcase classname="t.é" name="test_{n}_ü€😀"/>' for n in range(40_000))
     large = f'<testsuite name="pytest">{wide}</testsuite>'.encode()
@@ -843,6 +820,6 @@ def test_a_shards_file_held_as_bytes_reads_as_the_file_does(
     for data in (mixed, large, *HOSTILE_DOCUMENTS):
         on_disk.write_bytes(data)
         for cap in (len(data), len(data) - 1, len(data) // 2, _CHUNK, 7):
-            assert parse_junit_text(data, name="shard", max_bytes=cap) == parse_junit(
+            assert parse_junit(data, name="shard", max_bytes=cap) == parse_junit(
                 on_disk, name="shard", max_bytes=cap
             )

@@ -26,7 +26,7 @@ from modal_gpu_action.gpu_usage import GpuUsage, gpu_usage
 from modal_gpu_action.render.durations import format_duration
 from modal_gpu_action.report.comparison import Changes
 from modal_gpu_action.report.conclusion import Conclusion
-from modal_gpu_action.report.junit_reader import parse_junit_text
+from modal_gpu_action.report.junit_reader import parse_junit
 from modal_gpu_action.report.merging import merge
 from modal_gpu_action.report.results import CaseOutcome, TestReport
 from modal_gpu_action.settings import Settings
@@ -124,7 +124,7 @@ def outcome_from(
     pytest stopped by collection errors) is a problem of the run, apart from the tests."""
     reports = []
     for shard in result.shards:
-        report = parse_junit_text(shard.junit_xml, name=_shard_name(shard))
+        report = parse_junit(shard.junit_xml, name=_shard_name(shard))
         if shard.problem:
             report = report.with_problem(
                 _shard_name(shard), _problem_message(shard, report), shard.output_tail

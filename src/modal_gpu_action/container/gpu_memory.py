@@ -12,7 +12,7 @@ its next write hits a closed pipe and it ends. Only the GPUs the probe found pyt
 count. memory.used counts every process on
 the GPU, so the peak is reported less the baseline: what each GPU had in use as pytest started
 (another job on a shared self-hosted GPU, or nothing on Modal; read beside pytest's own start,
-long before its first test). `--query-compute-apps`
+about 0.13 s into it on an H200). `--query-compute-apps`
 would name the processes instead, but inside a container nvidia-smi cannot see them (another PID
 namespace), which is where most runs are. What another process allocates while the tests run
 still counts; so does a second shard on the same GPU.

@@ -106,12 +106,12 @@ def _wait_unreaped(
     comes first. The exit is seen the moment it happens (a thread blocks in waitid for it); a
     cancel within CANCEL_CHECK_SECONDS, a timeout on time."""
     if timeout is None and cancel_event is None:
-        _waitid(pid, 0)
+        _waitid(pid)
         return None
     exited = threading.Event()
 
     def wait_for_exit() -> None:
-        _waitid(pid, 0)
+        _waitid(pid)
         exited.set()
 
     # A daemon: after a timeout or cancel it is still blocked until the group is killed.
@@ -127,15 +127,16 @@ def _wait_unreaped(
             return "timeout"
 
 
-def _waitid(pid: int, flags: int) -> bool:
-    """True once `pid` has exited (it stays a zombie until Popen.wait reaps it)."""
+def _waitid(pid: int) -> None:
+    """Block until `pid` has exited (it stays a zombie until Popen.wait reaps it)."""
     while True:
         try:
-            return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | flags) is not None
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+            return
         except InterruptedError:
             continue
-        except ChildProcessError:
-            return True
+        except ChildProcessError:  # reaped already
+            return
 
 
 def _signal_group(pgid: int, signum: int) -> None:

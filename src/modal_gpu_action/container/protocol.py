@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -172,12 +173,12 @@ def describe_gpu_list(gpus: Sequence[Gpu], cuda_version: str | None) -> str:
 @dataclasses.dataclass(frozen=True)
 class RunResult:
     """What one pytest run left. `junit_xml` is pytest's file (its bytes as read), or the one
-    synthesised from the crash record when pytest did not write a usable one (text; may be ""
+    synthesised from the crash record when pytest did not write a usable one (may be empty
     when nothing ran).
     `exit_code` is pytest's exit status, None when it died by a signal (ours or not); 0 when
     every failed test passed on a re-run (reruns.py)."""
 
-    junit_xml: str | bytes
+    junit_xml: bytes
     exit_code: int | None
     duration_seconds: float
     gpu: GpuFacts
@@ -219,11 +220,20 @@ class RunResult:
         data["ending"] = self.ending.value
         return data
 
+    def to_json(self) -> str:
+        """`to_dict` as JSON (the container script's answer), which holds pytest's file as
+        text: bytes that are not UTF-8 become U+FFFD there."""
+        data = self.to_dict()
+        data["junit_xml"] = self.junit_xml.decode("utf-8", "replace")
+        return json.dumps(data)
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
         values = known_fields(cls, data)
         values["gpu"] = GpuFacts.from_dict(values["gpu"])
         values["ending"] = Ending(values["ending"])
+        if isinstance(values["junit_xml"], str):  # from `to_json`
+            values["junit_xml"] = values["junit_xml"].encode("utf-8", "replace")
         values["gpu_memory"] = [GpuMemoryPeak.from_dict(p) for p in values.get("gpu_memory", [])]
         values["artifacts"] = str(values.get("artifacts") or "")
         values["artifacts_left_out"] = [

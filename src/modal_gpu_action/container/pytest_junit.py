@@ -23,11 +23,10 @@ MAX_JUNIT_BYTES = 64 * 1024 * 1024
 MAX_JUNIT_BYTES_ENV = "MODAL_GPU_ACTION_MAX_JUNIT_BYTES"  # a lower cap, in bytes (tests use it)
 
 
-def choose_junit(path: Path, progress: Path, reason: str, tail: str) -> str | bytes:
-    """pytest's XML when it is a whole JUnit report (its bytes as read: the host's parser takes
-    them as they are, with no text made of them first); else the one synthesised from the crash
-    record at `progress` (read only then), as text; else whatever pytest left (possibly half a
-    file, possibly nothing).
+def choose_junit(path: Path, progress: Path, reason: str, tail: str) -> bytes:
+    """pytest's XML when it is a whole JUnit report (its bytes as read: the host parses them as
+    they are); else the one synthesised from the crash record at `progress` (read only then);
+    else whatever pytest left (possibly half a file, possibly nothing).
 
     The tests can rewrite pytest's file. One that is no regular file, is larger than the cap
     (MAX_JUNIT_BYTES, or the lower one MAX_JUNIT_BYTES_ENV asks for), declares a document type

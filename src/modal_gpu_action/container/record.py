@@ -206,7 +206,7 @@ def _xml_text(value: Any) -> str:
 
 def synthesize_junit(
     records: list[dict[str, Any]], *, unfinished_reason: str = "", output_tail: str = ""
-) -> str:
+) -> bytes:
     """JUnit XML (pytest's xunit1 shape) from the crash record. Finished tests keep their
     outcome; the test still running when pytest died is an error carrying `unfinished_reason`
     and the output tail, and the tests collected after it that never started are skipped as
@@ -333,7 +333,8 @@ def synthesize_junit(
         )
     )
     root.append(suite)
-    return '<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="unicode")
+    body: bytes = ET.tostring(root, encoding="utf-8")  # no declaration of its own for UTF-8
+    return b'<?xml version="1.0" encoding="utf-8"?>' + body
 
 
 def _is_list_of(value: Any, kind: type | tuple[type, ...]) -> bool:

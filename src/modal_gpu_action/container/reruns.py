@@ -114,8 +114,7 @@ def rerun_failures(
     merged, still_failing = merge_reruns(first, attempts)
     return dataclasses.replace(
         result,
-        junit_xml='<?xml version="1.0" encoding="utf-8"?>'
-        + ET.tostring(merged, encoding="unicode"),
+        junit_xml=b'<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(merged, encoding="utf-8"),
         exit_code=1 if still_failing else 0,
         duration_seconds=round(seconds, 3),
     )
@@ -186,7 +185,7 @@ def _add_runs(case: ET.Element, reruns: list[ET.Element], passed: bool) -> None:
         case.insert(at + offset, kept)
 
 
-def _cases_by_node_id(junit_xml: str | bytes) -> dict[str, ET.Element]:
+def _cases_by_node_id(junit_xml: bytes) -> dict[str, ET.Element]:
     try:
         root = ET.fromstring(junit_xml)
     except ET.ParseError:

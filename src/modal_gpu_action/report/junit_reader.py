@@ -102,27 +102,9 @@ def parse_junit(
     try:
         return read_junit(source, name=name, max_bytes=max_bytes)
     except JUnitFileError as error:
-        return _not_used(error)
-
-
-def parse_junit_text(
-    document: str | bytes, *, name: str = "", max_bytes: int = MAX_JUNIT_BYTES
-) -> TestReport:
-    """`parse_junit` of a document held in memory (a shard's answer): bytes as they are, text
-    encoded a chunk at a time (never a second copy of the whole document in memory)."""
-    if isinstance(document, bytes):
-        return parse_junit(document, name=name, max_bytes=max_bytes)
-    try:
-        return _parse(_Chunks.of_text(document, max_bytes), name or "<JUnit XML>", max_bytes)
-    except JUnitFileError as error:
-        return _not_used(error)
-
-
-def _not_used(error: JUnitFileError) -> TestReport:
-    """A report of one problem: why the document was not used."""
-    return TestReport(sources=(error.path,)).with_problem(
-        f"JUnit report {error.path}", f"The JUnit report was not used: {error.reason}"
-    )
+        return TestReport(sources=(error.path,)).with_problem(
+            f"JUnit report {error.path}", f"The JUnit report was not used: {error.reason}"
+        )
 
 
 def read_junit(
@@ -131,7 +113,8 @@ def read_junit(
     """`parse_junit`, except that a source that cannot be used at all (missing, unreadable, not
     a regular file, entities declared, not a JUnit report) raises JUnitFileError naming it."""
     if isinstance(source, bytes):
-        return _parse(_Chunks.of_bytes(source, max_bytes), name or "<JUnit XML>", max_bytes)
+        chunks = _Chunks(len(source), (source[:max_bytes],))
+        return _parse(chunks, name or "<JUnit XML>", max_bytes)
     with _open(source) as handle:
         return _parse(_Chunks.of_file(handle, max_bytes), name or str(source), max_bytes)
 
@@ -185,33 +168,6 @@ class _Chunks:
         source = cls(os.fstat(handle.fileno()).st_size, ())
         source._chunks = source._read(handle, cap)
         return source
-
-    @classmethod
-    def of_bytes(cls, data: bytes, cap: int) -> _Chunks:
-        end = min(len(data), cap)
-        return cls(
-            len(data), (data[start : min(start + _CHUNK, end)] for start in range(0, end, _CHUNK))
-        )
-
-    @classmethod
-    def of_text(cls, text: str, cap: int) -> _Chunks:
-        source = cls(0, ())
-        source._chunks = source._encode(text, cap)
-        return source
-
-    def _encode(self, text: str, cap: int) -> Iterator[bytes]:
-        left = cap
-        for start in range(0, len(text), _CHUNK):
-            chunk = text[start : start + _CHUNK].encode("utf-8", "surrogatepass")
-            self.size += len(chunk)
-            if len(chunk) >= left:
-                yield chunk[:left]
-                # Past the cap: the rest is only measured, a chunk at a time, for the message.
-                for rest in range(start + _CHUNK, len(text), _CHUNK):
-                    self.size += len(text[rest : rest + _CHUNK].encode("utf-8", "surrogatepass"))
-                return
-            left -= len(chunk)
-            yield chunk
 
     def _read(self, handle: BinaryIO, cap: int) -> Iterator[bytes]:
         left = cap
