@@ -6,7 +6,8 @@ pytest itself is taken out: the local backend is pointed (MODAL_GPU_ACTION_PYTHO
 script standing in for `python -m pytest`, which waits as long as pytest's own start takes
 (--pytest-start, 0.3 s: `python -m pytest` on an empty folder took 0.42-0.54 s on this VM), then
 copies a prepared JUnit file (bench_report.py's: pytest's shape, 1,000 failures with 40-frame
-tracebacks, 1% skips) to the --junitxml path and a prepared progress record (as the plugin writes
+tracebacks, 1% skips, and on every case the `nodeid` attribute the action's plugin adds, as a
+run's pytest writes it) to the --junitxml path and a prepared progress record (as the plugin writes
 it: the collected tests, then 2 lines a test) to the record's path, and exits 1 as pytest does
 with failures. What is left of `run` is the host's side: start-up, settings, the runner (the
 plugins' copy; the GPU probe only where it outlasts pytest's start, as it would in a real run),
@@ -181,7 +182,7 @@ def main() -> int:
         project = scratch / "project"
         (project / "tests").mkdir(parents=True)
         junit, record = scratch / "pytest.xml", scratch / "record.jsonl"
-        generate(junit, args.cases, args.failures)
+        generate(junit, args.cases, args.failures, nodeids=True)
         write_record(record, args.cases)
         stand_in = scratch / "python"
         stand_in.write_text(STAND_IN)

@@ -34,8 +34,10 @@ from xml.sax.saxutils import escape, quoteattr
 OUT = Path(__file__).parent / "out"
 
 
-def generate(path: Path, cases: int, failures: int) -> None:
-    """A pytest-shaped report: `failures` failures with 40-frame tracebacks, 1% skips."""
+def generate(path: Path, cases: int, failures: int, *, nodeids: bool = False) -> None:
+    """A pytest-shaped report: `failures` failures with 40-frame tracebacks, 1% skips. With
+    `nodeids`, each case has the `nodeid` attribute the action's pytest plugin adds (as pytest
+    writes the report in a `run`; pytest alone writes none)."""
     rng = random.Random(2026)
     traceback = "\n".join(
         f"tests/gpu/test_module.py:{n}: in helper_{n}\n    result = helper_{n + 1}(tensor)"
@@ -50,10 +52,11 @@ def generate(path: Path, cases: int, failures: int) -> None:
         )
         for n in range(cases):
             module = f"tests.gpu.test_module_{n % 250}"
+            name, file = f"test_kernel[{n}-float16-cuda:0]", f"tests/gpu/test_module_{n % 250}.py"
+            nodeid = f'nodeid="{file}::{name}" ' if nodeids else ""
             attrs = (
-                f'classname="{module}" name="test_kernel[{n}-float16-cuda:0]" '
-                f'file="tests/gpu/test_module_{n % 250}.py" line="{n % 400}" '
-                f'time="{rng.random() * 0.1:.3f}"'
+                f'classname="{module}" name="{name}" file="{file}" line="{n % 400}" '
+                f'{nodeid}time="{rng.random() * 0.1:.3f}"'
             )
             if n % step == 0 and n // step < failures:
                 message = quoteattr(f"AssertionError: tensors differ at index {n}: " + "x" * 150)

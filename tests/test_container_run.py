@@ -33,6 +33,8 @@ from modal_gpu_action.container.protocol import (
 )
 from modal_gpu_action.container.pytest_junit import MAX_JUNIT_BYTES_ENV
 from modal_gpu_action.container.run import run_tests
+from modal_gpu_action.report.junit_reader import parse_junit
+from modal_gpu_action.report.results import NodePrefix, stored_nodeid
 
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"
 PACKAGE = Path(container.__file__).parent
@@ -93,6 +95,22 @@ def test_passing_suite_returns_pytests_own_junit_with_file_and_line(tmp_path: Pa
     prop = found["tests.test_ok::test_records_a_property"].find("properties/property")
     assert prop is not None and (prop.get("name"), prop.get("value")) == ("answer", "42")
     assert result.duration_seconds > 0
+
+
+def test_the_node_ids_pytest_writes_read_back_as_their_class_prefix_not_as_copies(
+    tmp_path: Path,
+) -> None:
+    # pytest writes each case's node id in a run (the plugin's `nodeid` attribute). Read back,
+    # a case whose id is its class's `path::classes` and its name holds that prefix, shared by
+    # the class's cases (a million ids held whole are a third of a report's memory), and the
+    # merged file is then written the quick way: the same ids either way.
+    result = quiet(request_for(project(tmp_path, "ids")))
+    written = [case.get("nodeid") for case in ET.fromstring(result.junit_xml).iter("testcase")]
+    report = parse_junit(result.junit_xml)
+    assert [case.nodeid for case in report.cases] == written and len(written) == 8
+    whole = [case.nodeid for case in report.cases if type(stored_nodeid(case)) is not NodePrefix]
+    # A test inherited from a class in another file has that file: no prefix tells its id.
+    assert whole == ["tests/test_ids.py::TestInheritedHere::test_inherited"]
 
 
 def test_failing_test_gives_exit_1_and_a_failure_case(tmp_path: Path) -> None:

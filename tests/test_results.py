@@ -33,6 +33,7 @@ from modal_gpu_action.report.results import (
     Subtests,
     TestCase,
     TestReport,
+    stored_nodeid,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -781,6 +782,29 @@ def test_a_node_id_is_made_from_its_class_prefix_and_behaves_as_a_stored_one() -
     assert first != second and second.nodeid == "tests/test_m.py::TestK::t[1]"
     with pytest.raises(AttributeError):
         first.nodeid = "changed"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("suite", "attribute", "shared"),
+    [
+        # what a run's pytest writes (the runner's plugin adds it): the class's prefix and name
+        ("pytest", "tests/test_m.py::TestK::t[0]", True),
+        ("pytest", "tests/other.py::TestK::t[0]", False),  # any other id: kept as it is
+        ("pytest", "tests/test_m.py::TestK::t[0]x", False),
+        ("pytest", "tests/test_m.py::TestK:t[0]", False),
+        ("other", "tests/test_m.py::TestK::t[0]", False),  # no prefix outside pytest's reports
+    ],
+)
+def test_a_node_id_attribute_that_is_its_class_prefix_and_name_is_held_as_the_prefix(
+    suite: str, attribute: str, shared: bool
+) -> None:
+    document = (
+        f'<testsuite name="{suite}"><testcase classname="tests.test_m.TestK" name="t[0]"'
+        f' file="tests/test_m.py" nodeid="{attribute}"/></testsuite>'
+    )
+    (case,) = parse_junit(document.encode()).cases
+    assert case.nodeid == attribute
+    assert (type(stored_nodeid(case)) is NodePrefix) is shared
 
 
 def test_a_report_works_out_its_counts_once_and_a_changed_copy_anew() -> None:

@@ -75,6 +75,8 @@ _COLLECTION_MESSAGES = frozenset({"collection failure", "collection skipped"})
 # worked out once and shared, not stored once per case (about 150 bytes a case less). Bounded,
 # for hostile reports.
 _SHARED_VALUES = 65_536
+# A case's class name and file as shared, its node id's prefix and that prefix with `::`.
+_Where = tuple[str, str | None, str | None, str]
 _Key = TypeVar("_Key")
 _Value = TypeVar("_Value")
 
@@ -90,7 +92,7 @@ class CaseReader:
         # xunit1, give the file a node id is worked out from.
         self._from_pytest = from_pytest
         # (classname, file) attributes -> the shared class name and file, and the node id's prefix
-        self._where: dict[tuple[str | None, str | None], tuple[str, str | None, str | None]] = {}
+        self._where: dict[tuple[str | None, str | None], _Where] = {}
         self._seconds: dict[str | None, float] = {}
         self._lines: dict[str | None, int | None] = {}
 
@@ -99,9 +101,9 @@ class CaseReader:
         name = get("name", "")
         # (Subscripts rather than .get, keys as the attributes come: a million times, it shows.)
         try:
-            classname, file, node_prefix = self._where[get("classname"), get("file")]
+            classname, file, node_prefix, node_head = self._where[get("classname"), get("file")]
         except KeyError:
-            classname, file, node_prefix = self._where_of(get("classname"), get("file"))
+            classname, file, node_prefix, node_head = self._where_of(get("classname"), get("file"))
         time = get("time")
         try:
             duration = self._seconds[time]
@@ -112,11 +114,14 @@ class CaseReader:
             line = self._lines[line_text]
         except KeyError:
             line = self._share(line_text, self._lines, _line(line_text, self._from_pytest))
-        # The node id: the attribute when given; else the class's shared prefix (a NodePrefix:
-        # the case's `nodeid` adds `::name` when read) or, when the name decides, worked out.
-        nodeid: str = get("nodeid") or node_prefix or ""
-        if node_prefix == "" and not nodeid:
-            nodeid = pytest_node_id(classname, name, file)
+        # The node id: the class's shared prefix (a NodePrefix: the case's `nodeid` adds
+        # `::name` when read) when the `nodeid` attribute the runner's plugin adds is that, or
+        # when there is none; else the attribute; else, when the name decides, worked out.
+        nodeid: str = get("nodeid") or ""
+        if not nodeid or nodeid == node_head + name:
+            nodeid = node_prefix or ""
+            if node_prefix == "":
+                nodeid = pytest_node_id(classname, name, file)
         if not results:
             disabled = "status" in attributes and attributes["status"] == "disabled"
             # _NewCase(classname, name, outcome, duration, "", "", file, line, nodeid), written
@@ -194,15 +199,16 @@ class CaseReader:
             reruns,
         )
 
-    def _where_of(
-        self, classname: str | None, file: str | None
-    ) -> tuple[str, str | None, str | None]:
+    def _where_of(self, classname: str | None, file: str | None) -> _Where:
         """For a case's `classname` and `file` attributes as given: the class name and file to
-        share, and the node id's prefix: `path::classes` (a NodePrefix, the common case), ""
-        when the name decides it, None outside pytest's reports. Kept while there is room."""
+        share, the node id's prefix: `path::classes` (a NodePrefix, the common case), "" when
+        the name decides it, None outside pytest's reports; and that prefix with `::` (what a
+        case's whole node id starts with; "\0", which no node id starts with, when there is no
+        prefix). Kept while there is room."""
         where = classname or "", file or None
         prefix = _node_prefix(*where) if self._from_pytest else None
-        return self._share((classname, file), self._where, (*where, prefix))
+        head = f"{prefix}::" if prefix else "\0"
+        return self._share((classname, file), self._where, (*where, prefix, head))
 
     @staticmethod
     def _share(key: _Key, values: dict[_Key, _Value], value: _Value) -> _Value:
