@@ -16,9 +16,10 @@ made into a `TestCase`, or a `Problem` for the runner's own entries.
   collected but never started (NOT_RUN).
 - The node id (`TestCase.nodeid`, what `pytest` takes to run the test again): the `nodeid`
   attribute the runner's pytest plugin adds, else, in pytest's xunit1 reports, worked out from
-  `file` and the names (`pytest_node_id`); other producers' cases keep their names. Worked
-  out, it is stored as the class's shared `path::classes` (a `NodePrefix`, results.py), which
-  `TestCase.nodeid` completes with the name when read.
+  `file` and the names (`pytest_node_id`); other producers' cases keep their names. One that is
+  the class's `path::classes`, `::` and the name (worked out, or given so, as pytest writes
+  nearly every test's) is stored as that prefix, shared by the class's cases (a `NodePrefix`,
+  results.py), which `TestCase.nodeid` completes with the name when read.
 - pytest writes an xfail as `<skipped type="pytest.xfail">`: XFAILED. It writes a non-strict
   xpass as a plain pass, so that one cannot be told apart and stays PASSED; only the legacy
   `<skipped message="xfail-marked test passes unexpectedly">` becomes XPASSED. A strict xpass is
