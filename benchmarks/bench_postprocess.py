@@ -209,8 +209,14 @@ def main() -> int:
         for repetition in range(args.repeat):
             order = list(commands) if repetition % 2 == 0 else list(reversed(commands))
             for name in order:
+                stand_in_times.unlink(missing_ok=True)
                 times[name].append(timed(commands[name], env, project, scratch))
                 if name == "run":  # what this run's stand-in itself took, timed inside it
+                    if not stand_in_times.exists():
+                        raise SystemExit(
+                            "`run` never started the stand-in: can the project folder import"
+                            " modal_gpu_action (a relative PYTHONPATH cannot)?"
+                        )
                     times["stand-in"].append(parse_time(stand_in_times.read_text()))
         junit_bytes, record_bytes = junit.stat().st_size, record.stat().st_size
         counted = {}

@@ -1,7 +1,7 @@
 """Parse and render a large pytest report; compare with an lxml `iterparse` pass over it.
 
     uv run python benchmarks/bench_report.py [--cases 100000] [--failures 1000] [--repeat 7]
-        [--kinds lxml,ours,junitparser]
+        [--kinds lxml,ours,junitparser] [--nodeids]
 
 Writes a pytest-like JUnit file (xunit1) to benchmarks/out/, then measures, each in a fresh
 interpreter so that peak RSS is the process's own:
@@ -171,6 +171,12 @@ def main() -> None:
     parser.add_argument("--failures", type=int, default=1_000)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--kinds", default="lxml,ours,junitparser")
+    parser.add_argument(
+        "--nodeids",
+        action="store_true",
+        help="each case with the `nodeid` attribute the action's plugin adds (a run's pytest"
+        " report; pytest alone writes none)",
+    )
     parser.add_argument("--measure", nargs=2, metavar=("KIND", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -182,8 +188,8 @@ def main() -> None:
         return
 
     OUT.mkdir(exist_ok=True)
-    path = OUT / f"junit-{args.cases}.xml"
-    generate(path, args.cases, args.failures)
+    path = OUT / f"junit-{args.cases}{'-nodeids' if args.nodeids else ''}.xml"
+    generate(path, args.cases, args.failures, nodeids=args.nodeids)
     print(
         f"{path}: {args.cases:,} cases, {args.failures:,} failures, {path.stat().st_size:,} bytes"
     )
