@@ -792,7 +792,9 @@ def test_a_node_id_is_made_from_its_class_prefix_and_behaves_as_a_stored_one() -
         ("pytest", "tests/other.py::TestK::t[0]", False),  # any other id: kept as it is
         ("pytest", "tests/test_m.py::TestK::t[0]x", False),
         ("pytest", "tests/test_m.py::TestK:t[0]", False),
-        ("other", "tests/test_m.py::TestK::t[0]", False),  # no prefix outside pytest's reports
+        # the merged report (the action's own suite name) keeps the ids: shared as well
+        ("modal-gpu-action", "tests/test_m.py::TestK::t[0]", True),
+        ("other", "tests/other.py::TestK::t[0]", False),
     ],
 )
 def test_a_node_id_attribute_that_is_its_class_prefix_and_name_is_held_as_the_prefix(
@@ -805,6 +807,25 @@ def test_a_node_id_attribute_that_is_its_class_prefix_and_name_is_held_as_the_pr
     (case,) = parse_junit(document.encode()).cases
     assert case.nodeid == attribute
     assert (type(stored_nodeid(case)) is NodePrefix) is shared
+
+
+def test_the_merged_report_read_back_holds_its_node_ids_as_class_prefixes() -> None:
+    # `--compare-to`, `shard-durations` and `report` read the merged file a run wrote: its node
+    # ids (every case has one) are held as their classes' prefixes, as pytest's were.
+    cases = "".join(
+        f'<testcase classname="tests.test_m.TestK" name="t[{n}]" file="tests/test_m.py"'
+        f' nodeid="tests/test_m.py::TestK::t[{n}]"/>'
+        for n in range(3)
+    )
+    report = parse_junit(f'<testsuite name="pytest">{cases}</testsuite>'.encode())
+    again = parse_junit(to_junit_xml(report).encode())
+    assert [case.nodeid for case in again.cases] == [case.nodeid for case in report.cases]
+    assert all(type(stored_nodeid(case)) is NodePrefix for case in again.cases)
+    # a report of another tool without node ids still has none
+    other = parse_junit(
+        b'<testsuite name="x"><testcase classname="a.b" name="c" file="a.py"/></testsuite>'
+    )
+    assert other.cases[0].nodeid == ""
 
 
 def test_a_report_works_out_its_counts_once_and_a_changed_copy_anew() -> None:

@@ -17,9 +17,10 @@ made into a `TestCase`, or a `Problem` for the runner's own entries.
 - The node id (`TestCase.nodeid`, what `pytest` takes to run the test again): the `nodeid`
   attribute the runner's pytest plugin adds, else, in pytest's xunit1 reports, worked out from
   `file` and the names (`pytest_node_id`); other producers' cases keep their names. One that is
-  the class's `path::classes`, `::` and the name (worked out, or given so, as pytest writes
-  nearly every test's) is stored as that prefix, shared by the class's cases (a `NodePrefix`,
-  results.py), which `TestCase.nodeid` completes with the name when read.
+  the class's `path::classes`, `::` and the name (worked out, or given so, as a run's pytest
+  report and the merged report give nearly every test's) is stored as that prefix, shared by
+  the class's cases (a `NodePrefix`, results.py), which `TestCase.nodeid` completes with the
+  name when read.
 - pytest writes an xfail as `<skipped type="pytest.xfail">`: XFAILED. It writes a non-strict
   xpass as a plain pass, so that one cannot be told apart and stays PASSED; only the legacy
   `<skipped message="xfail-marked test passes unexpectedly">` becomes XPASSED. A strict xpass is
@@ -76,8 +77,9 @@ _COLLECTION_MESSAGES = frozenset({"collection failure", "collection skipped"})
 # worked out once and shared, not stored once per case (about 150 bytes a case less). Bounded,
 # for hostile reports.
 _SHARED_VALUES = 65_536
-# A case's class name and file as shared, its node id's prefix and that prefix with `::`.
-_Where = tuple[str, str | None, str | None, str]
+# A case's class name and file as shared, the node id worked out for a case that gives none
+# (`_where_of`), its class's node id prefix and that prefix with `::`.
+_Where = tuple[str, str | None, str | None, str, str]
 _Key = TypeVar("_Key")
 _Value = TypeVar("_Value")
 
@@ -92,7 +94,7 @@ class CaseReader:
         # pytest's reports (recognised by their suite names) write `line` 0-based and, in
         # xunit1, give the file a node id is worked out from.
         self._from_pytest = from_pytest
-        # (classname, file) attributes -> the shared class name and file, and the node id's prefix
+        # (classname, file) attributes -> the shared class name and file, node id prefixes
         self._where: dict[tuple[str | None, str | None], _Where] = {}
         self._seconds: dict[str | None, float] = {}
         self._lines: dict[str | None, int | None] = {}
@@ -102,9 +104,11 @@ class CaseReader:
         name = get("name", "")
         # (Subscripts rather than .get, keys as the attributes come: a million times, it shows.)
         try:
-            classname, file, node_prefix, node_head = self._where[get("classname"), get("file")]
+            classname, file, worked_out, prefix, head = self._where[get("classname"), get("file")]
         except KeyError:
-            classname, file, node_prefix, node_head = self._where_of(get("classname"), get("file"))
+            classname, file, worked_out, prefix, head = self._where_of(
+                get("classname"), get("file")
+            )
         time = get("time")
         try:
             duration = self._seconds[time]
@@ -115,14 +119,16 @@ class CaseReader:
             line = self._lines[line_text]
         except KeyError:
             line = self._share(line_text, self._lines, _line(line_text, self._from_pytest))
-        # The node id: the class's shared prefix (a NodePrefix: the case's `nodeid` adds
-        # `::name` when read) when the `nodeid` attribute the runner's plugin adds is that, or
-        # when there is none; else the attribute; else, when the name decides, worked out.
+        # The node id: the `nodeid` attribute (the runner's plugin adds it to pytest's report,
+        # and the merged report keeps it), held as the class's shared prefix (a NodePrefix: the
+        # case's `nodeid` adds `::name` when read) when it is that prefix and the name; without
+        # one, in pytest's reports, the prefix or, when the name decides, worked out.
         nodeid: str = get("nodeid") or ""
-        if not nodeid or nodeid == node_head + name:
-            nodeid = node_prefix or ""
-            if node_prefix == "":
-                nodeid = pytest_node_id(classname, name, file)
+        if nodeid:
+            if nodeid == head + name:
+                nodeid = prefix
+        elif worked_out is not None:
+            nodeid = worked_out or pytest_node_id(classname, name, file)
         if not results:
             disabled = "status" in attributes and attributes["status"] == "disabled"
             # _NewCase(classname, name, outcome, duration, "", "", file, line, nodeid), written
@@ -202,14 +208,16 @@ class CaseReader:
 
     def _where_of(self, classname: str | None, file: str | None) -> _Where:
         """For a case's `classname` and `file` attributes as given: the class name and file to
-        share, the node id's prefix: `path::classes` (a NodePrefix, the common case), "" when
-        the name decides it, None outside pytest's reports; and that prefix with `::` (what a
-        case's whole node id starts with; "\0", which no node id starts with, when there is no
-        prefix). Kept while there is room."""
+        share; for a case without a `nodeid` attribute, the prefix it gets (None outside
+        pytest's reports: no node id); the class's node id prefix, `path::classes` (a
+        NodePrefix, the common case) or "" when the name decides it; and that prefix with `::`,
+        what a whole node id of the class starts with ("\0", which none starts with, when there
+        is no prefix). Kept while there is room."""
         where = classname or "", file or None
-        prefix = _node_prefix(*where) if self._from_pytest else None
+        prefix = _node_prefix(*where)
+        worked_out = prefix if self._from_pytest else None
         head = f"{prefix}::" if prefix else "\0"
-        return self._share((classname, file), self._where, (*where, prefix, head))
+        return self._share((classname, file), self._where, (*where, worked_out, prefix, head))
 
     @staticmethod
     def _share(key: _Key, values: dict[_Key, _Value], value: _Value) -> _Value:
