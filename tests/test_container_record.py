@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from test_container_run import cases, outcome
 
+from modal_gpu_action.container import pytest_junit
 from modal_gpu_action.container.names import junit_names, mangle_test_address
 from modal_gpu_action.container.progress import PROGRESS_ENV
 from modal_gpu_action.container.protocol import RunRequest
@@ -223,6 +224,24 @@ def test_the_junit_cap_can_be_lowered_but_not_raised(
         assert error.get("message", "").startswith(
             "pytest's JUnit report was not used: it is 2,025 bytes, more than the 1,000 read"
         )
+
+
+def test_the_runner_uses_whatever_pytest_report_the_host_reads_whole() -> None:
+    # One cap for a shard's report on both sides: below the host's, a run of more than about
+    # 280,000 tests lost pytest's report to the record (itself read capped).
+    assert pytest_junit.MAX_JUNIT_BYTES == junit_reader.MAX_JUNIT_BYTES
+
+
+def test_a_whole_pytest_report_over_64_mib_is_used_as_it_is(tmp_path: Path) -> None:
+    junit = tmp_path / "junit.xml"
+    case = b'<testcase classname="tests.test_m" name="t" file="tests/test_m.py" line="1"/>'
+    with junit.open("wb") as out:
+        out.write(b'<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">')
+        out.write(case * (65 * 1024 * 1024 // len(case) + 1))
+        out.write(b"</testsuite></testsuites>")
+    assert junit.stat().st_size > 65 * 1024 * 1024
+    xml = choose_junit(junit, tmp_path / "no-record.jsonl", "", "")
+    assert xml == junit.read_bytes()  # pytest's own, not the record's stand-in
 
 
 def test_a_pipe_in_place_of_pytests_junit_file_is_not_waited_on(tmp_path: Path) -> None:

@@ -13,8 +13,9 @@ Contract (other modules rely on it; keep the names):
 Size: at most `max_bytes` (MAX_JUNIT_BYTES, 256 MiB) of a report are read; a longer one keeps the
 complete cases of its first 256 MiB and adds one problem giving its size and the cap. Memory
 holds the cases, not the file: about 240 bytes a case, 1.6 times the file for pytest's reports,
-so the cap bounds memory too (a merged report of 1.6 million cases fits; the container's own cap
-on one shard's file is 64 MiB, container/record.py).
+so the cap bounds memory too (pytest's report of 1.6 million cases fits, or of 1.1 million with
+the node ids a run's plugin adds). The runner uses a shard's pytest file up to the same cap
+(container/pytest_junit.py).
 
 Parsing: the file is streamed, a chunk at a time, through the standard library's expat parser
 with handlers of our own, which refuse an entity declaration (or an external entity reference)
