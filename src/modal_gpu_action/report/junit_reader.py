@@ -13,7 +13,7 @@ Contract (other modules rely on it; keep the names):
 Size: at most `max_bytes` (MAX_JUNIT_BYTES, 256 MiB) of a report are read; a longer one keeps the
 complete cases of its first 256 MiB and adds one problem giving its size and the cap. Memory
 holds the cases, not the file: about 240 bytes a case, 1.6 times the file for pytest's reports,
-so the cap bounds memory too (pytest's report of 1.6 million cases fits, or of 1.1 million with
+so the cap bounds memory too (pytest's report of 1.6 million cases fits, or of 1.2 million with
 the node ids a run's plugin adds). The runner uses a shard's pytest file up to the same cap
 (container/pytest_junit.py).
 
