@@ -77,9 +77,8 @@ _COLLECTION_MESSAGES = frozenset({"collection failure", "collection skipped"})
 # worked out once and shared, not stored once per case (about 150 bytes a case less). Bounded,
 # for hostile reports.
 _SHARED_VALUES = 65_536
-# A case's class name and file as shared, the node id worked out for a case that gives none
-# (`_where_of`), its class's node id prefix and that prefix with `::`.
-_Where = tuple[str, str | None, str | None, str, str]
+# A case's class name and file as shared, its class's node id prefix and that prefix with `::`.
+_Where = tuple[str, str | None, str, str]
 _Key = TypeVar("_Key")
 _Value = TypeVar("_Value")
 
@@ -104,11 +103,9 @@ class CaseReader:
         name = get("name", "")
         # (Subscripts rather than .get, keys as the attributes come: a million times, it shows.)
         try:
-            classname, file, worked_out, prefix, head = self._where[get("classname"), get("file")]
+            classname, file, prefix, head = self._where[get("classname"), get("file")]
         except KeyError:
-            classname, file, worked_out, prefix, head = self._where_of(
-                get("classname"), get("file")
-            )
+            classname, file, prefix, head = self._where_of(get("classname"), get("file"))
         time = get("time")
         try:
             duration = self._seconds[time]
@@ -127,8 +124,8 @@ class CaseReader:
         if nodeid:
             if nodeid == head + name:
                 nodeid = prefix
-        elif worked_out is not None:
-            nodeid = worked_out or pytest_node_id(classname, name, file)
+        elif self._from_pytest:
+            nodeid = prefix or pytest_node_id(classname, name, file)
         if not results:
             disabled = "status" in attributes and attributes["status"] == "disabled"
             # _NewCase(classname, name, outcome, duration, "", "", file, line, nodeid), written
@@ -208,16 +205,14 @@ class CaseReader:
 
     def _where_of(self, classname: str | None, file: str | None) -> _Where:
         """For a case's `classname` and `file` attributes as given: the class name and file to
-        share; for a case without a `nodeid` attribute, the prefix it gets (None outside
-        pytest's reports: no node id); the class's node id prefix, `path::classes` (a
-        NodePrefix, the common case) or "" when the name decides it; and that prefix with `::`,
-        what a whole node id of the class starts with ("\0", which none starts with, when there
-        is no prefix). Kept while there is room."""
+        share; the class's node id prefix, `path::classes` (a NodePrefix, the common case) or ""
+        when the name decides it; and that prefix with `::`, what a whole node id of the class
+        starts with ("\0", which none starts with, when there is no prefix). Kept while there
+        is room."""
         where = classname or "", file or None
         prefix = _node_prefix(*where)
-        worked_out = prefix if self._from_pytest else None
         head = f"{prefix}::" if prefix else "\0"
-        return self._share((classname, file), self._where, (*where, worked_out, prefix, head))
+        return self._share((classname, file), self._where, (*where, prefix, head))
 
     @staticmethod
     def _share(key: _Key, values: dict[_Key, _Value], value: _Value) -> _Value:
