@@ -206,16 +206,30 @@ def test_pytests_own_junit_gets_node_ids_and_subtest_counts_from_the_plugin(
 # --- hostile files: read back capped, and never fatally -----------------------------------------
 
 
+def chosen(junit: Path, progress: Path, reason: str, *, open_file: bool) -> bytes:
+    """choose_junit's report as bytes, however it came: with `open_file` (the local backend's
+    way) a whole file of pytest's comes back open, which is read here and closed."""
+    found = choose_junit(junit, progress, reason, "", open_file=open_file)
+    if isinstance(found, bytes):
+        return found
+    with found:
+        return found.read()
+
+
+BOTH_WAYS = pytest.mark.parametrize("open_file", [False, True], ids=["bytes", "open-file"])
+
+
+@BOTH_WAYS
 @pytest.mark.parametrize(
     ("cap", "used"), [("", True), ("1000", False), (str(1 << 40), True), ("-5", True)]
 )
 def test_the_junit_cap_can_be_lowered_but_not_raised(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap: str, used: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap: str, used: bool, open_file: bool
 ) -> None:
     junit = tmp_path / "junit.xml"
     junit.write_text("<testsuites>" + " " * 2000 + "</testsuites>")
     monkeypatch.setenv(MAX_JUNIT_BYTES_ENV, cap)
-    xml = choose_junit(junit, tmp_path / "no-record.jsonl", "", "")
+    xml = chosen(junit, tmp_path / "no-record.jsonl", "", open_file=open_file)
     if used:
         assert xml == junit.read_bytes()
     else:
@@ -232,7 +246,10 @@ def test_the_runner_uses_whatever_pytest_report_the_host_reads_whole() -> None:
     assert pytest_junit.MAX_JUNIT_BYTES == junit_reader.MAX_JUNIT_BYTES
 
 
-def test_a_whole_pytest_report_over_64_mib_is_used_as_it_is(tmp_path: Path) -> None:
+@BOTH_WAYS
+def test_a_whole_pytest_report_over_64_mib_is_used_as_it_is(
+    tmp_path: Path, open_file: bool
+) -> None:
     junit = tmp_path / "junit.xml"
     case = b'<testcase classname="tests.test_m" name="t" file="tests/test_m.py" line="1"/>'
     with junit.open("wb") as out:
@@ -240,14 +257,17 @@ def test_a_whole_pytest_report_over_64_mib_is_used_as_it_is(tmp_path: Path) -> N
         out.write(case * (65 * 1024 * 1024 // len(case) + 1))
         out.write(b"</testsuite></testsuites>")
     assert junit.stat().st_size > 65 * 1024 * 1024
-    xml = choose_junit(junit, tmp_path / "no-record.jsonl", "", "")
+    xml = chosen(junit, tmp_path / "no-record.jsonl", "", open_file=open_file)
     assert xml == junit.read_bytes()  # pytest's own, not the record's stand-in
 
 
-def test_a_pipe_in_place_of_pytests_junit_file_is_not_waited_on(tmp_path: Path) -> None:
+@BOTH_WAYS
+def test_a_pipe_in_place_of_pytests_junit_file_is_not_waited_on(
+    tmp_path: Path, open_file: bool
+) -> None:
     pipe = tmp_path / "junit.xml"
     os.mkfifo(pipe)  # nobody writes to it
-    xml = choose_junit(pipe, tmp_path / "no-record.jsonl", "", "")
+    xml = chosen(pipe, tmp_path / "no-record.jsonl", "", open_file=open_file)
     [error] = [case.find("error") for case in cases(xml).values()]
     assert error is not None
     assert error.get("message", "").startswith(
@@ -356,16 +376,17 @@ def pytest_like_junit(cases_count: int) -> bytes:
     ).encode()
 
 
-def test_pytests_file_cut_anywhere_gives_way_to_the_record(tmp_path: Path) -> None:
+@BOTH_WAYS
+def test_pytests_file_cut_anywhere_gives_way_to_the_record(tmp_path: Path, open_file: bool) -> None:
     junit, progress = tmp_path / "junit.xml", tmp_path / "progress.jsonl"
     write_records(progress, progress_lines(3))
     whole = pytest_like_junit(3)
     for cut in range(len(whole)):
         junit.write_bytes(whole[:cut])
-        xml = choose_junit(junit, progress, "it crashed", "")
+        xml = chosen(junit, progress, "it crashed", open_file=open_file)
         assert b"synthesised by modal-gpu-action" in xml, cut
     junit.write_bytes(whole + b"\n")
-    assert choose_junit(junit, progress, "", "") == whole + b"\n"
+    assert chosen(junit, progress, "", open_file=open_file) == whole + b"\n"
 
 
 @pytest.mark.parametrize(
@@ -377,20 +398,47 @@ def test_pytests_file_cut_anywhere_gives_way_to_the_record(tmp_path: Path) -> No
         ('<!-- x --><!doctype testsuites [<!ENTITY a "b">]>', "it declares a document type"),
     ],
 )
+@BOTH_WAYS
 def test_pytests_file_is_judged_by_its_prolog_without_being_parsed(
-    tmp_path: Path, prolog: str, why: str | None
+    tmp_path: Path, prolog: str, why: str | None, open_file: bool
 ) -> None:
     junit, progress = tmp_path / "junit.xml", tmp_path / "progress.jsonl"
     write_records(progress, progress_lines(3))
     text = prolog + pytest_like_junit(2).decode().split("?>", 1)[1]
     junit.write_text(text)
-    xml = choose_junit(junit, progress, "", "")
+    xml = chosen(junit, progress, "", open_file=open_file)
     if why is None:
         assert xml == text.encode()
     else:
         error = cases(xml)["modal-gpu-action::pytest's JUnit report"].find("error")
         assert error is not None
         assert error.get("message", "").startswith(f"pytest's JUnit report was not used: {why}")
+
+
+def test_a_whole_file_comes_back_open_at_its_start_and_reads_after_its_removal(
+    tmp_path: Path,
+) -> None:
+    junit, progress = tmp_path / "junit.xml", tmp_path / "progress.jsonl"
+    write_records(progress, progress_lines(3))
+    whole = pytest_like_junit(3)
+    junit.write_bytes(whole)
+
+    found = choose_junit(junit, progress, "", "", open_file=True)
+
+    assert not isinstance(found, bytes)
+    with found:
+        junit.unlink()  # the run's folder goes beside the host's parse (run.py)
+        assert found.read() == whole
+
+
+def test_a_prolog_longer_than_the_head_judged_is_read_whole_instead(tmp_path: Path) -> None:
+    # Judged by its first 64 KB, the file is not whole; read whole, it is: its bytes come back.
+    junit, progress = tmp_path / "junit.xml", tmp_path / "progress.jsonl"
+    write_records(progress, progress_lines(3))
+    text = "<!--" + "x" * 70_000 + "-->" + pytest_like_junit(2).decode().split("?>", 1)[1]
+    junit.write_text(text)
+
+    assert choose_junit(junit, progress, "", "", open_file=True) == text.encode()
 
 
 def test_a_progress_record_that_is_no_file_is_one_note(tmp_path: Path) -> None:

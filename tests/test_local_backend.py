@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -22,6 +23,8 @@ from modal_gpu_action.backends.local import (
     resolve_devices,
 )
 from modal_gpu_action.container.protocol import RunRequest
+from modal_gpu_action.outcome import outcome_from
+from modal_gpu_action.report.junit_reader import parse_junit
 from modal_gpu_action.settings import Settings, load_settings
 
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"
@@ -140,7 +143,7 @@ def test_plan_is_json_and_keeps_env_values_out(tmp_path: Path) -> None:
 # --- real runs ----------------------------------------------------------------------------------
 
 
-def properties(junit_xml: str) -> list[str]:
+def properties(junit_xml: bytes) -> list[str]:
     root = ET.fromstring(junit_xml)
     return [p.get("value") or "" for p in root.iter("property")]
 
@@ -166,9 +169,9 @@ def test_auto_runs_one_shard_per_gpu_at_the_same_time_each_seeing_only_its_own(
     for shard, device in zip(result.shards, ["0", "1"], strict=True):
         # the conftest's barrier passed: both pytest processes were up at the same time
         assert shard.exit_code == 0, shard.output_tail
-        seen = properties(shard.junit_xml)
+        seen = properties(shard.junit_bytes())
         assert seen and set(seen) == {device}
-    assert sum(len(properties(s.junit_xml)) for s in result.shards) == 8
+    assert sum(len(properties(s.junit_bytes())) for s in result.shards) == 8
     assert sorted(p.read_text() for p in barrier.iterdir()) == ["0", "1"]
     assert not result.cancelled and result.infrastructure_error is None
     if source == "nvidia-smi":
@@ -208,3 +211,47 @@ def test_an_interpreter_that_cannot_start_is_an_infrastructure_error(tmp_path: P
     # ", GPU 0" in the label where an nvidia-smi lists GPUs
     with pytest.raises(InfrastructureError, match=r"^shard 1/2(, GPU \d)?: could not start pytest"):
         backend.run(backend.requests())
+
+
+# --- pytest's JUnit file, handed to the host open ------------------------------------------------
+
+
+def test_pytests_file_reaches_the_host_open_and_its_folder_is_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The host reads a shard's whole report a chunk at a time from the file pytest wrote, as
+    # `report` reads one (never held whole in memory), and the run's folder goes once it is read.
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(runs))
+    settings = settings_for(tmp_path, "passing")
+    backend = LocalBackend(settings, environ=environ(), stream=None)
+
+    result = backend.run(backend.requests())
+
+    [shard] = result.shards
+    assert shard.junit_xml == b"" and shard.junit_file is not None
+    data = shard.junit_bytes()
+    assert data.startswith(b"<?xml") and b'name="test_adds"' in data
+    assert shard.to_dict()["junit_xml"] == data  # what Modal's answer would carry: the bytes
+    for thread in threading.enumerate():
+        if thread.name == "remove-run":
+            thread.join()
+    assert list(runs.iterdir()) == []  # pytest's folder is gone; its open file still reads
+    assert shard.junit_bytes() == data
+
+    outcome = outcome_from(result, settings, cancelled=False)
+
+    assert shard.junit_file.closed
+    assert outcome.report.cases == parse_junit(data, name="run").cases
+    assert [c.name for c in outcome.report.cases][:2] == ["test_adds", "test_records_a_property"]
+
+
+def test_a_run_with_re_runs_keeps_pytests_file_as_bytes(tmp_path: Path) -> None:
+    # Re-runs merge the first run's report with theirs (container/reruns.py): bytes, not a file.
+    settings = settings_for(tmp_path, "failing", **{"rerun-failures": "1"})
+    backend = LocalBackend(settings, environ=environ(), stream=None)
+
+    [shard] = backend.run(backend.requests()).shards
+
+    assert shard.junit_file is None and b"<testcase" in shard.junit_xml

@@ -44,8 +44,7 @@ from modal_gpu_action.github_actions.workflow import (
 )
 from modal_gpu_action.outcome import RunOutcome, execute, outputs
 from modal_gpu_action.render.annotations import annotation_commands
-from modal_gpu_action.render.comment_sections import SECTION_LIMIT, section_for
-from modal_gpu_action.render.markdown import render_comment, render_summary
+from modal_gpu_action.render.markdown import SECTION_LIMIT, render_comment, render_summary
 from modal_gpu_action.report.comparison import Changes, compare, file_state
 from modal_gpu_action.report.conclusion import Conclusion
 from modal_gpu_action.report.junit_reader import JUnitFileError
@@ -207,6 +206,7 @@ def run(
             _warn(f"the step's outputs were not written: {error}", stream, github_mode)
     if publishing.context is not None and publishing.comment != "off":
         import modal_gpu_action.publish.github as github
+        from modal_gpu_action.render.comment_sections import section_for
 
         state = ""
         if publishing.keep_test_ids:

@@ -15,9 +15,8 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from modal_gpu_action.backends.artifacts import SavedArtifacts, save
 from modal_gpu_action.backends.base import Backend, BackendResult, InfrastructureError
 from modal_gpu_action.container.protocol import Ending, RunRequest, RunResult
 from modal_gpu_action.exit_codes import FAILED, INFRASTRUCTURE, PASSED
@@ -30,6 +29,9 @@ from modal_gpu_action.report.junit_reader import parse_junit
 from modal_gpu_action.report.merging import merge
 from modal_gpu_action.report.results import CaseOutcome, TestReport
 from modal_gpu_action.settings import Settings
+
+if TYPE_CHECKING:
+    from modal_gpu_action.backends.artifacts import SavedArtifacts
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,11 @@ def execute(
         report = TestReport().with_problem("infrastructure", str(error), error.detail)
         return _infrastructure_outcome(report, str(error), settings, stream, github_mode)
     # Before the report: whatever the shards brought back is on disk even if rendering fails.
-    artifacts = save(result.shards, settings)
+    artifacts = None
+    if settings.artifacts:  # zipfile and the rest imported only then
+        from modal_gpu_action.backends.artifacts import save
+
+        artifacts = save(result.shards, settings)
     outcome = outcome_from(
         result, settings, cancelled=cancel.is_set(), requests=requests, artifacts=artifacts
     )
@@ -124,7 +130,7 @@ def outcome_from(
     pytest stopped by collection errors) is a problem of the run, apart from the tests."""
     reports = []
     for shard in result.shards:
-        report = parse_junit(shard.junit_xml, name=_shard_name(shard))
+        report = _shard_report(shard)
         if shard.problem:
             report = report.with_problem(
                 _shard_name(shard), _problem_message(shard, report), shard.output_tail
@@ -165,6 +171,15 @@ def outcome_from(
     usage = gpu_usage(result, settings)
     facts = _facts(result, settings, gpu, cost) + usage.facts + _artifact_facts(artifacts, settings)
     return RunOutcome(report, conclusion, code, facts, gpu, cost, usage, artifacts)
+
+
+def _shard_report(shard: RunResult) -> TestReport:
+    """The shard's JUnit parsed: its bytes, or (local backend) pytest's file, open, which is
+    read a chunk at a time and closed."""
+    if shard.junit_file is None:
+        return parse_junit(shard.junit_xml, name=_shard_name(shard))
+    with shard.junit_file:
+        return parse_junit(shard.junit_file, name=_shard_name(shard))
 
 
 def _problem_message(shard: RunResult, report: TestReport) -> str:

@@ -255,6 +255,7 @@ class LocalBackend:
                 cancel_event=self.cancel_event,
                 base_env=test_environment(self.environ),
                 kill_grace_seconds=self.kill_grace_seconds,
+                junit_open=True,  # the host reads it from here: outcome.py
             )
         except RunnerError as error:
             where = f"{request.label}: " if request.label else ""

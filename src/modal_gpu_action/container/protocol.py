@@ -11,7 +11,7 @@ import dataclasses
 import enum
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 # pytest's exit codes, as its documentation names them
 PYTEST_EXIT_MEANINGS = {
@@ -199,6 +199,10 @@ class RunResult:
     # each file left out and why (artifacts.py). Written by hostile tests: the host checks again.
     artifacts: str = ""
     artifacts_left_out: list[str] = dataclasses.field(default_factory=list)
+    # pytest's whole file, open at its start, in place of its bytes (`junit_xml` is then empty):
+    # what the local backend's host, in this process, reads a chunk at a time (run_tests'
+    # `junit_open`). Never sent anywhere: `to_dict` holds its bytes instead.
+    junit_file: BinaryIO | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def timed_out(self) -> bool:
@@ -213,18 +217,31 @@ class RunResult:
         """pytest collected nothing (exit code 5)."""
         return self.exit_code == 5
 
+    def junit_bytes(self) -> bytes:
+        """The JUnit XML's bytes, however it came (`junit_file` read from its start)."""
+        if self.junit_file is None:
+            return self.junit_xml
+        self.junit_file.seek(0)
+        data = self.junit_file.read()
+        self.junit_file.seek(0)
+        return data
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data (Modal's answer, pickled): pytest's file stays bytes, so that a shard's
         report is parsed alike on either backend."""
-        data = dataclasses.asdict(self)
-        data["ending"] = self.ending.value
+        whole = self
+        if self.junit_file is not None:
+            whole = dataclasses.replace(self, junit_xml=self.junit_bytes(), junit_file=None)
+        data = dataclasses.asdict(whole)
+        del data["junit_file"]
+        data["ending"] = whole.ending.value
         return data
 
     def to_json(self) -> str:
         """`to_dict` as JSON (the container script's answer), which holds pytest's file as
         text: bytes that are not UTF-8 become U+FFFD there."""
         data = self.to_dict()
-        data["junit_xml"] = self.junit_xml.decode("utf-8", "replace")
+        data["junit_xml"] = data["junit_xml"].decode("utf-8", "replace")
         return json.dumps(data)
 
     @classmethod

@@ -14,6 +14,7 @@ import errno
 import os
 import re
 from pathlib import Path
+from typing import IO, BinaryIO
 
 from .record import _note, _open_plain_file, _Refused, _why, read_progress, synthesize_junit
 
@@ -25,10 +26,17 @@ MAX_JUNIT_BYTES = 256 * 1024 * 1024
 MAX_JUNIT_BYTES_ENV = "MODAL_GPU_ACTION_MAX_JUNIT_BYTES"  # a lower cap, in bytes (tests use it)
 
 
-def choose_junit(path: Path, progress: Path, reason: str, tail: str) -> bytes:
+def choose_junit(
+    path: Path, progress: Path, reason: str, tail: str, *, open_file: bool = False
+) -> bytes | BinaryIO:
     """pytest's XML when it is a whole JUnit report (its bytes as read: the host parses them as
     they are); else the one synthesised from the crash record at `progress` (read only then);
     else whatever pytest left (possibly half a file, possibly nothing).
+
+    With `open_file` (the local backend, whose host is this process), a whole file of pytest's
+    comes back open at its start, judged by its ends alone, for the host to read a chunk at a
+    time as `report` reads a file: never held whole (25 MB at 100,000 tests, each page of a new
+    buffer a fault), and readable after its folder is removed. The caller closes it.
 
     The tests can rewrite pytest's file. One that is no regular file, is larger than the cap
     (MAX_JUNIT_BYTES, or the lower one MAX_JUNIT_BYTES_ENV asks for), declares a document type
@@ -39,11 +47,18 @@ def choose_junit(path: Path, progress: Path, reason: str, tail: str) -> bytes:
     data = b""
     try:
         with _open_plain_file(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > cap:
+                raise _Refused(errno.EFBIG, f"it is {size:,} bytes, more than the {cap:,} read")
+            if open_file and _whole_junit(handle.read(_ENDS), _last_bytes(handle, size)):
+                handle.seek(0)
+                return os.fdopen(os.dup(handle.fileno()), "rb")  # the `with` closes its own
+            handle.seek(0)
             data = handle.read(cap + 1)
-            if len(data) > cap:
+            if len(data) > cap:  # it grew since
                 size = max(os.fstat(handle.fileno()).st_size, len(data))
                 raise _Refused(errno.EFBIG, f"it is {size:,} bytes, more than the {cap:,} read")
-        if _whole_junit(data):
+        if _whole_junit(data, data[-_ENDS:]):
             return data
     except FileNotFoundError:
         pass  # pytest wrote none: it crashed, was stopped or never started
@@ -63,6 +78,15 @@ def choose_junit(path: Path, progress: Path, reason: str, tail: str) -> bytes:
     return data
 
 
+# Of pytest's file, what is judged at each end: its prolog and root element, its root's end.
+_ENDS = 64 * 1024
+
+
+def _last_bytes(handle: IO[bytes], size: int) -> bytes:
+    handle.seek(max(size - _ENDS, 0))
+    return handle.read(_ENDS)
+
+
 def _junit_cap() -> int:
     """MAX_JUNIT_BYTES, or the lower cap that MODAL_GPU_ACTION_MAX_JUNIT_BYTES asks for."""
     text = os.environ.get(MAX_JUNIT_BYTES_ENV, "").strip()
@@ -71,9 +95,10 @@ def _junit_cap() -> int:
     return MAX_JUNIT_BYTES
 
 
-def _whole_junit(data: bytes) -> bool:
+def _whole_junit(data: bytes, last: bytes) -> bool:
     """True for what pytest writes when it finishes its report, False for a file cut short
-    (pytest killed while writing it), judged from its ends alone, without parsing it (the host
+    (pytest killed while writing it), judged from its ends alone (`data` from its start, `last`
+    its last bytes; a prolog longer than `data` is not whole), without parsing it (the host
     parses it once, and reports any damage inside as a problem of the run): a prolog of an XML
     declaration, comments and processing instructions, then <testsuites> or <testsuite>, and at
     the end the closing tag of that root. _Refused for what pytest never writes: a document
@@ -115,7 +140,7 @@ def _whole_junit(data: bytes) -> bool:
             raise _Refused(errno.EINVAL, f"its root element is <{text[:100]}>, not <testsuites>")
         return False  # nothing, or only the start of a prolog
     # pytest writes the root with its suites inside, never as an empty element
-    return data[-65536:].rstrip().endswith(b"</" + root.group(1) + b">")
+    return last.rstrip().endswith(b"</" + root.group(1) + b">")
 
 
 _ENCODING = re.compile(rb"""encoding\s*=\s*["']([^"']*)["']""")

@@ -53,9 +53,6 @@ from modal_gpu_action.report.conclusion import Conclusion
 from modal_gpu_action.report.results import TestReport
 from modal_gpu_action.report.test_state import MAX_STATE_CHARS
 
-# What a job's own body should stay within (render_comment's limit_chars in GitHub mode), so that
-# the table, the hidden rows and the other jobs' rows still fit beside it.
-SECTION_LIMIT = 56_000
 MAX_KEY_CHARS = 100
 
 _PREFIX = "<!-- modal-gpu-action:"

@@ -128,6 +128,11 @@ def render_summary(
     return _clamp_bytes(_join(head, section, tail) + "\n", limit_bytes)
 
 
+# What a job's own body should stay within (render_comment's limit_chars in GitHub mode), so that
+# a matrix comment's table, hidden rows and other jobs' sections (comment_sections.py) still fit.
+SECTION_LIMIT = 56_000
+
+
 def render_comment(
     report: TestReport,
     *,

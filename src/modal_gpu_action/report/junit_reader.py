@@ -1,7 +1,8 @@
 """JUnit XML (pytest's and other producers') parsed into a TestReport (results.py).
 
 Contract (other modules rely on it; keep the names):
-- `parse_junit(source: str | Path | bytes, *, name: str = "") -> TestReport`: one file or XML text.
+- `parse_junit(source: str | Path | bytes | BinaryIO, *, name: str = "") -> TestReport`: one file
+  (a path, or open), or XML text.
   Never raises for what the source is or holds (the tests wrote it): a truncated/empty document
   keeps every complete case and adds one problem saying the report was cut short; a source
   that cannot be used at all is a report with one problem saying why: missing, not a regular
@@ -96,10 +97,11 @@ _CHUNK = 1024 * 1024
 
 
 def parse_junit(
-    source: str | Path | bytes, *, name: str = "", max_bytes: int = MAX_JUNIT_BYTES
+    source: str | Path | bytes | BinaryIO, *, name: str = "", max_bytes: int = MAX_JUNIT_BYTES
 ) -> TestReport:
-    """One JUnit document: a path (str or Path) or the XML itself (bytes). Never raises for what
-    it is or holds: a source that cannot be used is a report with one problem saying why."""
+    """One JUnit document: a path (str or Path), the XML itself (bytes) or a binary file open at
+    its start (read from there, not closed). Never raises for what it is or holds: a source that
+    cannot be used is a report with one problem saying why."""
     try:
         return read_junit(source, name=name, max_bytes=max_bytes)
     except JUnitFileError as error:
@@ -109,13 +111,15 @@ def parse_junit(
 
 
 def read_junit(
-    source: str | Path | bytes, *, name: str = "", max_bytes: int = MAX_JUNIT_BYTES
+    source: str | Path | bytes | BinaryIO, *, name: str = "", max_bytes: int = MAX_JUNIT_BYTES
 ) -> TestReport:
     """`parse_junit`, except that a source that cannot be used at all (missing, unreadable, not
     a regular file, entities declared, not a JUnit report) raises JUnitFileError naming it."""
     if isinstance(source, bytes):
         chunks = _Chunks(len(source), (source[:max_bytes],))
         return _parse(chunks, name or "<JUnit XML>", max_bytes)
+    if not isinstance(source, str | os.PathLike):  # open already (the local backend's shards)
+        return _parse(_Chunks.of_file(source, max_bytes), name or "<JUnit XML>", max_bytes)
     with _open(source) as handle:
         return _parse(_Chunks.of_file(handle, max_bytes), name or str(source), max_bytes)
 
