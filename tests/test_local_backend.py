@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -255,3 +256,64 @@ def test_a_run_with_re_runs_keeps_pytests_file_as_bytes(tmp_path: Path) -> None:
     [shard] = backend.run(backend.requests()).shards
 
     assert shard.junit_file is None and b"<testcase" in shard.junit_xml
+
+
+# --- what the engine does while the tests run -----------------------------------------------------
+
+
+def test_meanwhile_runs_once_in_the_calling_thread_while_the_tests_run(tmp_path: Path) -> None:
+    # The engine loads what it needs after the tests (after_tests.py) in this call: the hanging
+    # test has started when it runs, and the run only ends because it cancels it.
+    pid_file = tmp_path / "child.pid"
+    settings = settings_for(tmp_path, "hang", env=f"HANG_PID_FILE={pid_file}")
+    cancel = threading.Event()
+    backend = LocalBackend(
+        settings, cancel_event=cancel, environ=environ(), stream=None, kill_grace_seconds=1.0
+    )
+    calls: list[bool] = []
+
+    def meanwhile() -> None:
+        wait_for_file(pid_file)  # written by the test once it hangs
+        calls.append(threading.current_thread() is threading.main_thread())
+        cancel.set()
+
+    result = backend.run(backend.requests(), meanwhile=meanwhile)
+
+    assert calls == [True]
+    assert result.cancelled and [s.cancelled for s in result.shards] == [True]
+
+
+def test_a_failing_meanwhile_still_waits_for_every_shard(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, "passing", shards="2")
+    backend = LocalBackend(settings, environ=environ(), stream=None)
+
+    def meanwhile() -> None:
+        raise RuntimeError("a bug of ours")
+
+    with pytest.raises(RuntimeError, match="a bug of ours"):
+        backend.run(backend.requests(), meanwhile=meanwhile)
+    assert not [t for t in threading.enumerate() if t.name.startswith("shard-")]
+
+
+def test_what_a_run_needs_after_its_tests_is_not_loaded_before_them() -> None:
+    # engine.py loads after_tests.py while the tests run (the backend's `meanwhile`); imported
+    # before them again, its modules would be back in the time between the last test and the
+    # reports (9-13 ms here).
+    after = [
+        "modal_gpu_action.after_tests",
+        "modal_gpu_action.render.markdown",
+        "modal_gpu_action.report.junit_writer",
+        "modal_gpu_action.report.comparison",
+        "modal_gpu_action.console",
+    ]
+    code = (
+        "import sys, modal_gpu_action.cli, modal_gpu_action.engine,"
+        " modal_gpu_action.backends.local, modal_gpu_action.outcome\n"
+        f"print([m for m in {after!r} if m in sys.modules])\n"
+        "import modal_gpu_action.after_tests\n"
+        f"print([m for m in {after!r} if m not in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.splitlines() == ["[]", "[]"]

@@ -13,7 +13,7 @@ import dataclasses
 import re
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
@@ -23,7 +23,6 @@ from modal_gpu_action.exit_codes import FAILED, INFRASTRUCTURE, PASSED
 from modal_gpu_action.github_actions.workflow import command, in_github_actions, one_line
 from modal_gpu_action.gpu_usage import GpuUsage, gpu_usage
 from modal_gpu_action.render.durations import format_duration
-from modal_gpu_action.report.comparison import Changes
 from modal_gpu_action.report.conclusion import Conclusion
 from modal_gpu_action.report.junit_reader import parse_junit
 from modal_gpu_action.report.merging import merge
@@ -32,6 +31,7 @@ from modal_gpu_action.settings import Settings
 
 if TYPE_CHECKING:
     from modal_gpu_action.backends.artifacts import SavedArtifacts
+    from modal_gpu_action.report.comparison import Changes
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +60,16 @@ def execute(
     *,
     stream: TextIO = sys.stdout,
     github_mode: bool | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> RunOutcome:
-    """Run the backend (setting `cancel` stops it); never raises for the run's sake."""
+    """Run the backend (setting `cancel` stops it); never raises for the run's sake. The
+    backend calls `meanwhile` once while the tests run."""
     github_mode = in_github_actions() if github_mode is None else github_mode
     backend = _backend(settings, cancel)
     requests: list[RunRequest] = []
     try:
         requests = backend.requests()
-        result = backend.run(requests)
+        result = backend.run(requests, meanwhile=meanwhile)
     except InfrastructureError as error:
         report = TestReport().with_problem("infrastructure", str(error), error.detail)
         return _infrastructure_outcome(report, str(error), settings, stream, github_mode)

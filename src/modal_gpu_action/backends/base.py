@@ -14,7 +14,7 @@ that did come back.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -57,9 +57,13 @@ class Backend(Protocol):
         """One RunRequest per shard, in shard order (shard_index 0..n-1, shard_count n)."""
         ...
 
-    def run(self, requests: Sequence[RunRequest]) -> BackendResult:
-        """Run the shards (in parallel where the backend can) and return them all.
-        Raises InfrastructureError when no shard result can be had."""
+    def run(
+        self, requests: Sequence[RunRequest], *, meanwhile: Callable[[], object] | None = None
+    ) -> BackendResult:
+        """Run the shards (in parallel where the backend can) and return them all; call
+        `meanwhile` once in this thread, once the tests have started, while they run (the
+        engine loads what it needs after them). Raises InfrastructureError when no shard result
+        can be had."""
         ...
 
 

@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +208,9 @@ class LocalBackend:
             dataclasses.replace(r, timeout_seconds=timeout, timeout_cause=cause) for r in requests
         ]
 
-    def run(self, requests: Sequence[RunRequest]) -> BackendResult:
+    def run(
+        self, requests: Sequence[RunRequest], *, meanwhile: Callable[[], object] | None = None
+    ) -> BackendResult:
         if not requests:
             raise InfrastructureError("nothing to run: no shard requests")
         hide_this_process_from_the_tests()
@@ -232,8 +234,12 @@ class LocalBackend:
         ):
             for thread in shards_running:
                 thread.start()
-            for thread in shards_running:
-                thread.join()
+            try:
+                if meanwhile is not None:
+                    meanwhile()
+            finally:
+                for thread in shards_running:
+                    thread.join()
         shards = [o for o in outcomes if isinstance(o, RunResult)]
         failures = [o for o in outcomes if isinstance(o, InfrastructureError)]
         if not shards:

@@ -39,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -224,7 +224,9 @@ class ModalBackend:
         )
         return shard_requests(base, count, self.settings.shard_durations)
 
-    def run(self, requests: Sequence[RunRequest]) -> BackendResult:
+    def run(
+        self, requests: Sequence[RunRequest], *, meanwhile: Callable[[], object] | None = None
+    ) -> BackendResult:
         if not requests:
             raise InfrastructureError("nothing to run: no shard requests")
         check_credentials(self.settings, environ=self.environ, stream=self.stream)
@@ -247,7 +249,8 @@ class ModalBackend:
             if "MODAL_LOGS_TIMEOUT" not in os.environ:  # see LOGS_TIMEOUT_SECONDS
                 modal.config.config.override_locally("logs_timeout", str(LOGS_TIMEOUT_SECONDS))
             with modal.enable_output(), _relayed_logs(modal, relay, self.stream):
-                self._session(modal, client, app, function, container_setup(recipe), shards)
+                setup = container_setup(recipe)
+                self._session(modal, client, app, function, setup, shards, meanwhile)
         return self._result(shards)
 
     def _client(self, modal: Any) -> Any:
@@ -268,6 +271,7 @@ class ModalBackend:
         function: Any,
         setup: dict[str, Any],
         shards: list[Shard],
+        meanwhile: Callable[[], object] | None,
     ) -> None:
         github = in_github_actions(self.environ)
         gpu = self.settings.gpu
@@ -297,6 +301,8 @@ class ModalBackend:
                 running,
             ):
                 self._spawn(function, setup, shards)
+                if meanwhile is not None:
+                    meanwhile()
                 self._wait(shards)
                 if self.cancel_event.is_set():
                     raise KeyboardInterrupt

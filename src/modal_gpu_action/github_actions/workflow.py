@@ -67,6 +67,14 @@ def command(name: str, message: str = "", **properties: str) -> str:
     return f"::{name}{' ' + props if props else ''}::{escape_data(message)}"
 
 
+def warn(message: str, stream: TextIO, github_mode: bool) -> None:
+    """A warning of the action's: a workflow command in GitHub mode, a plain line elsewhere."""
+    if github_mode:
+        print(command("warning", message, title="modal-gpu-action"), file=stream, flush=True)
+    else:
+        print(f"warning: {one_line(message)}", file=stream, flush=True)
+
+
 def mask(values: list[str], stream: TextIO = sys.stdout) -> None:
     """Ask the runner to hide each secret in the log; each line of a multi-line value too."""
     for value in values:

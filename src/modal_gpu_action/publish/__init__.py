@@ -1,7 +1,8 @@
 """Stage 7, the last, of inputs -> settings -> backend -> container -> report -> render -> publish:
 what goes to GitHub's API (the sticky PR comment, the label), and the action's outputs.
 
-Imports render, report, settings and the github_actions base; nothing imports it but the engine.
+Imports render, report, settings and the github_actions base; nothing imports it but the engine
+and after_tests.py.
 
     deadline.py         how long publishing may take: budgets, waits, the one deadline (stdlib
                         only: PyGithub is imported only when something is published)

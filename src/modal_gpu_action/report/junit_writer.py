@@ -14,7 +14,7 @@ file too, read back the same way by `parse_junit` (junit_reader.py):
 The file is written as it is made, 512 cases at a time (`write_junit_xml`), so that a report of a
 million cases never stands in memory as a tree or a string; `to_junit_xml` gives the same bytes
 as text. The layout is ElementTree's with `ET.indent` (what this module wrote before), so files
-stay the same byte for byte. engine.py writes it through output_files.stream_output.
+stay the same byte for byte. after_tests.py writes it through output_files.stream_output.
 """
 
 from __future__ import annotations
