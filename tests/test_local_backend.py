@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -317,3 +318,26 @@ def test_what_a_run_needs_after_its_tests_is_not_loaded_before_them() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.splitlines() == ["[]", "[]"]
+
+
+def test_meanwhile_waits_until_pytest_runs(tmp_path: Path) -> None:
+    # Called before, it held the GIL while the shard's own start (the plugins' copy, pytest's
+    # spawn) waited behind it: what it loads would delay the tests instead of hiding in them.
+    mark = f"meanwhile-{uuid.uuid4().hex}"
+    settings = settings_for(tmp_path, "passing", env=f"MARK={mark}")
+    backend = LocalBackend(settings, environ=environ(), stream=None)
+    running: list[bool] = []
+
+    def meanwhile() -> None:
+        running.append(any(mark.encode() in environ_of(pid) for pid in os.listdir("/proc")))
+
+    backend.run(backend.requests(), meanwhile=meanwhile)
+
+    assert running == [True]
+
+
+def environ_of(pid: str) -> bytes:
+    try:
+        return (Path("/proc") / pid / "environ").read_bytes() if pid.isdigit() else b""
+    except OSError:
+        return b""

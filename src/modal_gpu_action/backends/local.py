@@ -222,8 +222,14 @@ class LocalBackend:
             for r in requests
         ]
 
+        # Set once each shard's pytest runs, or its thread is over (pytest never started).
+        started = [threading.Event() for _ in requests]
+
         def run_shard(index: int) -> None:
-            outcomes[index] = self._run_one(requests[index])
+            try:
+                outcomes[index] = self._run_one(requests[index], started[index].set)
+            finally:
+                started[index].set()
 
         shards_running = [
             threading.Thread(target=run_shard, args=(index,), name=f"shard-{index}")
@@ -236,6 +242,10 @@ class LocalBackend:
                 thread.start()
             try:
                 if meanwhile is not None:
+                    # Not before: the shards' own start (the plugins' copy, pytest's spawn)
+                    # would wait for the GIL behind it.
+                    for event in started:
+                        event.wait()
                     meanwhile()
             finally:
                 for thread in shards_running:
@@ -253,7 +263,9 @@ class LocalBackend:
             infrastructure_error=problem,
         )
 
-    def _run_one(self, request: RunRequest) -> RunResult | InfrastructureError:
+    def _run_one(
+        self, request: RunRequest, on_started: Callable[[], object]
+    ) -> RunResult | InfrastructureError:
         try:
             return run_tests(
                 request,
@@ -262,6 +274,7 @@ class LocalBackend:
                 base_env=test_environment(self.environ),
                 kill_grace_seconds=self.kill_grace_seconds,
                 junit_open=True,  # the host reads it from here: outcome.py
+                on_started=on_started,
             )
         except RunnerError as error:
             where = f"{request.label}: " if request.label else ""

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, Literal, TextIO, Union
 
 TAIL_LINES = 50
@@ -63,10 +63,11 @@ def run_in_own_group(
     cancel_event: threading.Event | None = None,
     kill_grace_seconds: float = DEFAULT_KILL_GRACE_SECONDS,
     keep_lines: int = TAIL_LINES * 4,
+    on_started: Callable[[], object] | None = None,
 ) -> Exited:
     """Run `command` in a new session, its stdout and stderr merged and copied to `out` line by
-    line (each prefixed), until it ends, `timeout` seconds pass or `cancel_event` is set.
-    Raises OSError when it cannot be started."""
+    line (each prefixed), until it ends, `timeout` seconds pass or `cancel_event` is set;
+    `on_started` is called once it runs. Raises OSError when it cannot be started."""
     started = time.monotonic()
     process = subprocess.Popen(
         list(command),
@@ -82,6 +83,8 @@ def run_in_own_group(
     pump = threading.Thread(target=_pump, args=(process.stdout, out, prefix, tail), daemon=True)
     pump.start()
     try:
+        if on_started is not None:
+            on_started()
         stopped = _wait_unreaped(process.pid, started, timeout, cancel_event)
         if stopped:
             _signal_group(process.pid, signal.SIGTERM)

@@ -79,6 +79,7 @@ def run_tests(
     kill_grace_seconds: float = process.DEFAULT_KILL_GRACE_SECONDS,
     on_records: Callable[[list[dict[str, Any]]], None] | None = None,
     junit_open: bool = False,
+    on_started: Callable[[], object] | None = None,
 ) -> RunResult:
     """Run pytest for `request` and return what it left; see the module's docstring.
 
@@ -92,6 +93,7 @@ def run_tests(
     junit_open: a whole JUnit file of pytest's comes back open (`RunResult.junit_file`), not as
       bytes, for a caller in this process to read a chunk at a time and close (the local
       backend); not with re-runs, which merge the bytes.
+    on_started: called once pytest runs (not again for re-runs), from this thread.
     Raises RunnerError when pytest cannot be started at all.
     """
     out = process.resolve(stream)
@@ -134,6 +136,7 @@ def run_tests(
                 timeout=request.timeout_seconds,
                 cancel_event=cancel_event,
                 kill_grace_seconds=kill_grace_seconds,
+                on_started=on_started,
             )
         except OSError as error:
             raise RunnerError(f"could not start pytest with {command[0]}: {error}") from error
