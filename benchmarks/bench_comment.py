@@ -4,7 +4,7 @@ state, the table of tests that differ by GPU on top.
 
     uv run python benchmarks/bench_comment.py [--tests 100000] [--failures 5000] [--gpus 4]
 
-Each job is rendered as engine.run renders it (render_comment within SECTION_LIMIT, with the
+Each job is rendered as after_tests.finish renders it (render_comment within SECTION_LIMIT, with the
 changes since its previous run, its section with the encoded state and its GPU), then the jobs
 publish one after the other as github_comment does: parse the comment so far, put the job's
 section in, compose the whole comment (compose_comment, GitHub's 65,536-character limit). The
@@ -22,14 +22,13 @@ from datetime import UTC, datetime
 from modal_gpu_action.github_actions.github_limits import COMMENT_CHARS
 from modal_gpu_action.publish.previous_run import earlier_state
 from modal_gpu_action.render.comment_sections import (
-    SECTION_LIMIT,
     Section,
     compose_comment,
     parse_comment,
     section_for,
 )
 from modal_gpu_action.render.gpu_differences import gpu_differences
-from modal_gpu_action.render.markdown import render_comment
+from modal_gpu_action.render.markdown import SECTION_LIMIT, render_comment
 from modal_gpu_action.report.comparison import compare
 from modal_gpu_action.report.conclusion import Conclusion
 from modal_gpu_action.report.results import CaseOutcome, CaseResult, TestCase, TestReport
@@ -111,7 +110,7 @@ def job(
     *,
     features: bool = True,
 ) -> tuple[Section, str]:
-    """One job as engine.run renders it: its section and its own comment body (without the
+    """One job as after_tests.finish renders it: its section and its own comment body (without the
     changes and the hidden state when not `features`: the reference)."""
     started = time.perf_counter()
     changes = None

@@ -52,7 +52,7 @@ def test_the_engine_writes_every_output_but_the_comment_url_and_no_other() -> No
     settings = load_settings({"backend": "local"}, {}, workspace=ROOT)
     outcome = RunOutcome(TestReport(), Conclusion.NO_TESTS, 1, (), "", None)
     written = set(outputs(outcome, settings))
-    # comment-url and gpu-differences are written after the comment is published (engine.run)
+    # comment-url and gpu-differences are written after the comment is published (after_tests)
     assert written | {"comment-url", "gpu-differences"} == {o.name for o in OUTPUTS}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 from processes import wait_for_file
 
-from modal_gpu_action.backends.base import InfrastructureError, shard_requests
+from modal_gpu_action.backends.base import BackendResult, InfrastructureError, shard_requests
 from modal_gpu_action.backends.local import (
     LocalBackend,
     default_python,
@@ -24,7 +26,7 @@ from modal_gpu_action.backends.local import (
     plan_requests,
     resolve_devices,
 )
-from modal_gpu_action.container.protocol import RunRequest
+from modal_gpu_action.container.protocol import RunRequest, RunResult
 from modal_gpu_action.outcome import outcome_from
 from modal_gpu_action.report.junit_reader import parse_junit
 from modal_gpu_action.settings import Settings, load_settings
@@ -145,6 +147,15 @@ def test_plan_is_json_and_keeps_env_values_out(tmp_path: Path) -> None:
 # --- real runs ----------------------------------------------------------------------------------
 
 
+def closed(result: BackendResult) -> BackendResult:
+    """`result` with pytest's files (handed over open) closed: what the host does once it has
+    parsed them (outcome.py), for tests that only look at the shards."""
+    for shard in result.shards:
+        if shard.junit_file is not None:
+            shard.junit_file.close()
+    return result
+
+
 def properties(junit_xml: bytes) -> list[str]:
     root = ET.fromstring(junit_xml)
     return [p.get("value") or "" for p in root.iter("property")]
@@ -175,7 +186,7 @@ def test_auto_runs_one_shard_per_gpu_at_the_same_time_each_seeing_only_its_own(
         assert seen and set(seen) == {device}
     assert sum(len(properties(s.junit_bytes())) for s in result.shards) == 8
     assert sorted(p.read_text() for p in barrier.iterdir()) == ["0", "1"]
-    assert not result.cancelled and result.infrastructure_error is None
+    assert not closed(result).cancelled and result.infrastructure_error is None
     if source == "nvidia-smi":
         assert [[g.index for g in s.gpu.gpus] for s in result.shards] == [[0], [1]]
         assert {s.gpu.describe() for s in result.shards} == {
@@ -200,7 +211,7 @@ def test_cancel_stops_every_shard_and_says_so(tmp_path: Path) -> None:
         cancel.set()
 
     threading.Thread(target=cancel_once_hanging, daemon=True).start()
-    result = backend.run(backend.requests())
+    result = closed(backend.run(backend.requests()))
 
     assert result.cancelled and not any(s.timed_out for s in result.shards)
     assert [s.cancelled for s in result.shards] == [True]
@@ -278,7 +289,7 @@ def test_meanwhile_runs_once_in_the_calling_thread_while_the_tests_run(tmp_path:
         calls.append(threading.current_thread() is threading.main_thread())
         cancel.set()
 
-    result = backend.run(backend.requests(), meanwhile=meanwhile)
+    result = closed(backend.run(backend.requests(), meanwhile=meanwhile))
 
     assert calls == [True]
     assert result.cancelled and [s.cancelled for s in result.shards] == [True]
@@ -331,7 +342,7 @@ def test_meanwhile_waits_until_pytest_runs(tmp_path: Path) -> None:
     def meanwhile() -> None:
         running.append(any(mark.encode() in environ_of(pid) for pid in os.listdir("/proc")))
 
-    backend.run(backend.requests(), meanwhile=meanwhile)
+    closed(backend.run(backend.requests(), meanwhile=meanwhile))
 
     assert running == [True]
 
@@ -341,3 +352,54 @@ def environ_of(pid: str) -> bytes:
         return (Path("/proc") / pid / "environ").read_bytes() if pid.isdigit() else b""
     except OSError:
         return b""
+
+
+def test_a_forged_answer_cannot_hand_the_host_a_file(tmp_path: Path) -> None:
+    # `junit_file` is this process's own: an answer (Modal's, the container script's) that
+    # names one is read as if it did not.
+    settings = settings_for(tmp_path, "passing")
+    backend = LocalBackend(settings, environ=environ(), stream=None)
+    [shard] = backend.run(backend.requests()).shards
+    answer = {**shard.to_dict(), "junit_file": "/etc/passwd"}
+    assert shard.junit_file is not None
+    shard.junit_file.close()
+
+    forged = RunResult.from_dict(answer)
+
+    assert forged.junit_file is None and forged.junit_xml == answer["junit_xml"]
+    report = outcome_from(BackendResult("modal", [forged], 0.0), settings, cancelled=False)
+    assert {c.name for c in report.report.cases} >= {"test_adds"}
+
+
+def test_a_file_that_fails_to_read_is_a_problem_of_the_report_not_a_crash(tmp_path: Path) -> None:
+    junit = tmp_path / "junit.xml"
+    junit.write_text("<testsuites><testsuite/></testsuites>")
+    with junit.open("rb") as handle:
+        os.close(handle.fileno())  # every read and fstat now fails (EBADF)
+        report = parse_junit(handle, name="run")
+        with contextlib.suppress(OSError):
+            handle.close()
+    [problem] = report.problems
+    assert problem.where == "JUnit report run" and "cannot be read" in problem.message
+
+
+def test_the_engine_hands_the_backend_its_loading_of_what_follows_the_tests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modal_gpu_action import engine
+
+    given: list[object] = []
+    real_run = LocalBackend.run
+
+    def spy(self: LocalBackend, requests: object, *, meanwhile: object = None) -> object:
+        given.append(meanwhile)
+        return real_run(self, requests, meanwhile=meanwhile)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LocalBackend, "run", spy)
+    monkeypatch.setenv("MODAL_GPU_ACTION_PYTHON", sys.executable)
+    settings = settings_for(tmp_path, "passing")
+    code = engine.run(
+        settings, engine.Session(threading.Event()), environ=environ(), stream=io.StringIO()
+    )
+
+    assert code == 0 and len(given) == 1 and callable(given[0])

@@ -9,6 +9,7 @@ interpreter without pytest is an infrastructure error.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import sys
@@ -69,7 +70,7 @@ def execute(
     requests: list[RunRequest] = []
     try:
         requests = backend.requests()
-        result = backend.run(requests, meanwhile=meanwhile)
+        result = backend.run(requests, meanwhile=_never_raising(meanwhile))
     except InfrastructureError as error:
         report = TestReport().with_problem("infrastructure", str(error), error.detail)
         return _infrastructure_outcome(report, str(error), settings, stream, github_mode)
@@ -85,6 +86,20 @@ def execute(
     if outcome.conclusion is Conclusion.INFRASTRUCTURE_ERROR and outcome.report.problems:
         _say_error(outcome.report.problems[-1].message, stream, github_mode)
     return outcome
+
+
+def _never_raising(meanwhile: Callable[[], object] | None) -> Callable[[], object] | None:
+    """`meanwhile` with its exceptions dropped: it only moves work (the imports after the tests)
+    into the time the tests run, and what it would have done is done after them, failing there
+    if it must; the backend's tests and results stay whole."""
+    if meanwhile is None:
+        return None
+
+    def call() -> None:
+        with contextlib.suppress(Exception):
+            meanwhile()
+
+    return call
 
 
 def _infrastructure_outcome(
@@ -131,13 +146,17 @@ def outcome_from(
     """Merge the shards into one report; each shard's problem (a crash, a timeout, a cancel,
     pytest stopped by collection errors) is a problem of the run, apart from the tests."""
     reports = []
-    for shard in result.shards:
-        report = _shard_report(shard)
-        if shard.problem:
-            report = report.with_problem(
-                _shard_name(shard), _problem_message(shard, report), shard.output_tail
-            )
-        reports.append(report)
+    with contextlib.ExitStack() as handed_over:  # pytest's files (local backend): all closed
+        for shard in result.shards:
+            if shard.junit_file is not None:
+                handed_over.enter_context(shard.junit_file)
+        for shard in result.shards:
+            report = parse_junit(shard.junit_file or shard.junit_xml, name=_shard_name(shard))
+            if shard.problem:
+                report = report.with_problem(
+                    _shard_name(shard), _problem_message(shard, report), shard.output_tail
+                )
+            reports.append(report)
     report = merge(reports)
     # The run's wall time: the longest shard's pytest (shards run side by side). pytest's own
     # suite time misses a run it never finished (a timeout, a crash).
@@ -173,15 +192,6 @@ def outcome_from(
     usage = gpu_usage(result, settings)
     facts = _facts(result, settings, gpu, cost) + usage.facts + _artifact_facts(artifacts, settings)
     return RunOutcome(report, conclusion, code, facts, gpu, cost, usage, artifacts)
-
-
-def _shard_report(shard: RunResult) -> TestReport:
-    """The shard's JUnit parsed: its bytes, or (local backend) pytest's file, open, which is
-    read a chunk at a time and closed."""
-    if shard.junit_file is None:
-        return parse_junit(shard.junit_xml, name=_shard_name(shard))
-    with shard.junit_file:
-        return parse_junit(shard.junit_file, name=_shard_name(shard))
 
 
 def _problem_message(shard: RunResult, report: TestReport) -> str:

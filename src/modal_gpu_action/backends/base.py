@@ -61,8 +61,9 @@ class Backend(Protocol):
         self, requests: Sequence[RunRequest], *, meanwhile: Callable[[], object] | None = None
     ) -> BackendResult:
         """Run the shards (in parallel where the backend can) and return them all; call
-        `meanwhile` once in this thread, once the tests have started, while they run (the
-        engine loads what it needs after them). Raises InfrastructureError when no shard result
+        `meanwhile` once, in this thread, once the tests are under way (local: every shard's
+        pytest spawned; Modal: the containers spawned), not at all when they never start: the
+        engine loads what it needs after them. Raises InfrastructureError when no shard result
         can be had."""
         ...
 

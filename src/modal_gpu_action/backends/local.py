@@ -247,9 +247,15 @@ class LocalBackend:
                     for event in started:
                         event.wait()
                     meanwhile()
-            finally:
+            except BaseException:
                 for thread in shards_running:
                     thread.join()
+                for result in outcomes:  # nobody will read pytest's files now
+                    if isinstance(result, RunResult) and result.junit_file is not None:
+                        result.junit_file.close()
+                raise
+            for thread in shards_running:
+                thread.join()
         shards = [o for o in outcomes if isinstance(o, RunResult)]
         failures = [o for o in outcomes if isinstance(o, InfrastructureError)]
         if not shards:

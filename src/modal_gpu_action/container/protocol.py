@@ -247,6 +247,7 @@ class RunResult:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
         values = known_fields(cls, data)
+        values.pop("junit_file", None)  # only ever this process's own, never read from an answer
         values["gpu"] = GpuFacts.from_dict(values["gpu"])
         values["ending"] = Ending(values["ending"])
         if isinstance(values["junit_xml"], str):  # from `to_json`

@@ -36,7 +36,10 @@ def choose_junit(
     With `open_file` (the local backend, whose host is this process), a whole file of pytest's
     comes back open at its start, judged by its ends alone, for the host to read a chunk at a
     time as `report` reads a file: never held whole (25 MB at 100,000 tests, each page of a new
-    buffer a fault), and readable after its folder is removed. The caller closes it.
+    buffer a fault), and readable after its folder is removed. The caller closes it. What binds
+    it from then on is the host reader's own checks (its 256 MiB cap, entities refused): a
+    process the tests left running could rewrite it after its ends were judged, as it could
+    have written anything before pytest ended.
 
     The tests can rewrite pytest's file. One that is no regular file, is larger than the cap
     (MAX_JUNIT_BYTES, or the lower one MAX_JUNIT_BYTES_ENV asks for), declares a document type

@@ -3,12 +3,12 @@ can fail the run: every publishing problem becomes a warning, and the exit code 
 the tests. Where to publish (the event's context) and what (the inputs) come checked from
 settings: `LabelSettings` and `PublishSettings`.
 
-How the engine calls it:
+How the engine (engine.py, then after_tests.py once the tests are over) calls it:
 
     deadline = Deadline.for_run(cancel, environ)  # one deadline for all publishing
     with removing_label(label_settings, deadline=deadline):  # the label goes however it ends
         ... read the other inputs, run the tests, write the summary and outputs ...
-        result = publish_comment(settings.publishing, section=..., deadline=deadline)
+        result = publish_comment(  # after_tests.finishsettings.publishing, section=..., deadline=deadline)
 
 The engine imports this module (and with it PyGithub, 0.5-1 s) only when there is a label to
 remove or a comment to write; `Deadline` itself lives in `deadline`, which needs no PyGithub.

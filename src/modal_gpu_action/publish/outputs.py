@@ -1,4 +1,4 @@
-"""The action's outputs, as action.yml and the README list them (`OUTPUTS`). The engine writes
+"""The action's outputs, as action.yml and the README list them (`OUTPUTS`). after_tests.py writes
 their values to `$GITHUB_OUTPUT` (`github_actions.workflow.write_outputs`)."""
 
 from __future__ import annotations
