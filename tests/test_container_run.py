@@ -404,6 +404,38 @@ def test_pytest_starts_without_waiting_for_the_gpu_probe(tmp_path: Path) -> None
     assert [gpu.index for gpu in result.gpu.gpus] == [0, 1]
 
 
+def test_a_cancel_does_not_wait_for_an_nvidia_smi_that_has_not_answered(tmp_path: Path) -> None:
+    # GitHub sends SIGTERM 7.5 s after SIGINT; the probe's own timeouts are 10 s. A cancel
+    # ends the run with what the probe found so far, and no memory sampler starts after it.
+    hung = tmp_path / "bin" / "nvidia-smi"
+    hung.parent.mkdir()
+    hung.write_text("#!/bin/sh\nexec sleep 30\n")
+    hung.chmod(0o755)
+    base_env = {**os.environ, "PATH": f"{hung.parent}{os.pathsep}{os.environ['PATH']}"}
+    pid_file = tmp_path / "child.pid"
+    request = request_for(
+        project(tmp_path, "hang"), timeout_seconds=None, env={"HANG_PID_FILE": str(pid_file)}
+    )
+    cancel = threading.Event()
+    cancelled_at: list[float] = []
+
+    def cancel_once_hanging() -> None:
+        wait_for_file(pid_file)
+        cancelled_at.append(time.monotonic())
+        cancel.set()
+
+    threading.Thread(target=cancel_once_hanging, daemon=True).start()
+    result = run_tests(
+        request, stream=None, base_env=base_env, cancel_event=cancel, kill_grace_seconds=1.0
+    )
+    ended = time.monotonic()
+
+    assert result.ending is Ending.CANCELLED
+    assert ended - cancelled_at[0] < 5.0  # not the probe's 10 s
+    assert not result.gpu.visible and "had not answered" in (result.gpu.note or "")
+    assert result.gpu_memory == []
+
+
 def test_the_tail_leaves_out_pytests_own_frames() -> None:
     lines = [
         "Fatal Python error: Segmentation fault",

@@ -144,7 +144,9 @@ def run_tests(
             stop_following.set()
             if following is not None:
                 following.join(timeout=5.0)
-            gpu, peaks = gpu_side.finish()
+            # On a cancel, not a moment longer for an nvidia-smi that has not answered: GitHub
+            # sends SIGTERM 7.5 s after SIGINT, and the probe's own timeouts are 10 s.
+            gpu, peaks = gpu_side.finish(wait=not (cancel_event and cancel_event.is_set()))
 
         def run_again(again: RunRequest, nodeids: list[str]) -> RunResult:
             """One round of re-runs (reruns.py): the same pytest, keeping `nodeids`."""
@@ -193,6 +195,9 @@ class GpuBesidePytest:
     ) -> None:
         self._gpu: GpuFacts | None = None
         self._memory: GpuMemorySampler | None = None
+        self._given_up = False  # finish() stopped waiting: no sampler may start after it
+        self._lock = threading.Lock()
+        # Not a daemon: an nvidia-smi it started ends (its own timeout) before the process does.
         self._thread = threading.Thread(
             target=self._find, args=(dict(env), announce, sample_memory), name="gpu-probe"
         )
@@ -205,14 +210,30 @@ class GpuBesidePytest:
         with contextlib.suppress(Exception):  # a stream that fails loses the line, not the run
             announce(self._gpu)
         if sample_memory:
-            self._memory = GpuMemorySampler.start(env, self._gpu)
+            memory = GpuMemorySampler.start(env, self._gpu)
+            with self._lock:
+                if not self._given_up:
+                    self._memory = memory
+                    return
+            if memory is not None:
+                memory.stop()  # finish() has given up on it: it must not outlive the run
 
-    def finish(self) -> tuple[GpuFacts, list[GpuMemoryPeak]]:
-        """The facts, and each GPU's memory peak (none when not sampled), once pytest is over;
-        waits for the probe when pytest ended first (nvidia-smi's own timeouts bound it)."""
-        self._thread.join()
-        gpu = self._gpu or GpuFacts(False, [], None, "no GPU visible: probing failed")
-        return gpu, self._memory.stop() if self._memory is not None else []
+    def finish(self, *, wait: bool = True) -> tuple[GpuFacts, list[GpuMemoryPeak]]:
+        """The facts, and each GPU's memory peak (none when not sampled), once pytest is over.
+        With `wait`, waits for the probe when pytest ended first (nvidia-smi's own timeouts
+        bound it); without, takes what it has found (a cancel)."""
+        self._thread.join(None if wait else 0)
+        with self._lock:
+            self._given_up = True
+            gpu, memory = self._gpu, self._memory
+        if gpu is None:
+            why = (
+                "probing failed"
+                if wait
+                else "nvidia-smi had not answered when the run was cancelled"
+            )
+            gpu = GpuFacts(False, [], None, f"no GPU visible: {why}")
+        return gpu, memory.stop() if memory is not None else []
 
 
 def _remove_in_background(folder: Path) -> None:
