@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from processes import wait_for_file
+from processes import processes_with, wait_for_file
 
 from modal_gpu_action.backends.base import BackendResult, InfrastructureError, shard_requests
 from modal_gpu_action.backends.local import (
@@ -198,13 +198,20 @@ def test_auto_runs_one_shard_per_gpu_at_the_same_time_each_seeing_only_its_own(
         assert {s.gpu.note for s in result.shards} == {"no GPU visible: nvidia-smi not found"}
 
 
-def test_cancel_stops_every_shard_and_says_so(tmp_path: Path) -> None:
+def hanging(tmp_path: Path) -> tuple[LocalBackend, Path, threading.Event]:
+    """A backend running the `hang` project, the file its test writes once it hangs, and the
+    event that cancels it."""
     pid_file = tmp_path / "child.pid"
     settings = settings_for(tmp_path, "hang", env=f"HANG_PID_FILE={pid_file}")
     cancel = threading.Event()
     backend = LocalBackend(
         settings, cancel_event=cancel, environ=environ(), stream=None, kill_grace_seconds=1.0
     )
+    return backend, pid_file, cancel
+
+
+def test_cancel_stops_every_shard_and_says_so(tmp_path: Path) -> None:
+    backend, pid_file, cancel = hanging(tmp_path)
 
     def cancel_once_hanging() -> None:
         wait_for_file(pid_file)
@@ -276,12 +283,7 @@ def test_a_run_with_re_runs_keeps_pytests_file_as_bytes(tmp_path: Path) -> None:
 def test_meanwhile_runs_once_in_the_calling_thread_while_the_tests_run(tmp_path: Path) -> None:
     # The engine loads what it needs after the tests (after_tests.py) in this call: the hanging
     # test has started when it runs, and the run only ends because it cancels it.
-    pid_file = tmp_path / "child.pid"
-    settings = settings_for(tmp_path, "hang", env=f"HANG_PID_FILE={pid_file}")
-    cancel = threading.Event()
-    backend = LocalBackend(
-        settings, cancel_event=cancel, environ=environ(), stream=None, kill_grace_seconds=1.0
-    )
+    backend, pid_file, cancel = hanging(tmp_path)
     calls: list[bool] = []
 
     def meanwhile() -> None:
@@ -340,18 +342,11 @@ def test_meanwhile_waits_until_pytest_runs(tmp_path: Path) -> None:
     running: list[bool] = []
 
     def meanwhile() -> None:
-        running.append(any(mark.encode() in environ_of(pid) for pid in os.listdir("/proc")))
+        running.append(bool(processes_with(mark, wait=0)))
 
     closed(backend.run(backend.requests(), meanwhile=meanwhile))
 
     assert running == [True]
-
-
-def environ_of(pid: str) -> bytes:
-    try:
-        return (Path("/proc") / pid / "environ").read_bytes() if pid.isdigit() else b""
-    except OSError:
-        return b""
 
 
 def test_a_forged_answer_cannot_hand_the_host_a_file(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from modal_mock_server import (
     since,
     why_unavailable,
 )
+from processes import processes_with
 from test_project_files import TOKEN, hostile_project
 
 PROJECTS = Path(__file__).parent / "fixtures" / "modal_projects"
@@ -79,23 +80,6 @@ def run(
         timeout=timeout,
     )
     return result, junit
-
-
-def processes_with(mark: str, wait: float = 3.0) -> list[int]:
-    """Processes whose environment holds `mark` (the env input's value reaches every process of
-    the tests), after giving them `wait` seconds to go."""
-    deadline = time.monotonic() + wait
-    while True:
-        found = []
-        for entry in Path("/proc").iterdir():
-            try:
-                if entry.name.isdigit() and mark.encode() in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
 
 
 def cases(junit: Path) -> dict[str, str]:
